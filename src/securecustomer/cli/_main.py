@@ -1,0 +1,42 @@
+"""Argument parsing for the ``securecustomer`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from securecustomer import __version__
+from securecustomer.exceptions import SecureCustomerError
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="securecustomer", description="Keep your customers' data safe."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    demo = commands.add_parser("demo", help="run the end-to-end demo on a temporary key file")
+    demo.add_argument(
+        "--dir", metavar="DIR", help="keep the key file and key store in DIR (default: a temp dir)"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit status."""
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        _parser().print_help()
+        return 2
+    try:
+        if args.command == "demo":
+            from securecustomer.cli._demo import run_demo
+
+            return run_demo(args.dir)
+    except SecureCustomerError as exc:
+        print(f"securecustomer: error: {exc}", file=sys.stderr)
+        return 1
+    return 2  # pragma: no cover - argparse rejects unknown commands

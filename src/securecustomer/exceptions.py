@@ -1,0 +1,161 @@
+"""Every error securecustomer raises, in one tree.
+
+Catch the branch that matches what you can do about the failure::
+
+    SecureCustomerError
+    ├── ConfigurationError (ValueError)        wrong settings, bad key file, loose permissions
+    ├── UnsupportedValueError (TypeError)      a value of a type the value format cannot encode
+    ├── ContextError (ValueError)              an encryption context that is empty or malformed
+    ├── KeyManagementError                     the key hierarchy cannot do what was asked
+    │   ├── KeyNotFoundError (LookupError)     no such scope or key id (also a DecryptionError)
+    │   ├── KeyStateError                      the key's state forbids the operation
+    │   ├── KeyStoreError                      the key store is unreadable, corrupt or inconsistent
+    │   └── KeyProviderError                   the master-key provider failed
+    │       ├── KeyUnwrapError                 wrong master key, or a wrapped key was altered
+    │       ├── KeyProviderUnavailable         the provider could not be reached (retry later)
+    │       └── KeyProviderAccessDenied        the provider refused (fix credentials / policy)
+    ├── DecryptionError                        one opaque error for every bad token
+    │   ├── KeyNotFoundError                   the token names a key id the key store never had
+    │   ├── KeyDisabledError                   the key exists but is disabled (can be re-enabled)
+    │   └── KeyDestroyedError                  the key was destroyed: the value is erased for good
+    ├── AuthorizationError (PermissionError)
+    │   └── AccessDenied                       the policy engine denied the request
+    ├── PolicyError (ValueError)               a policy document that cannot be loaded
+    ├── AuditError                             the audit trail could not record or verify
+    └── AnonymizationError (ValueError)        a transform cannot be applied to its input
+
+Messages and attributes never carry key material, plaintext or ciphertext: only
+identifiers such as ``key_id`` (an ``int``), ``scope`` (a ``str``) and file paths.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AccessDenied",
+    "AnonymizationError",
+    "AuditError",
+    "AuthorizationError",
+    "ConfigurationError",
+    "ContextError",
+    "DecryptionError",
+    "KeyDestroyedError",
+    "KeyDisabledError",
+    "KeyManagementError",
+    "KeyNotFoundError",
+    "KeyProviderAccessDenied",
+    "KeyProviderError",
+    "KeyProviderUnavailable",
+    "KeyStateError",
+    "KeyStoreError",
+    "KeyUnwrapError",
+    "PolicyError",
+    "SecureCustomerError",
+    "UnsupportedValueError",
+]
+
+
+class SecureCustomerError(Exception):
+    """Root of every error raised by securecustomer."""
+
+
+class ConfigurationError(SecureCustomerError, ValueError):
+    """Settings, a key file or an environment variable are wrong or unsafe."""
+
+
+class UnsupportedValueError(SecureCustomerError, TypeError):
+    """A value cannot be encoded by the value format (wrong type or out of range)."""
+
+
+class ContextError(SecureCustomerError, ValueError):
+    """An encryption context is empty or malformed."""
+
+
+class KeyManagementError(SecureCustomerError):
+    """The key hierarchy cannot perform the requested operation."""
+
+
+class KeyStateError(KeyManagementError):
+    """The state of a key forbids the operation (for example, reviving a destroyed key)."""
+
+    def __init__(self, message: str, *, key_id: int | None = None, scope: str | None = None):
+        super().__init__(message)
+        self.key_id = key_id
+        self.scope = scope
+
+
+class KeyStoreError(KeyManagementError):
+    """The key store cannot be read or written, or its content is inconsistent."""
+
+
+class KeyProviderError(KeyManagementError):
+    """The master-key provider failed to wrap or unwrap key material."""
+
+
+class KeyUnwrapError(KeyProviderError):
+    """Wrapped key material did not authenticate: wrong master key or an altered key store."""
+
+
+class KeyProviderUnavailable(KeyProviderError):
+    """The provider could not be reached or timed out; retrying later may succeed."""
+
+
+class KeyProviderAccessDenied(KeyProviderError):
+    """The provider refused the request; retrying will not help until permissions change."""
+
+
+class DecryptionError(SecureCustomerError):
+    """A token could not be decrypted.
+
+    The message never says which check failed: a flipped bit, a truncated token and a
+    token moved to another column all look the same to the caller.
+    """
+
+    def __init__(self, message: str = "the value could not be decrypted") -> None:
+        super().__init__(message)
+
+
+class KeyNotFoundError(KeyManagementError, DecryptionError, LookupError):
+    """No key with this id or scope exists in the key store."""
+
+    def __init__(self, message: str, *, key_id: int | None = None, scope: str | None = None):
+        super().__init__(message)
+        self.key_id = key_id
+        self.scope = scope
+
+
+class KeyDisabledError(DecryptionError):
+    """The key exists but is disabled; re-enabling it makes its values readable again."""
+
+    def __init__(self, *, key_id: int, scope: str) -> None:
+        super().__init__(f"key {key_id:#010x} of scope {scope!r} is disabled")
+        self.key_id = key_id
+        self.scope = scope
+
+
+class KeyDestroyedError(DecryptionError):
+    """The key was destroyed (crypto-shredded): the value can never be read again."""
+
+    def __init__(self, *, key_id: int, scope: str) -> None:
+        super().__init__(f"key {key_id:#010x} of scope {scope!r} was destroyed")
+        self.key_id = key_id
+        self.scope = scope
+
+
+class AuthorizationError(SecureCustomerError, PermissionError):
+    """An actor is not allowed to do what it asked."""
+
+
+class AccessDenied(AuthorizationError):
+    """The policy engine denied the request."""
+
+
+class PolicyError(SecureCustomerError, ValueError):
+    """A policy document cannot be loaded."""
+
+
+class AuditError(SecureCustomerError):
+    """The audit trail could not record or verify events."""
+
+
+class AnonymizationError(SecureCustomerError, ValueError):
+    """A transform cannot be applied to its input."""

@@ -1,0 +1,245 @@
+"""Key stores kept in memory and in a JSON file; both share one set of rules."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import attrs
+
+from securecustomer.crypto import KeyState
+from securecustomer.exceptions import KeyNotFoundError, KeyStoreError
+from securecustomer.keys._fs import atomic_write, locked
+from securecustomer.keys._records import DataKeyRecord, RootKeyRecord, WrappedKey, check_update
+
+__all__ = ["FileKeyStore", "MemoryKeyStore"]
+
+_T = TypeVar("_T")
+_FORMAT = "securecustomer.keystore"
+
+
+@attrs.define
+class _Records:
+    """The content of a key store and the rules every mutation follows."""
+
+    roots: dict[int, RootKeyRecord] = attrs.Factory(dict)
+    data: dict[int, DataKeyRecord] = attrs.Factory(dict)
+
+    def scope(self, scope: str) -> list[DataKeyRecord]:
+        return sorted((r for r in self.data.values() if r.scope == scope), key=lambda r: r.version)
+
+    def add_root(self, record: RootKeyRecord) -> RootKeyRecord:
+        return self.roots.setdefault(record.version, record)
+
+    def update_root(self, record: RootKeyRecord) -> None:
+        old = self.roots.get(record.version)
+        if old is None:
+            raise KeyNotFoundError(f"no root key version {record.version}")
+        check_update(old, record)
+        self.roots[record.version] = record
+
+    def add_data_key(self, record: DataKeyRecord) -> DataKeyRecord | None:
+        for existing in self.data.values():
+            if existing.scope == record.scope and existing.version == record.version:
+                return existing
+        if record.key_id in self.data:
+            return None
+        self.data[record.key_id] = record
+        return record
+
+    def update_data_keys(self, records: list[DataKeyRecord]) -> None:
+        for record in records:  # check all before changing any
+            old = self.data.get(record.key_id)
+            if old is None:
+                raise KeyNotFoundError(f"no data key {record.key_id:#010x}", key_id=record.key_id)
+            check_update(old, record)
+        for record in records:
+            self.data[record.key_id] = record
+
+
+class _StoreBase:
+    """Implements the KeyStore protocol over `_read` and `_write` hooks."""
+
+    def _read(self, change: Callable[[_Records], _T], *, write: bool) -> _T:
+        raise NotImplementedError
+
+    def roots(self) -> list[RootKeyRecord]:
+        return self._read(lambda s: [s.roots[v] for v in sorted(s.roots)], write=False)
+
+    def add_root(self, record: RootKeyRecord) -> RootKeyRecord:
+        return self._read(lambda s: s.add_root(record), write=True)
+
+    def update_root(self, record: RootKeyRecord) -> None:
+        self._read(lambda s: s.update_root(record), write=True)
+
+    def data_keys(self, scope: str) -> list[DataKeyRecord]:
+        return self._read(lambda s: s.scope(scope), write=False)
+
+    def data_key(self, key_id: int) -> DataKeyRecord | None:
+        return self._read(lambda s: s.data.get(key_id), write=False)
+
+    def all_data_keys(self) -> list[DataKeyRecord]:
+        return self._read(lambda s: list(s.data.values()), write=False)
+
+    def add_data_key(self, record: DataKeyRecord) -> DataKeyRecord | None:
+        return self._read(lambda s: s.add_data_key(record), write=True)
+
+    def update_data_keys(self, records: list[DataKeyRecord]) -> None:
+        self._read(lambda s: s.update_data_keys(records), write=True)
+
+
+class MemoryKeyStore(_StoreBase):
+    """A key store in this process's memory: for tests and throw-away keyrings.
+
+    Everything is lost when the process exits, including the keys your data needs.
+    """
+
+    def __init__(self) -> None:
+        self._records = _Records()
+        self._lock = threading.Lock()
+
+    def _read(self, change: Callable[[_Records], _T], *, write: bool) -> _T:
+        with self._lock:
+            return change(self._records)
+
+    def __repr__(self) -> str:
+        return f"<MemoryKeyStore roots={len(self._records.roots)} keys={len(self._records.data)}>"
+
+
+class FileKeyStore(_StoreBase):
+    """A key store in one JSON file, replaced atomically (mode 0600).
+
+    Safe with several processes on one host: writers take a lock file next to it
+    (``PATH.lock``) and readers never see a half-written file. Every call reads the
+    file, so it suits keyrings with up to a few thousand scopes; use the SQL key store
+    for per-subject scopes at scale.
+
+    Example::
+
+        keyring = Keyring(LocalKeyProvider.from_file("master.key"), FileKeyStore("keys.json"))
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._lock_path = self.path.with_name(self.path.name + ".lock")
+        self._thread_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<FileKeyStore {str(self.path)!r}>"
+
+    def _read(self, change: Callable[[_Records], _T], *, write: bool) -> _T:
+        if not write:
+            return change(self._load())
+        with self._thread_lock, locked(self._lock_path):
+            records = self._load()
+            before = _dump(records)
+            result = change(records)
+            after = _dump(records)
+            if after != before:
+                atomic_write(self.path, after)
+            return result
+
+    def _load(self) -> _Records:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return _Records()
+        except OSError as exc:
+            raise KeyStoreError(f"{self.path}: cannot read key store ({exc.strerror})") from None
+        try:
+            return _parse(raw)
+        except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+            raise KeyStoreError(f"{self.path}: corrupt key store: {exc}") from None
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _dump(records: _Records) -> bytes:
+    document = {
+        "format": _FORMAT,
+        "version": 1,
+        "roots": [
+            {
+                "version": r.version,
+                "state": r.state.value,
+                "created_at": r.created_at.isoformat(),
+                "wrapped": [
+                    {"provider": w.provider, "key_ref": w.key_ref, "ciphertext": _b64(w.ciphertext)}
+                    for w in r.wrapped
+                ],
+            }
+            for r in (records.roots[v] for v in sorted(records.roots))
+        ],
+        "data_keys": [
+            {
+                "key_id": r.key_id,
+                "scope": r.scope,
+                "version": r.version,
+                "state": r.state.value,
+                "created_at": r.created_at.isoformat(),
+                "root_version": r.root_version,
+                "wrapped": _b64(r.wrapped),
+            }
+            for r in sorted(records.data.values(), key=lambda r: (r.scope, r.version))
+        ],
+    }
+    return (json.dumps(document, indent=1, ensure_ascii=False) + "\n").encode()
+
+
+def _parse(raw: bytes) -> _Records:
+    document: Any = json.loads(raw.decode("utf-8"))
+    if not isinstance(document, dict) or document.get("format") != _FORMAT:
+        raise ValueError(f'"format" must be "{_FORMAT}"')
+    if document.get("version") != 1:
+        raise ValueError('unsupported "version" (expected 1)')
+    records = _Records()
+    for index, item in enumerate(document["roots"]):
+        try:
+            root = RootKeyRecord(
+                version=_int(item["version"]),
+                state=KeyState(item["state"]),
+                created_at=dt.datetime.fromisoformat(item["created_at"]),
+                wrapped=tuple(
+                    WrappedKey(
+                        provider=str(w["provider"]),
+                        key_ref=str(w["key_ref"]),
+                        ciphertext=base64.b64decode(w["ciphertext"], validate=True),
+                    )
+                    for w in item["wrapped"]
+                ),
+            )
+        except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+            raise ValueError(f"roots[{index}]: {exc!r}") from None
+        records.roots[root.version] = root
+    for index, item in enumerate(document["data_keys"]):
+        try:
+            key = DataKeyRecord(
+                key_id=_int(item["key_id"]),
+                scope=str(item["scope"]),
+                version=_int(item["version"]),
+                state=KeyState(item["state"]),
+                created_at=dt.datetime.fromisoformat(item["created_at"]),
+                root_version=_int(item["root_version"]),
+                wrapped=base64.b64decode(item["wrapped"], validate=True),
+            )
+        except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+            raise ValueError(f"data_keys[{index}]: {exc!r}") from None
+        if key.key_id in records.data:
+            raise ValueError(f"data_keys[{index}]: duplicate key id {key.key_id:#010x}")
+        records.data[key.key_id] = key
+    return records
+
+
+def _int(value: object) -> int:
+    if type(value) is not int:
+        raise TypeError("expected an integer")
+    return value
