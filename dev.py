@@ -19,7 +19,7 @@ TOOLS = ["nox==2026.10.20", "uv==0.13.8"]
 
 
 def main(argv: list[str]) -> int:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - this file runs on whatever python3 is
         print("securecustomer needs Python 3.11 or newer", file=sys.stderr)
         return 2
     bindir = BOOT / ("Scripts" if os.name == "nt" else "bin")
@@ -34,7 +34,9 @@ def main(argv: list[str]) -> int:
         marker.write_text("\n".join(TOOLS))
     args = ["-s", *argv] if argv and not argv[0].startswith("-") else argv
     env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
-    return subprocess.call([str(python), "-m", "nox", "-f", str(ROOT / "noxfile.py"), *args], env=env)
+    return subprocess.call(
+        [str(python), "-m", "nox", "-f", str(ROOT / "noxfile.py"), *args], env=env
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Project tasks: ``nox -s tests lint typing docs bench demo`` (``python3 dev.py`` bootstraps nox)."""
+"""Project tasks (nox -s tests lint typing docs bench demo); python3 dev.py bootstraps nox."""
 
 from __future__ import annotations
 

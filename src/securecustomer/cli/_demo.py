@@ -70,11 +70,13 @@ def _run(directory: Path) -> int:
     print(f"new value: {email.decrypt(new_token, context=row_7)!r}")
 
     _step("5. Crypto-shredding: destroy a customer's own key scope")
-    subject = keyring.cipher("subject:7")
+    erased = {r.scope for r in keyring.store.all_data_keys() if r.scope.startswith("subject:")}
+    scope = f"subject:{7 + len(erased)}"  # a customer not erased by an earlier run in --dir
+    subject = keyring.cipher(scope)
     notes = Context("customers", "notes", row=7)
     secret = subject.encrypt({"allergies": ["penicillin"]}, context=notes)
-    print(f"subject:7 value: {subject.decrypt(secret, context=notes)!r}")
-    destroyed = keyring.destroy("subject:7")
+    print(f"{scope} value: {subject.decrypt(secret, context=notes)!r}")
+    destroyed = keyring.destroy(scope)
     print(f"destroyed keys:  {', '.join(f'{k:#010x}' for k in destroyed)}")
     try:
         subject.decrypt(secret, context=notes)

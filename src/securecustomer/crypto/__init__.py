@@ -9,10 +9,10 @@ from securecustomer.crypto._encoding import Value
 from securecustomer.crypto._format import FORMAT_VERSION, Context
 from securecustomer.crypto._keys import DataKey, KeyState
 
-__all__ = [
-    "FORMAT_VERSION",
+__all__ = [  # noqa: RUF022 - plain sorted(), as tests/test_public_api.py pins it
     "Context",
     "DataKey",
+    "FORMAT_VERSION",
     "FieldCipher",
     "KeySet",
     "KeySource",

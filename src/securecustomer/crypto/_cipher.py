@@ -218,8 +218,11 @@ class FieldCipher:
         token, `KeyDestroyedError` when its key was destroyed.
         """
         keys = self._keys
-        head = token[:HEADER_SIZE]
-        entry = keys.entries.get(head)  # type: ignore[call-overload]
+        try:
+            head = token[:HEADER_SIZE]
+            entry = keys.entries.get(head)  # type: ignore[call-overload]
+        except TypeError:  # not sliceable, or a memoryview (unhashable)
+            return self._decrypt_slow(token, context)
         if entry is None or keys.expires_at <= self._clock() or type(token) is not bytes:
             return self._decrypt_slow(token, context)
         key, gcm, decode = entry

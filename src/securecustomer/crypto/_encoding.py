@@ -12,7 +12,7 @@ import struct
 import uuid
 import zoneinfo
 from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Final
 
 from securecustomer.exceptions import UnsupportedValueError
@@ -21,7 +21,16 @@ __all__ = ["DECODERS", "TYPE_CODES", "Value", "decode_value", "encode_value", "t
 
 #: Values the format can carry. JSON means a ``dict`` or ``list`` of JSON-able values.
 Value = (
-    bytes | str | int | bool | float | Decimal | dt.date | dt.datetime | uuid.UUID | dict[str, Any]
+    bytes
+    | str
+    | int
+    | bool
+    | float
+    | Decimal
+    | dt.date
+    | dt.datetime
+    | uuid.UUID
+    | dict[str, Any]
     | list[Any]
 )
 

@@ -70,9 +70,7 @@ def _row(value: str | int | uuid.UUID | None) -> str | None:
         return value
     if type(value) is int or type(value) is uuid.UUID:
         return str(value)
-    raise ContextError(
-        f"context row must be a str, int or UUID, got {type(value).__qualname__}"
-    )
+    raise ContextError(f"context row must be a str, int or UUID, got {type(value).__qualname__}")
 
 
 @attrs.frozen(cache_hash=True)

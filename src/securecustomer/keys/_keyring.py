@@ -202,7 +202,9 @@ class Keyring:
 
         ``deterministic=True`` encrypts with AES-256-SIV: equal values give equal tokens.
         """
-        return FieldCipher(self, _check_scope(scope), deterministic=deterministic, clock=self._clock)
+        return FieldCipher(
+            self, _check_scope(scope), deterministic=deterministic, clock=self._clock
+        )
 
     async def acipher(self, scope: str, *, deterministic: bool = False) -> FieldCipher:
         """`cipher` without blocking the event loop."""
@@ -409,7 +411,8 @@ class Keyring:
         if record is None:
             raise KeyNotFoundError(f"no root key version {version}")
         users = [
-            r for r in self.store.all_data_keys()
+            r
+            for r in self.store.all_data_keys()
             if r.root_version == version and r.state is not KeyState.DESTROYED
         ]
         if users:

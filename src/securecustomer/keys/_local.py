@@ -79,7 +79,9 @@ class LocalKeyProvider:
         try:
             key = base64.b64decode(text.strip(), validate=True)
         except binascii.Error:
-            raise ConfigurationError(f"environment variable {variable} is not valid base64") from None
+            raise ConfigurationError(
+                f"environment variable {variable} is not valid base64"
+            ) from None
         return cls([key], source=f"environment variable {variable}")
 
     @classmethod
@@ -105,7 +107,9 @@ class LocalKeyProvider:
         try:
             atomic_write(path, data, exclusive=True)
         except FileExistsError:
-            raise ConfigurationError(f"{path}: key file exists already; not overwriting it") from None
+            raise ConfigurationError(
+                f"{path}: key file exists already; not overwriting it"
+            ) from None
         return cls([key], source=str(path))
 
     @classmethod
@@ -136,7 +140,9 @@ class LocalKeyProvider:
 
     def wrap(self, material: bytes, *, context: dict[str, str]) -> WrappedKey:
         nonce = os.urandom(_NONCE)
-        sealed = self._wrappers[self._primary].encrypt(nonce, material, _aad(self._primary, context))
+        sealed = self._wrappers[self._primary].encrypt(
+            nonce, material, _aad(self._primary, context)
+        )
         return WrappedKey(provider=self.name, key_ref=self._primary, ciphertext=nonce + sealed)
 
     def unwrap(self, wrapped: WrappedKey, *, context: dict[str, str]) -> bytes:

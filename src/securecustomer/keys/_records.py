@@ -10,7 +10,14 @@ import attrs
 from securecustomer.crypto import KeyState
 from securecustomer.exceptions import KeyStateError
 
-__all__ = ["DataKeyRecord", "KeyProvider", "KeyStore", "RootKeyRecord", "WrappedKey", "check_update"]
+__all__ = [
+    "DataKeyRecord",
+    "KeyProvider",
+    "KeyStore",
+    "RootKeyRecord",
+    "WrappedKey",
+    "check_update",
+]
 
 
 @attrs.frozen
@@ -135,4 +142,6 @@ def check_update(old: RootKeyRecord | DataKeyRecord, new: RootKeyRecord | DataKe
     if old.state is KeyState.DESTROYED and new.state is not KeyState.DESTROYED:
         raise KeyStateError("a destroyed key can never be revived", key_id=key_id, scope=scope)
     if new.state is KeyState.DESTROYED and new.wrapped:
-        raise KeyStateError("a destroyed key must not keep wrapped material", key_id=key_id, scope=scope)
+        raise KeyStateError(
+            "a destroyed key must not keep wrapped material", key_id=key_id, scope=scope
+        )

@@ -1,0 +1,94 @@
+"""The public surface is pinned: adding or removing a name is a deliberate change."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+EXPECTED = {
+    "securecustomer": ["Context", "FieldCipher", "Keyring", "LocalKeyProvider", "__version__"],
+    "securecustomer.crypto": [
+        "Context",
+        "DataKey",
+        "FORMAT_VERSION",
+        "FieldCipher",
+        "KeySet",
+        "KeySource",
+        "KeyState",
+        "Value",
+    ],
+    "securecustomer.keys": [
+        "DataKeyRecord",
+        "FileKeyStore",
+        "KeyProvider",
+        "KeyState",
+        "KeyStatus",
+        "KeyStore",
+        "Keyring",
+        "LocalKeyProvider",
+        "MemoryKeyStore",
+        "RootKeyRecord",
+        "WrappedKey",
+        "check_update",
+    ],
+    "securecustomer.exceptions": [
+        "AccessDenied",
+        "AnonymizationError",
+        "AuditError",
+        "AuthorizationError",
+        "ConfigurationError",
+        "ContextError",
+        "DecryptionError",
+        "KeyDestroyedError",
+        "KeyDisabledError",
+        "KeyManagementError",
+        "KeyNotFoundError",
+        "KeyProviderAccessDenied",
+        "KeyProviderError",
+        "KeyProviderUnavailable",
+        "KeyStateError",
+        "KeyStoreError",
+        "KeyUnwrapError",
+        "PolicyError",
+        "SecureCustomerError",
+        "UnsupportedValueError",
+    ],
+    "securecustomer.hazmat": [
+        "StaticKeySource",
+        "decrypt_with_key",
+        "encrypt_with_nonce",
+        "field_cipher",
+    ],
+    "securecustomer.cli": ["main"],
+}
+
+
+class TestAll:
+    """Each package's __all__ is sorted, importable and exactly the expected names."""
+
+    @pytest.mark.parametrize("module", sorted(EXPECTED))
+    def test_pinned(self, module: str) -> None:
+        mod = importlib.import_module(module)
+        assert EXPECTED[module] == list(mod.__all__)
+        assert sorted(mod.__all__) == list(mod.__all__)
+        for name in mod.__all__:
+            assert hasattr(mod, name), name
+
+    def test_fixed_names_from_the_issue(self) -> None:
+        """Names other code imports: they must never move."""
+        from securecustomer import Keyring, LocalKeyProvider  # noqa: F401
+        from securecustomer.crypto import FieldCipher  # noqa: F401
+        from securecustomer.exceptions import (  # noqa: F401
+            ConfigurationError,
+            DecryptionError,
+            KeyDestroyedError,
+            KeyNotFoundError,
+            SecureCustomerError,
+        )
+        from securecustomer.keys import FileKeyStore, KeyProvider, MemoryKeyStore  # noqa: F401
+
+    def test_typed(self) -> None:
+        from importlib.resources import files
+
+        assert files("securecustomer").joinpath("py.typed").is_file()
