@@ -14,7 +14,7 @@ _zones = st.sampled_from(["UTC", "Europe/Paris", "America/New_York", "Asia/Kolka
 
 aware_datetimes = st.one_of(
     st.datetimes(timezones=st.just(dt.UTC)),
-    st.datetimes(timezones=_zones.map(zoneinfo.ZoneInfo)),
+    st.datetimes(timezones=_zones.map(zoneinfo.ZoneInfo), allow_imaginary=False),
     st.datetimes(
         timezones=st.integers(-23 * 60, 23 * 60).map(
             lambda minutes: dt.timezone(dt.timedelta(minutes=minutes))

@@ -280,3 +280,25 @@ class TestDestroyed:
             cipher.decrypt(token, context=CTX)
         with pytest.raises(KeyDestroyedError):
             cipher.decrypt_many([token], context=CTX)
+
+
+class TestKeyObjects:
+    """Key objects compare by identity, never by (secret) content."""
+
+    def test_identity(self) -> None:
+        from securecustomer.crypto import DataKey, KeyState
+
+        material = bytes(32)
+        one = DataKey(key_id=1, scope="s", version=1, state=KeyState.ACTIVE, material=material)
+        two = DataKey(key_id=1, scope="s", version=1, state=KeyState.ACTIVE, material=material)
+        assert one != two
+        assert one == one  # noqa: PLR0124
+        assert "DataKey id=0x00000001 scope='s' version=1 state=active" in repr(one)
+
+    def test_bad_material(self) -> None:
+        from securecustomer.crypto import DataKey, KeyState
+
+        with pytest.raises(ValueError, match="32 bytes"):
+            DataKey(key_id=1, scope="s", version=1, state=KeyState.ACTIVE, material=b"short")
+        with pytest.raises(ValueError, match="32 bits"):
+            DataKey(key_id=2**32, scope="s", version=1, state=KeyState.ACTIVE, material=None)

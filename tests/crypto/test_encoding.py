@@ -137,3 +137,45 @@ class TestStrictDecoding:
 
     def test_every_decoder_is_registered(self) -> None:
         assert sorted(DECODERS) == list(range(10))
+
+
+class TestClockChanges:
+    """Local times in a DST gap are refused; ambiguous ones keep their fold."""
+
+    def test_gap_refused(self) -> None:
+        paris = zoneinfo.ZoneInfo("Europe/Paris")
+        with pytest.raises(UnsupportedValueError, match="clock change gap"):
+            encode_value(dt.datetime(2024, 3, 31, 2, 30, tzinfo=paris))
+
+    def test_fold_kept(self) -> None:
+        paris = zoneinfo.ZoneInfo("Europe/Paris")
+        for fold in (0, 1):
+            value = dt.datetime(2024, 10, 27, 2, 30, fold=fold, tzinfo=paris)
+            back = decode_value(*encode_value(value))
+            assert (value.utcoffset(), fold) == (back.utcoffset(), back.fold)  # type: ignore[union-attr]
+
+    def test_fold_on_fixed_offset_is_meaningless(self) -> None:
+        value = dt.datetime(2000, 1, 1, fold=1, tzinfo=dt.UTC)
+        assert value == decode_value(*encode_value(value))
+
+
+class TestJsonRoundTrip:
+    """JSON values that would come back different are refused."""
+
+    @pytest.mark.parametrize("value", [{1: "a"}, [(1, 2)], {"a": (1,)}, {"x": "\ud800"}])
+    def test_refused(self, value: Any) -> None:
+        with pytest.raises(UnsupportedValueError, match="JSON value"):
+            encode_value(value)
+
+    def test_too_deep(self) -> None:
+        value: list[Any] = []
+        for _ in range(100_000):
+            value = [value]
+        with pytest.raises(UnsupportedValueError, match="JSON value"):
+            encode_value(value)
+
+    def test_minimal_int(self) -> None:
+        """Two's complement with the fewest bytes: -128 is 0x80, 128 is 0x0080."""
+        assert (b"\x80", b"\x00\x80", b"\xff\x7f", b"\x00") == tuple(
+            encode_value(n)[1] for n in (-128, 128, -129, 0)
+        )

@@ -378,3 +378,63 @@ class TestStatus:
         with pytest.raises(DecryptionError) as info:
             keyring.cipher("b").decrypt(token, context=CTX)
         assert type(info.value) is DecryptionError
+
+
+class TestRootRotationAcrossProcesses:
+    """A process that loaded an older root never wraps new data keys under it."""
+
+    def test_stale_process_uses_the_current_root(
+        self, file_keyring_factory: Callable[..., Keyring]
+    ) -> None:
+        stale, admin = file_keyring_factory(), file_keyring_factory()
+        admin.cipher("existing")
+        admin.rotate_root()
+        admin.destroy_root(1)
+        token = stale.cipher("new-scope").encrypt("v", context=CTX)
+        assert {2} == {r.root_version for r in admin.store.all_data_keys()}
+        fresh = file_keyring_factory()
+        assert "v" == fresh.cipher("new-scope").decrypt(token, context=CTX)
+
+    def test_root_cache_expires(
+        self, file_keyring_factory: Callable[..., Keyring], clock: FakeClock
+    ) -> None:
+        reader, admin = file_keyring_factory(root_cache_ttl=100), file_keyring_factory()
+        admin.rotate_root()
+        admin.destroy_root(1)
+        assert 1 in reader._roots
+        clock.advance(101)
+        reader.cipher("s")
+        assert [2] == sorted(reader._roots)
+
+    def test_bad_root_ttl(self, provider: LocalKeyProvider) -> None:
+        with pytest.raises(ConfigurationError, match="root_cache_ttl"):
+            Keyring(provider, MemoryKeyStore(), root_cache_ttl=-1)
+
+    def test_async_admin_twins(self, provider: LocalKeyProvider) -> None:
+        async def main() -> list[KeyState]:
+            keyring = await Keyring(provider, MemoryKeyStore()).aload()
+            keyring.cipher("a")
+            keyring.cipher("b")
+            key_a = keyring.store.data_keys("a")[0].key_id
+            key_b = keyring.store.data_keys("b")[0].key_id
+            await keyring.aset_state(key_a, KeyState.DISABLED)
+            await keyring.adestroy_key(key_b)
+            keyring._create_root(2)
+            assert 1 == await keyring.arewrap_data_keys()
+            await keyring.adestroy_root(1)
+            return [r.state for r in keyring.store.roots()] + [
+                keyring.store.data_keys("a")[0].state
+            ]
+
+        assert [KeyState.DESTROYED, KeyState.ACTIVE, KeyState.DISABLED] == asyncio.run(main())
+
+
+class TestFileStoreErrors:
+    """I/O failures of the file store surface as KeyStoreError naming the file."""
+
+    def test_missing_directory(self, provider: LocalKeyProvider, tmp_path: Path) -> None:
+        from securecustomer.exceptions import KeyStoreError
+
+        store = FileKeyStore(tmp_path / "missing" / "keys.json")
+        with pytest.raises(KeyStoreError, match="missing/keys.json: cannot write"):
+            Keyring(provider, store).load()

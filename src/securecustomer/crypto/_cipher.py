@@ -1,7 +1,18 @@
 """FieldCipher: encrypt and decrypt single values and batches for one key scope.
 
-The per-value paths are written for speed: one dict lookup on the 6 header bytes finds
-the key, the AEAD and the plaintext decoder; header bytes are precomputed per key.
+The per-value paths are written for speed (measured in ``benchmarks/run.py``, explained
+in ``docs/performance.md``). Everything that can be computed once is computed once:
+
+* per key set (`KeySet`, rebuilt whenever the keyring reloads a scope): a dict from the
+  6 header bytes of every usable key to ``(AES-GCM decrypt or None, decoder, key)``,
+  and the primary key's bound ``AESGCM.encrypt`` with its header bytes;
+* per cipher: the scope's length-prefixed AAD part, and a one-entry memo of the last
+  associated data built, as one immutable ``(context, header, aad)`` tuple.
+
+What is still done on every call, on purpose: the cache expiry check against the clock
+(a key destroyed or disabled elsewhere stops working within the keyring's cache TTL),
+the token type check, a fresh ``os.urandom(12)`` nonce per value, the AEAD itself, the
+usage counters and the context type check (done before a context enters the memo).
 """
 
 from __future__ import annotations
@@ -39,12 +50,18 @@ from securecustomer.exceptions import (
 __all__ = ["FieldCipher", "KeySet", "KeySource"]
 
 _GCM_BODY: Final = HEADER_SIZE + NONCE_SIZE
-_GCM_MIN: Final = _GCM_BODY + TAG_SIZE
 _USABLE: Final = (KeyState.ACTIVE, KeyState.DECRYPT_ONLY)
 _urandom = os.urandom
 
-#: What a header maps to: (key, AES-GCM decrypt function or None for AES-SIV, decoder).
-_Entry = tuple[DataKey, Callable[[bytes, bytes, bytes], bytes] | None, Callable[[bytes], Any]]
+#: The decoders of `_encoding.DECODERS`, except that ``str`` uses ``bytes.decode``
+#: directly: it is the same strict UTF-8 decode ``_dec_str`` performs (and raises the
+#: same ``UnicodeDecodeError``, a ``ValueError``), minus one Python-level call.
+_DECODERS: Final = {**DECODERS, STR: bytes.decode}
+
+#: What a header maps to: (AES-GCM decrypt, or None for AES-SIV; decoder; key).
+_Entry = tuple[Callable[[bytes, bytes, bytes], bytes] | None, Callable[[bytes], Any], DataKey]
+#: The primary key as encryption needs it: (key, its AESGCM.encrypt, its GCM headers).
+_Sealer = tuple[DataKey, Callable[[bytes, bytes, bytes], bytes], tuple[bytes, ...]]
 
 
 def _open_siv(key: DataKey, token: bytes, aad: bytes) -> bytes:
@@ -53,12 +70,18 @@ def _open_siv(key: DataKey, token: bytes, aad: bytes) -> bytes:
     return key.siv.decrypt(token[-TAG_SIZE:] + token[HEADER_SIZE:-TAG_SIZE], [aad])
 
 
+def _seal_siv(key: DataKey, head: bytes, data: bytes, aad: bytes) -> bytes:
+    # AES-SIV puts its 16-byte synthetic IV first; the format puts the tag last.
+    sealed = key.siv.encrypt(data, [aad])
+    return head + sealed[TAG_SIZE:] + sealed[:TAG_SIZE]
+
+
 def _open(entry: _Entry, token: bytes, aad: bytes) -> Any:
     """Authenticate and decode *token*: raises InvalidTag or ValueError on any fault.
 
     AES-GCM itself rejects a short nonce (ValueError) or a short tag (InvalidTag).
     """
-    key, gcm, decode = entry
+    gcm, decode, key = entry
     if gcm is not None:
         return decode(gcm(token[HEADER_SIZE:_GCM_BODY], token[_GCM_BODY:], aad))
     return decode(_open_siv(key, token, aad))
@@ -76,18 +99,27 @@ class KeySet:
     primary: DataKey | None
     by_id: Mapping[int, DataKey]
     expires_at: float
-    #: Header bytes of every usable key -> (key, opener, decoder); built once.
+    #: Header bytes of every usable key -> (opener, decoder, key); built once, never mutated.
     entries: dict[bytes, _Entry] = attrs.field(init=False, repr=False)
+    #: The primary key with its bound ``AESGCM.encrypt`` and headers, or None; built once.
+    sealer: _Sealer | None = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         entries: dict[bytes, _Entry] = {}
         for key in self.by_id.values():
+            # Disabled and destroyed keys get no entry: their tokens take the slow path,
+            # which re-reads the key store and raises the typed error.
             if key.state not in _USABLE or key.gcm is None:
                 continue
-            for code, decoder in DECODERS.items():
-                entries[key.gcm_headers[code]] = (key, key.gcm.decrypt, decoder)
-                entries[key.siv_headers[code]] = (key, None, decoder)
+            for code, decoder in _DECODERS.items():
+                entries[key.gcm_headers[code]] = (key.gcm.decrypt, decoder, key)
+                entries[key.siv_headers[code]] = (None, decoder, key)
         self.entries = entries
+        primary = self.primary
+        if primary is None or primary.state is not KeyState.ACTIVE or primary.gcm is None:
+            self.sealer = None  # encrypting raises KeyStateError
+        else:
+            self.sealer = (primary, primary.gcm.encrypt, primary.gcm_headers)
 
     @property
     def usable(self) -> list[DataKey]:
@@ -115,6 +147,8 @@ class FieldCipher:
     ``deterministic=True`` selects AES-256-SIV (equal values give equal tokens, so it
     reveals equality: use it only where a column must be matched exactly).
 
+    A cipher may be shared between threads.
+
     Example::
 
         cipher = keyring.cipher("customers.email")
@@ -138,7 +172,13 @@ class FieldCipher:
         self._deterministic = deterministic
         self._clock = clock
         self._scope_part = length_prefixed(scope.encode("utf-8"))
-        #: (context, header, associated data) of the last call: one tuple, swapped atomically.
+        # The last (context, header, associated data) built, as ONE immutable tuple that
+        # is replaced, never mutated: a thread reads it once into locals, so it always
+        # sees an AAD together with the context and header it was built from, whatever
+        # other threads store meanwhile (they can only cause a miss). It holds a strong
+        # reference to the context, so an identity match cannot be a recycled id(), and
+        # contexts are frozen, so a matching context still has the same parts. Only
+        # contexts that passed the type check in `_aad` are ever stored.
         self._memo: tuple[object, bytes, bytes] = (None, b"", b"")
         self._keys = source.keyset(scope)
 
@@ -162,54 +202,62 @@ class FieldCipher:
             keys = self._keys = self._source.keyset(self.scope)
         return keys
 
-    def _primary(self) -> DataKey:
-        key = self._keyset().primary
-        if key is None:
+    def _sealer(self) -> _Sealer:
+        sealer = self._keyset().sealer
+        if sealer is None:
             raise KeyStateError(
                 f"scope {self.scope!r} has no active key: rotate it to create one",
                 scope=self.scope,
             )
-        return key
+        return sealer
+
+    def _primary(self) -> DataKey:
+        return self._sealer()[0]
 
     def _aad(self, head: bytes, context: Context) -> bytes:
-        try:
-            return head + context.aad_parts + self._scope_part
-        except AttributeError:
-            raise ContextError(
-                "context must be a securecustomer.crypto.Context, "
-                f"got {type(context).__qualname__}"
-            ) from None
+        """The associated data: header, context parts, key scope (see ``_format``).
+
+        `encrypt` and `decrypt` inline this, type check included, on a memo miss.
+        """
+        if type(context) is not Context:
+            raise _context_error(context)
+        return head + context.aad_parts + self._scope_part
 
     # -- single values ------------------------------------------------------------------
 
     def encrypt(self, value: Value, *, context: Context) -> bytes:
         """Encrypt *value* for *context*; the token embeds the type of *value*."""
         keys = self._keys
-        key = keys.primary
-        if key is None or keys.expires_at <= self._clock():
-            key = self._primary()
+        sealer = keys.sealer
+        # The expiry check runs on every call: see the module docstring.
+        if sealer is None or keys.expires_at <= self._clock():
+            sealer = self._sealer()
+        key, seal, headers = sealer
         if type(value) is str:
             code = STR
             try:
-                data = value.encode("utf-8")
-            except UnicodeEncodeError:
+                data = value.encode()  # UTF-8, strict: what _encoding does for str
+            except UnicodeEncodeError:  # lone surrogates: let the encoder raise its error
                 code, data = encode_value(value)
         else:
             code, data = encode_value(value)
-        key.encryptions += 1
         if self._deterministic:
             head = key.siv_headers[code]
-            sealed = key.siv.encrypt(data, [self._aad(head, context)])
-            return head + sealed[TAG_SIZE:] + sealed[:TAG_SIZE]
-        head = key.gcm_headers[code]
-        memo = self._memo
-        if memo[0] is context and memo[1] is head:
-            aad = memo[2]
-        else:
-            aad = self._aad(head, context)
+            token = _seal_siv(key, head, data, self._aad(head, context))
+            key.encryptions += 1
+            return token
+        head = headers[code]
+        ctx, memo_head, aad = self._memo  # one read of one immutable tuple
+        # The header is compared by value: the AAD starts with exactly these bytes.
+        if ctx is not context or memo_head != head:
+            if type(context) is not Context:
+                raise _context_error(context)
+            aad = head + context.aad_parts + self._scope_part
             self._memo = (context, head, aad)
-        nonce = _urandom(NONCE_SIZE)
-        return head + nonce + key.gcm.encrypt(nonce, data, aad)  # type: ignore[union-attr]
+        nonce = _urandom(NONCE_SIZE)  # fresh from the OS for every value
+        sealed = seal(nonce, data, aad)
+        key.encryptions += 1
+        return head + nonce + sealed
 
     def decrypt(self, token: bytes | bytearray | memoryview, *, context: Context) -> Value:
         """Decrypt *token* for *context*.
@@ -218,20 +266,22 @@ class FieldCipher:
         token, `KeyDestroyedError` when its key was destroyed.
         """
         keys = self._keys
-        try:
-            head = token[:HEADER_SIZE]
-            entry = keys.entries.get(head)  # type: ignore[call-overload]
-        except TypeError:  # not sliceable, or a memoryview (unhashable)
+        # Only an exact bytes object takes the fast path (slicing and hashing anything
+        # else could raise a foreign error); the expiry check runs on every call.
+        if type(token) is not bytes or keys.expires_at <= self._clock():
             return self._decrypt_slow(token, context)
-        if entry is None or keys.expires_at <= self._clock() or type(token) is not bytes:
+        head = token[:HEADER_SIZE]
+        entry = keys.entries.get(head)
+        if entry is None:  # unknown, disabled or destroyed key, or not a token at all
             return self._decrypt_slow(token, context)
-        key, gcm, decode = entry
-        memo = self._memo
-        if memo[0] is context and memo[1] == head:
-            aad = memo[2]
-        else:
-            aad = self._aad(head, context)  # type: ignore[arg-type]
-            self._memo = (context, head, aad)  # type: ignore[assignment]
+        gcm, decode, key = entry
+        ctx, memo_head, aad = self._memo  # one read of one immutable tuple
+        # The header is compared by value: the AAD starts with exactly these bytes.
+        if ctx is not context or memo_head != head:
+            if type(context) is not Context:
+                raise _context_error(context)
+            aad = head + context.aad_parts + self._scope_part
+            self._memo = (context, head, aad)
         try:
             if gcm is not None:
                 value = decode(gcm(token[HEADER_SIZE:_GCM_BODY], token[_GCM_BODY:], aad))
@@ -269,7 +319,7 @@ class FieldCipher:
             value = _open(entry, token, self._aad(head, context))
         except (InvalidTag, ValueError):
             raise DecryptionError from None
-        entry[0].decryptions += 1
+        entry[2].decryptions += 1
         return value  # type: ignore[no-any-return]
 
     # -- batches ------------------------------------------------------------------------
@@ -283,31 +333,41 @@ class FieldCipher:
         """
         values = values if isinstance(values, list) else list(values)
         contexts = _contexts(context, len(values))
-        key = self._primary()
-        if self._deterministic:
-            return [self.encrypt(v, context=c) for v, c in zip(values, contexts, strict=True)]
-        headers = key.gcm_headers
-        seal = key.gcm.encrypt  # type: ignore[union-attr]
+        key, seal, headers = self._sealer()  # one expiry check for the whole batch
         scope_part = self._scope_part
-        shared = contexts[0].aad_parts + scope_part if type(context) is Context else None
+        if self._deterministic:
+            out = []
+            for value, ctx in zip(values, contexts, strict=True):
+                code, data = encode_value(value)
+                head = key.siv_headers[code]
+                out.append(_seal_siv(key, head, data, head + ctx.aad_parts + scope_part))
+            key.encryptions += len(out)
+            return out
+        # With one shared Context the AAD depends only on the value's type code: build
+        # the possible AADs once, indexed by type code like the headers.
+        shared = None
+        if type(context) is Context:
+            shared = [head + context.aad_parts + scope_part for head in headers]
+        # One read from the OS for the whole batch, cut into disjoint 12-byte nonces: the
+        # same random bytes as one os.urandom(12) per value, with one system call.
         nonces = _urandom(NONCE_SIZE * len(values))
         out = []
+        append = out.append
         start = 0
         for value, ctx in zip(values, contexts, strict=True):
             if type(value) is str:
                 code = STR
                 try:
-                    data = value.encode("utf-8")
-                except UnicodeEncodeError:
+                    data = value.encode()  # UTF-8, strict: what _encoding does for str
+                except UnicodeEncodeError:  # lone surrogates: let the encoder raise
                     code, data = encode_value(value)
             else:
                 code, data = encode_value(value)
             head = headers[code]
-            end = start + NONCE_SIZE
-            nonce = nonces[start:end]
-            start = end
-            tail = shared if shared is not None else ctx.aad_parts + scope_part
-            out.append(head + nonce + seal(nonce, data, head + tail))
+            aad = shared[code] if shared is not None else head + ctx.aad_parts + scope_part
+            nonce = nonces[start : start + NONCE_SIZE]
+            start += NONCE_SIZE
+            append(head + nonce + seal(nonce, data, aad))
         key.encryptions += len(out)
         return out
 
@@ -320,24 +380,38 @@ class FieldCipher:
         """Decrypt many tokens; *context* is shared or one per token. All or nothing."""
         tokens = tokens if isinstance(tokens, list) else list(tokens)
         contexts = _contexts(context, len(tokens))
-        keys = self._keyset()
-        entries = keys.entries
-        shared = contexts[0].aad_parts + self._scope_part if type(context) is Context else None
+        entries = self._keyset().entries  # one expiry check for the whole batch
+        scope_part = self._scope_part
+        shared = type(context) is Context
+        # For this batch only (a local dict, not state shared with other calls): header ->
+        # (opener, decoder, key, AAD prefix). With a shared Context the prefix is the whole
+        # AAD; with one Context per token it is the header, completed token by token.
+        openers: dict[bytes, tuple[Any, Callable[[bytes], Any], DataKey, bytes]] = {}
+        tail = context.aad_parts + scope_part if shared else b""  # type: ignore[union-attr]
         out: list[Value] = []
         append = out.append
         for token, ctx in zip(tokens, contexts, strict=True):
-            entry = entries.get(token[:HEADER_SIZE]) if type(token) is bytes else None
-            if entry is None:  # refresh, convert or explain: the careful path
+            # Only exact bytes take the fast path (see decrypt); other types, and tokens
+            # of keys that are not usable in this key set, go the careful way.
+            opener = None
+            if type(token) is bytes:
+                head = token[:HEADER_SIZE]
+                opener = openers.get(head)
+                if opener is None:
+                    entry = entries.get(head)
+                    if entry is not None:
+                        opener = openers[head] = (*entry, head + tail)
+            if opener is None:
                 append(self._decrypt_slow(token, ctx))
                 continue
-            key, gcm, decode = entry
-            tail = shared if shared is not None else ctx.aad_parts + self._scope_part
+            gcm, decode, key, aad = opener
+            if not shared:
+                aad += ctx.aad_parts + scope_part
             try:
                 if gcm is not None:
-                    data = gcm(token[HEADER_SIZE:_GCM_BODY], token[_GCM_BODY:], token[:HEADER_SIZE] + tail)
+                    append(decode(gcm(token[HEADER_SIZE:_GCM_BODY], token[_GCM_BODY:], aad)))
                 else:
-                    data = _open_siv(key, token, token[:HEADER_SIZE] + tail)
-                append(decode(data))
+                    append(decode(_open_siv(key, token, aad)))
             except (InvalidTag, ValueError):
                 raise DecryptionError from None
             key.decryptions += 1
@@ -376,7 +450,14 @@ def _index(key: DataKey, value: Value, context: Context, size: int) -> bytes:
     return hmac.new(key.index_key, message, sha256).digest()[:size]
 
 
+def _context_error(context: object) -> ContextError:
+    return ContextError(
+        f"context must be a securecustomer.crypto.Context, got {type(context).__qualname__}"
+    )
+
+
 def _contexts(context: Context | Sequence[Context], count: int) -> Sequence[Context]:
+    """Check *context* (one Context, or one per value) and return one per value."""
     if type(context) is Context:
         return [context] * count
     if isinstance(context, (str, bytes)) or not isinstance(context, Sequence):

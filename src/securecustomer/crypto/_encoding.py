@@ -82,7 +82,8 @@ def _unsupported(value: object) -> UnsupportedValueError:
 
 
 def _enc_int(value: int) -> bytes:
-    return value.to_bytes(value.bit_length() // 8 + 1, "big", signed=True)
+    # minimal two's complement: -128 is one byte (0x80), 128 is two (0x0080)
+    return value.to_bytes((value + (value < 0)).bit_length() // 8 + 1, "big", signed=True)
 
 
 def _enc_float(value: float) -> bytes:
@@ -108,20 +109,35 @@ def _enc_datetime(value: dt.datetime) -> bytes:
             "naive datetime values cannot be encrypted: attach a timezone (for example UTC) "
             "so the value means the same instant when it is read back"
         )
-    text = value.isoformat()
-    if isinstance(tz, zoneinfo.ZoneInfo) and tz.key:
-        text += f"[{tz.key}]"
-    return text.encode("ascii")
+    data = _format_datetime(value)
+    back = _parse_datetime(data)
+    if back != value or back.utcoffset() != value.utcoffset():
+        raise UnsupportedValueError(
+            f"{value.replace(tzinfo=None).isoformat()} does not exist in time zone {tz} "
+            "(it falls in a clock change gap); convert it to an existing time first"
+        )
+    return data
+
+
+def _dump_json(value: object) -> str:
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
 
 
 def _enc_json(value: dict[str, Any] | list[Any]) -> bytes:
     try:
-        text = json.dumps(
-            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        )
-    except (TypeError, ValueError) as exc:
+        text = _dump_json(value)
+        data = text.encode("utf-8")
+        same = json.loads(text) == value
+    except (TypeError, ValueError, RecursionError) as exc:
         raise UnsupportedValueError(f"the JSON value cannot be encoded: {exc}") from None
-    return text.encode("utf-8")
+    if not same:
+        raise UnsupportedValueError(
+            "the JSON value would not round-trip: use str keys, lists rather than tuples, "
+            "and only JSON types (str, int, float, bool, None, dict, list)"
+        )
+    return data
 
 
 def _enc_str(value: str) -> bytes:
@@ -150,7 +166,7 @@ _ENCODERS: Final[dict[int, Callable[[Any], bytes]]] = {
 def encode_value(value: object) -> tuple[int, bytes]:
     """Return ``(type_code, canonical bytes)`` for *value*."""
     if type(value) is str:  # the common case first, without a dict lookup
-        return STR, _enc_str(value)  # type: ignore[arg-type]
+        return STR, _enc_str(value)
     code = type_code(value)
     return code, _ENCODERS[code](value)
 
@@ -189,13 +205,28 @@ def _dec_decimal(data: bytes) -> Decimal:
 
 
 def _dec_date(data: bytes) -> dt.date:
-    text = data.decode("ascii")
-    if len(text) != 10:
+    value = dt.date.fromisoformat(data.decode("ascii"))
+    if _enc_date(value) != data:
         raise _Malformed
-    return dt.date.fromisoformat(text)
+    return value
+
+
+def _format_datetime(value: dt.datetime) -> bytes:
+    text = value.isoformat()
+    tz = value.tzinfo
+    if isinstance(tz, zoneinfo.ZoneInfo) and tz.key:
+        text += f"[{tz.key}]"
+    return text.encode("ascii")
 
 
 def _dec_datetime(data: bytes) -> dt.datetime:
+    value = _parse_datetime(data)
+    if _format_datetime(value) != data:
+        raise _Malformed
+    return value
+
+
+def _parse_datetime(data: bytes) -> dt.datetime:
     text = data.decode("ascii")
     zone = None
     if text.endswith("]"):
@@ -215,7 +246,7 @@ def _dec_uuid(data: bytes) -> uuid.UUID:
 
 def _dec_json(data: bytes) -> dict[str, Any] | list[Any]:
     value = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
-    if type(value) not in (dict, list):
+    if type(value) not in (dict, list) or _dump_json(value).encode("utf-8") != data:
         raise _Malformed
     return value  # type: ignore[no-any-return]
 
@@ -230,7 +261,7 @@ def _strict(decoder: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
     def decode(data: bytes) -> Any:
         try:
             return decoder(data)
-        except (ValueError, ArithmeticError, LookupError, OverflowError):
+        except (ValueError, ArithmeticError, LookupError, RecursionError):
             raise _Malformed from None
 
     return decode

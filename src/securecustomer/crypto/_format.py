@@ -80,10 +80,11 @@ class Context:
     A token decrypts only with the same table, column and row (and the same key scope),
     so a value copied to another column, table or row fails to decrypt.
 
-    Example::
-
+    Example:
+        ```python
         ctx = Context("customers", "email", row=42)
         token = cipher.encrypt("ada@example.com", context=ctx)
+        ```
     """
 
     table: str

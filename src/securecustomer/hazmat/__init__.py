@@ -5,12 +5,13 @@ to let implementations in other languages compare their output byte for byte. A
 repeated nonce under one key destroys the confidentiality and integrity of AES-GCM:
 never use `encrypt_with_nonce` for real data. Applications use `securecustomer.Keyring`.
 
-Example::
-
+Example:
+    ```python
     token = encrypt_with_nonce(
         material, key_id=1, scope="customers.email", value="ada@example.com",
         context=Context("customers", "email"), nonce=bytes(12),
     )
+    ```
 """
 
 from __future__ import annotations

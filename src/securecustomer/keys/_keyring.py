@@ -69,7 +69,8 @@ def _root_context(version: int) -> dict[str, str]:
 class KeyStatus:
     """One key in a `Keyring.status` report. Holds no secret.
 
-    *encryptions* and *decryptions* count uses by this process since the key was loaded.
+    *encryptions* and *decryptions* count uses by this process while the scope stayed in
+    the keyring's cache (they restart from zero after the scope is evicted).
     """
 
     kind: Literal["root", "data"]
@@ -90,13 +91,16 @@ class Keyring:
     `load`; data keys are wrapped by the root key (locally, no network) and created on
     first use of a scope. Unwrapped data keys are cached for at most *cache_ttl*
     seconds and *cache_size* scopes, so a key destroyed by another process stops
-    working here within *cache_ttl*.
+    working here within *cache_ttl*. Unwrapped root keys are re-read after
+    *root_cache_ttl* seconds, and the store is asked for the current root version
+    before any data key is wrapped, so a root rotated by another process is used at once.
 
-    Example::
-
+    Example:
+        ```python
         keyring = Keyring(LocalKeyProvider.from_file("master.key"), FileKeyStore("keys.json"))
         keyring.load()
         cipher = keyring.cipher("customers.email")
+        ```
     """
 
     def __init__(
@@ -106,17 +110,21 @@ class Keyring:
         *,
         cache_ttl: float = 60.0,
         cache_size: int = 10_000,
+        root_cache_ttl: float = 3600.0,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], dt.datetime] = _utcnow,
         random: Callable[[int], bytes] = os.urandom,
     ) -> None:
-        if not (isinstance(cache_ttl, (int, float)) and 0 < cache_ttl < math.inf):
-            raise ConfigurationError("cache_ttl must be a positive, finite number of seconds")
+        for name, ttl in (("cache_ttl", cache_ttl), ("root_cache_ttl", root_cache_ttl)):
+            if not (isinstance(ttl, (int, float)) and 0 < ttl < math.inf):
+                raise ConfigurationError(f"{name} must be a positive, finite number of seconds")
         if type(cache_size) is not int or cache_size < 1:
             raise ConfigurationError("cache_size must be a positive integer")
         self.provider = provider
         self.store = store
         self._ttl = float(cache_ttl)
+        self._root_ttl = float(root_cache_ttl)
+        self._roots_expire = -math.inf
         self._size = cache_size
         self._clock = clock
         self._now = now
@@ -162,6 +170,7 @@ class Keyring:
         with self._lock:
             self._roots = roots
             self._primary_root = max(active)
+            self._roots_expire = self._clock() + self._root_ttl
 
     def _unwrap_root(self, record: RootKeyRecord) -> AESGCM:
         for wrapped in record.wrapped:
@@ -183,7 +192,7 @@ class Keyring:
 
     def _root(self, version: int) -> AESGCM:
         root = self._roots.get(version)
-        if root is None:  # another process rotated the root key
+        if root is None or self._roots_expire <= self._clock():  # rotated, or cache too old
             self._install_roots(self.store.roots())
             root = self._roots.get(version)
             if root is None:
@@ -194,6 +203,19 @@ class Keyring:
         if self._primary_root is None:
             raise KeyManagementError("the keyring is not loaded: call load() or aload() first")
         return self._primary_root
+
+    def _writable_root(self) -> int:
+        """The root version to wrap new data keys under, as the store says now.
+
+        Another process may have rotated (and then destroyed) the root this process
+        loaded; wrapping under it would make the new key unreadable everywhere else.
+        """
+        loaded = self._primary()
+        records = self.store.roots()
+        current = max((r.version for r in records if r.state is KeyState.ACTIVE), default=None)
+        if current != loaded or loaded not in self._roots:
+            self._install_roots(records)
+        return self._primary()
 
     # -- data keys ------------------------------------------------------------------------
 
@@ -288,7 +310,7 @@ class Keyring:
             ) from None
 
     def _create_data_key(self, scope: str, version: int) -> DataKeyRecord:
-        root_version = self._primary()
+        root_version = self._writable_root()
         material = self._random(KEY_SIZE)
         for _ in range(16):
             draft = DataKeyRecord(
@@ -311,7 +333,7 @@ class Keyring:
     def rotate(self, scope: str) -> KeyStatus:
         """Create a new data key version for new writes; older ones become decrypt-only.
 
-        Existing values stay readable; the re-encryption job moves them to the new key.
+        Existing values stay readable; re-encrypt them with the new key to retire the old.
         """
         scope = _check_scope(scope)
         self._primary()
@@ -383,7 +405,7 @@ class Keyring:
 
     def rewrap_data_keys(self) -> int:
         """Rewrap every data key not yet under the primary root key; returns how many."""
-        target = self._primary()
+        target = self._writable_root()
         pending = [
             r
             for r in self.store.all_data_keys()
@@ -453,6 +475,22 @@ class Keyring:
     async def astatus(self) -> list[KeyStatus]:
         """`status` without blocking the event loop."""
         return await asyncio.to_thread(self.status)
+
+    async def aset_state(self, key_id: int, state: KeyState) -> None:
+        """`set_state` without blocking the event loop."""
+        await asyncio.to_thread(self.set_state, key_id, state)
+
+    async def adestroy_key(self, key_id: int) -> None:
+        """`destroy_key` without blocking the event loop."""
+        await asyncio.to_thread(self.destroy_key, key_id)
+
+    async def arewrap_data_keys(self) -> int:
+        """`rewrap_data_keys` without blocking the event loop."""
+        return await asyncio.to_thread(self.rewrap_data_keys)
+
+    async def adestroy_root(self, version: int) -> None:
+        """`destroy_root` without blocking the event loop."""
+        await asyncio.to_thread(self.destroy_root, version)
 
 
 def _destroyed(record: DataKeyRecord) -> DataKeyRecord:

@@ -45,10 +45,11 @@ class LocalKeyProvider:
     provider. The key file is written with mode 0600 and refused when group or others
     may access it.
 
-    Example::
-
+    Example:
+        ```python
         provider = LocalKeyProvider.create_key_file("master.key")   # once
         provider = LocalKeyProvider.from_file("master.key")         # at every start
+        ```
     """
 
     name = "local"

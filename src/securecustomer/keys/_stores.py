@@ -118,12 +118,13 @@ class FileKeyStore(_StoreBase):
 
     Safe with several processes on one host: writers take a lock file next to it
     (``PATH.lock``) and readers never see a half-written file. Every call reads the
-    file, so it suits keyrings with up to a few thousand scopes; use the SQL key store
-    for per-subject scopes at scale.
+    file, so it suits keyrings with up to a few thousand scopes, not per-subject scopes
+    for a large customer base.
 
-    Example::
-
+    Example:
+        ```python
         keyring = Keyring(LocalKeyProvider.from_file("master.key"), FileKeyStore("keys.json"))
+        ```
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -137,14 +138,19 @@ class FileKeyStore(_StoreBase):
     def _read(self, change: Callable[[_Records], _T], *, write: bool) -> _T:
         if not write:
             return change(self._load())
-        with self._thread_lock, locked(self._lock_path):
-            records = self._load()
-            before = _dump(records)
-            result = change(records)
-            after = _dump(records)
-            if after != before:
-                atomic_write(self.path, after)
-            return result
+        try:
+            with self._thread_lock, locked(self._lock_path):
+                records = self._load()
+                before = _dump(records)
+                result = change(records)
+                after = _dump(records)
+                if after != before:
+                    atomic_write(self.path, after)
+                return result
+        except OSError as exc:
+            raise KeyStoreError(
+                f"{self.path}: cannot write key store ({exc.strerror or exc})"
+            ) from exc
 
     def _load(self) -> _Records:
         try:

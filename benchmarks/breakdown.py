@@ -1,0 +1,197 @@
+"""Where FieldCipher's time goes above the floor: an ablation ladder for one value.
+
+Run ``python benchmarks/breakdown.py``. Each rung adds one piece of what
+``FieldCipher.encrypt`` / ``decrypt`` do to the floor recipe of ``run.py``, written out
+inline on the real key set and context (the same objects the cipher uses), and is timed
+with the same harness (loops over the same values, interleaved rounds, medians). The
+difference between two rungs is the cost of the piece the second one adds; the last
+rung is the real method. A statistical profiler cannot resolve costs of 10 to 60 ns
+inside one Python function; this can, to the noise of the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from run import Candidate, environment, make_values, measure
+
+from securecustomer import Context, Keyring, LocalKeyProvider
+from securecustomer.crypto._encoding import STR
+from securecustomer.keys import MemoryKeyStore
+
+Step = Callable[..., Any]
+
+
+def _loop(step: Step, items: list[Any], ctx: Context) -> Callable[[], list[Any]]:
+    def run() -> list[Any]:
+        out = []
+        for item in items:
+            out.append(step(item, context=ctx))
+        return out
+
+    return run
+
+
+def ladder(values: list[str]) -> tuple[list[Candidate], list[Candidate]]:
+    """The encrypt rungs and the decrypt rungs (a rung times one operation only)."""
+    keyring = Keyring(LocalKeyProvider.generate(), MemoryKeyStore()).load()
+    cipher = keyring.cipher("customers.email")
+    ctx = Context("customers", "email")
+    keys = cipher._keys
+    assert keys.sealer is not None
+    _, seal, headers = keys.sealer
+    head = headers[STR]
+    aad = cipher._aad(head, ctx)
+    gcm, _, _ = keys.entries[head]
+    assert gcm is not None
+    open_ = gcm
+    urandom, clock = os.urandom, cipher._clock
+    tokens = cipher.encrypt_many(values, context=ctx)
+    nonces = [urandom(12) for _ in values]
+    floor_tokens = [n + seal(n, v.encode(), None) for n, v in zip(nonces, values, strict=True)]
+
+    # -- encrypt ------------------------------------------------------------------------
+    def e_floor(s: str, *, context: Context) -> bytes:  # the floor recipe, as a function
+        nonce = urandom(12)
+        return nonce + seal(nonce, s.encode(), None)
+
+    def e_aad(s: str, *, context: Context) -> bytes:  # + 69 bytes of associated data
+        nonce = urandom(12)
+        return nonce + seal(nonce, s.encode(), aad)
+
+    def e_head(s: str, *, context: Context) -> bytes:  # + the 6-byte header in front
+        nonce = urandom(12)
+        return head + nonce + seal(nonce, s.encode(), aad)
+
+    def e_clock(s: str, *, context: Context) -> bytes:  # + key set and expiry check
+        k = cipher._keys
+        sealer = k.sealer
+        if sealer is None or k.expires_at <= cipher._clock():
+            raise AssertionError
+        nonce = urandom(12)
+        return head + nonce + seal(nonce, s.encode(), aad)
+
+    def e_dispatch(s: str, *, context: Context) -> bytes:  # + type, mode, header, memo
+        k = cipher._keys
+        sealer = k.sealer
+        if sealer is None or k.expires_at <= cipher._clock():
+            raise AssertionError
+        _, seal_, headers_ = sealer
+        if type(s) is str:
+            code = STR
+            data = s.encode()
+        if cipher._deterministic:
+            raise AssertionError
+        h = headers_[code]
+        memo_ctx, memo_head, a = cipher._memo
+        if memo_ctx is not context or memo_head != h:
+            raise AssertionError
+        nonce = urandom(12)
+        return h + nonce + seal_(nonce, data, a)
+
+    # -- decrypt ------------------------------------------------------------------------
+    def d_floor(t: bytes, *, context: Context) -> str:
+        return open_(t[:12], t[12:], None).decode()  # type: ignore[no-any-return]
+
+    def d_aad(t: bytes, *, context: Context) -> str:  # + associated data (header+tail)
+        return open_(t[6:18], t[18:], aad).decode()  # type: ignore[no-any-return]
+
+    def d_clock(t: bytes, *, context: Context) -> str:  # + token type and expiry check
+        k = cipher._keys
+        if type(t) is not bytes or k.expires_at <= clock():
+            raise AssertionError
+        return open_(t[6:18], t[18:], aad).decode()  # type: ignore[no-any-return]
+
+    def d_lookup(t: bytes, *, context: Context) -> str:  # + header slice and key lookup
+        k = cipher._keys
+        if type(t) is not bytes or k.expires_at <= clock():
+            raise AssertionError
+        h = t[:6]
+        entry = k.entries.get(h)
+        if entry is None:
+            raise AssertionError
+        g, dec, _ = entry
+        return dec(g(t[6:18], t[18:], aad))  # type: ignore[no-any-return]
+
+    def d_memo(t: bytes, *, context: Context) -> str:  # + the AAD memo check
+        k = cipher._keys
+        if type(t) is not bytes or k.expires_at <= clock():
+            raise AssertionError
+        h = t[:6]
+        entry = k.entries.get(h)
+        if entry is None:
+            raise AssertionError
+        g, dec, _ = entry
+        memo_ctx, memo_head, a = cipher._memo
+        if memo_ctx is not context or memo_head != h:
+            raise AssertionError
+        return dec(g(t[6:18], t[18:], a))  # type: ignore[no-any-return]
+
+    cipher.encrypt(values[0], context=ctx)  # fill the memo as a loop over values would
+    enc_rungs = [
+        ("floor recipe in a function with context=", e_floor, values),
+        ("+ associated data (69 bytes)", e_aad, values),
+        ("+ 6-byte header in front of the token", e_head, values),
+        ("+ key set read, expiry check against the clock", e_clock, values),
+        ("+ value type, mode, header and AAD-memo dispatch", e_dispatch, values),
+        ("FieldCipher.encrypt (adds the usage counter)", cipher.encrypt, values),
+    ]
+    cipher.decrypt(tokens[0], context=ctx)
+    dec_rungs = [
+        ("floor recipe in a function with context=", d_floor, floor_tokens),
+        ("+ associated data (69 bytes), header slice", d_aad, tokens),
+        ("+ token type, key set read, expiry check", d_clock, tokens),
+        ("+ header slice and key-set lookup", d_lookup, tokens),
+        ("+ AAD-memo check", d_memo, tokens),
+        ("FieldCipher.decrypt (adds try and the usage counter)", cipher.decrypt, tokens),
+    ]
+
+    def rung(name: str, step: Step, items: list[Any], op: str) -> Candidate:
+        run = _loop(step, items, ctx)
+        noop: Callable[[], None] = lambda: None  # noqa: E731
+        return Candidate(
+            name=name,
+            role="extra",
+            encrypt=run if op == "enc" else noop,
+            decrypt=run if op == "dec" else noop,
+            overhead=0.0,
+        )
+
+    return (
+        [rung(n, s, i, "enc") for n, s, i in enc_rungs],
+        [rung(n, s, i, "dec") for n, s, i in dec_rungs],
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--values", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=2024)
+    args = parser.parse_args(argv)
+    env = environment()
+    print(f"{env['machine']}\n{env['python']}; cryptography {env['cryptography']}\n")
+    values = make_values(args.values, args.seed)
+    enc, dec = ladder(values)
+    measure(enc + dec, args.values, args.rounds, args.seed)
+    for title, rungs, op in (("encrypt", enc, "enc"), ("decrypt", dec, "dec")):
+        print(f"{title:<56} {'ns/value':>9} {'step':>7}")
+        previous = None
+        for c in rungs:
+            value = c.median(op)
+            step = "" if previous is None else f"{value - previous:+7.0f}"
+            print(f"  {c.name:<54} {value:9,.0f} {step:>7}")
+            previous = value
+        print()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
