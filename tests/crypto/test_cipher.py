@@ -121,7 +121,7 @@ class TestContextBinding:
             Context(**kwargs)
 
     def test_context_of_wrong_type(self, cipher: FieldCipher) -> None:
-        with pytest.raises(ContextError, match="must be a securecustomer.crypto.Context"):
+        with pytest.raises(ContextError, match=r"must be a securecustomer\.crypto\.Context"):
             cipher.encrypt("x", context=("customers", "email"))  # type: ignore[arg-type]
         token = cipher.encrypt("x", context=CTX)
         with pytest.raises(ContextError):
@@ -292,7 +292,7 @@ class TestKeyObjects:
         one = DataKey(key_id=1, scope="s", version=1, state=KeyState.ACTIVE, material=material)
         two = DataKey(key_id=1, scope="s", version=1, state=KeyState.ACTIVE, material=material)
         assert one != two
-        assert one == one  # noqa: PLR0124
+        assert one == one
         assert "DataKey id=0x00000001 scope='s' version=1 state=active" in repr(one)
 
     def test_bad_material(self) -> None:

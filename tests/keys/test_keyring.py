@@ -436,5 +436,5 @@ class TestFileStoreErrors:
         from securecustomer.exceptions import KeyStoreError
 
         store = FileKeyStore(tmp_path / "missing" / "keys.json")
-        with pytest.raises(KeyStoreError, match="missing/keys.json: cannot write"):
+        with pytest.raises(KeyStoreError, match=r"missing/keys\.json: cannot write"):
             Keyring(provider, store).load()

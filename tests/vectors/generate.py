@@ -512,7 +512,7 @@ def invalid_vectors(valid: list[dict[str, Any]]) -> list[dict[str, Any]]:
         ("int-leading-zero", "int", "redundant leading 0x00 (00 01 for 1)", b"\x00\x01"),
         ("int-leading-ff", "int", "redundant leading 0xff (ff ff for -1)", b"\xff\xff"),
         ("int-empty", "int", "no bytes", b""),
-        ("int-minus-128-two-bytes", "int", "-128 as ff80 (v1 writes the single byte 80)", b"\xff\x80"),
+        ("int-minus-128-two-bytes", "int", "-128 as ff80 (v1 writes the byte 80)", b"\xff\x80"),
         ("bool-2", "bool", "0x02", b"\x02"),
         ("bool-empty", "bool", "no bytes", b""),
         ("bool-two-bytes", "bool", "00 01", b"\x00\x01"),
