@@ -39,8 +39,8 @@ def _loop(step: Step, items: list[Any], ctx: Context) -> Callable[[], list[Any]]
     return run
 
 
-def ladder(values: list[str]) -> tuple[list[Candidate], list[Candidate]]:
-    """The encrypt rungs and the decrypt rungs (a rung times one operation only)."""
+def ladder(values: list[str]) -> tuple[list[Candidate], list[Candidate], list[Candidate]]:
+    """Encrypt rungs, decrypt rungs (each times one operation only), and ingredients."""
     keyring = Keyring(LocalKeyProvider.generate(), MemoryKeyStore()).load()
     cipher = keyring.cipher("customers.email")
     ctx = Context("customers", "email")
@@ -153,6 +153,34 @@ def ladder(values: list[str]) -> tuple[list[Candidate], list[Candidate]]:
         ("FieldCipher.decrypt (adds try and the usage counter)", cipher.decrypt, tokens),
     ]
 
+    data = [v.encode() for v in values]
+    count = len(values)
+
+    def i_urandom() -> list[bytes]:
+        return [urandom(12) for _ in range(count)]
+
+    def i_urandom_batch() -> bytes:
+        return urandom(12 * count)
+
+    def i_clock() -> list[float]:
+        return [clock() for _ in range(count)]
+
+    def i_seal() -> list[bytes]:
+        nonce = nonces[0]
+        return [seal(nonce, d, None) for d in data]
+
+    def i_seal_aad() -> list[bytes]:
+        nonce = nonces[0]
+        return [seal(nonce, d, aad) for d in data]
+
+    ingredients = [
+        ("os.urandom(12)", i_urandom),
+        (f"os.urandom(12 * {count}), per value", i_urandom_batch),
+        ("the keyring clock (time.monotonic)", i_clock),
+        ("AESGCM.encrypt, no associated data", i_seal),
+        ("AESGCM.encrypt, 69 bytes of associated data", i_seal_aad),
+    ]
+
     def rung(name: str, step: Step, items: list[Any], op: str) -> Candidate:
         run = _loop(step, items, ctx)
         noop: Callable[[], None] = lambda: None  # noqa: E731
@@ -167,6 +195,10 @@ def ladder(values: list[str]) -> tuple[list[Candidate], list[Candidate]]:
     return (
         [rung(n, s, i, "enc") for n, s, i in enc_rungs],
         [rung(n, s, i, "dec") for n, s, i in dec_rungs],
+        [
+            Candidate(name=n, role="extra", encrypt=f, decrypt=f, overhead=0.0)
+            for n, f in ingredients
+        ],
     )
 
 
@@ -179,8 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     env = environment()
     print(f"{env['machine']}\n{env['python']}; cryptography {env['cryptography']}\n")
     values = make_values(args.values, args.seed)
-    enc, dec = ladder(values)
-    measure(enc + dec, args.values, args.rounds, args.seed)
+    enc, dec, ingredients = ladder(values)
+    measure(enc + dec + ingredients, args.values, args.rounds, args.seed)
     for title, rungs, op in (("encrypt", enc, "enc"), ("decrypt", dec, "dec")):
         print(f"{title:<56} {'ns/value':>9} {'step':>7}")
         previous = None
@@ -190,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {c.name:<54} {value:9,.0f} {step:>7}")
             previous = value
         print()
+    print(f"{'ingredients, one call':<56} {'ns/value':>9}")
+    for c in ingredients:
+        print(f"  {c.name:<54} {c.median('enc'):9,.0f}")
     return 0
 
 

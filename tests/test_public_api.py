@@ -61,6 +61,8 @@ EXPECTED = {
         "field_cipher",
     ],
     "securecustomer.cli": ["main"],
+    "securecustomer.testing": ["memory_keyring"],
+    "securecustomer.typing": ["KeyProvider", "KeySource", "KeyStore", "Value"],
 }
 
 
@@ -87,6 +89,16 @@ class TestAll:
             SecureCustomerError,
         )
         from securecustomer.keys import FileKeyStore, KeyProvider, MemoryKeyStore  # noqa: F401
+
+    def test_testing_keyring_works(self) -> None:
+        from securecustomer import Context
+        from securecustomer.testing import memory_keyring
+
+        cipher = memory_keyring().cipher("customers.email")
+        ctx = Context("customers", "email")
+        token = cipher.encrypt("ada@example.com", context=ctx)
+        assert b"ada" not in token
+        assert "ada@example.com" == cipher.decrypt(token, context=ctx)
 
     def test_typed(self) -> None:
         from importlib.resources import files

@@ -32,3 +32,11 @@ def use() -> None:
         if isinstance(error, KeyDestroyedError):
             print(error.key_id, error.scope)
     print(value, values, index, status, states)
+
+
+def plug_in(provider: KeyProvider) -> None:
+    from securecustomer.testing import memory_keyring
+    from securecustomer.typing import KeySource
+
+    source: KeySource = memory_keyring()
+    print(provider.name, source)
