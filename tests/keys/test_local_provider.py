@@ -107,6 +107,55 @@ class TestKeyFile:
         assert 2 == len(both.key_refs)
 
 
+class TestMasterKeyRotation:
+    """Keys are added to and removed from a key file safely, never the last one."""
+
+    def test_add_then_remove(self, tmp_path: Path) -> None:
+        path = tmp_path / "master.key"
+        old = LocalKeyProvider.create_key_file(path)
+        wrapped = old.wrap(b"a" * 32, context=CONTEXT)
+        both = LocalKeyProvider.add_key_to_file(path)
+        assert 0o600 == path.stat().st_mode & 0o777
+        assert [old.key_refs[0]] == both.key_refs[:1]
+        assert b"a" * 32 == both.unwrap(wrapped, context=CONTEXT)
+        assert both.wrap(b"b" * 32, context=CONTEXT).key_ref == both.key_refs[1]
+        newest = LocalKeyProvider.remove_key_from_file(path, old.key_refs[0])
+        assert both.key_refs[1:] == newest.key_refs
+        with pytest.raises(KeyUnwrapError):
+            newest.unwrap(wrapped, context=CONTEXT)
+
+    def test_refusals(self, tmp_path: Path) -> None:
+        path = tmp_path / "master.key"
+        only = LocalKeyProvider.create_key_file(path)
+        before = path.read_bytes()
+        with pytest.raises(ConfigurationError, match="last master key"):
+            LocalKeyProvider.remove_key_from_file(path, only.key_refs[0])
+        with pytest.raises(ConfigurationError, match="no master key 'nope'"):
+            LocalKeyProvider.remove_key_from_file(path, "nope")
+        assert before == path.read_bytes()
+        path.chmod(0o644)
+        with pytest.raises(ConfigurationError, match="chmod 600"):
+            LocalKeyProvider.add_key_to_file(path)
+        assert before == path.read_bytes()
+
+    def test_full_rotation_with_keyring(self, tmp_path: Path) -> None:
+        from securecustomer import Context, Keyring
+        from securecustomer.keys import FileKeyStore, KeyState
+
+        path, store = tmp_path / "master.key", FileKeyStore(tmp_path / "keys.json")
+        old = LocalKeyProvider.create_key_file(path)
+        keyring = Keyring(old, store).load()
+        ctx = Context("t", "c")
+        token = keyring.cipher("s").encrypt("v", context=ctx)
+        keyring = Keyring(LocalKeyProvider.add_key_to_file(path), store).load()
+        keyring.rotate_root()
+        keyring.destroy_root(1)
+        live = [r for r in store.roots() if r.state is not KeyState.DESTROYED]
+        assert {old.key_refs[0]} != {w.key_ref for r in live for w in r.wrapped}
+        newest = LocalKeyProvider.remove_key_from_file(path, old.key_refs[0])
+        assert "v" == Keyring(newest, store).load().cipher("s").decrypt(token, context=ctx)
+
+
 class TestEnvironment:
     """A base64 master key from an environment variable."""
 

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from securecustomer.crypto._keys import derive
 from securecustomer.exceptions import ConfigurationError, KeyUnwrapError
-from securecustomer.keys._fs import atomic_write
+from securecustomer.keys._fs import atomic_write, locked
 from securecustomer.keys._records import WrappedKey
 
 __all__ = ["LocalKeyProvider"]
@@ -93,20 +93,8 @@ class LocalKeyProvider:
         """
         path = Path(path)
         key = os.urandom(_KEY_SIZE)
-        document = {
-            "format": _FORMAT,
-            "version": 1,
-            "keys": [
-                {
-                    "id": _key_ref(key),
-                    "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                    "key": base64.b64encode(key).decode(),
-                }
-            ],
-        }
-        data = (json.dumps(document, indent=2) + "\n").encode()
         try:
-            atomic_write(path, data, exclusive=True)
+            atomic_write(path, _document([_entry(key)]), exclusive=True)
         except FileExistsError:
             raise ConfigurationError(
                 f"{path}: key file exists already; not overwriting it"
@@ -114,23 +102,44 @@ class LocalKeyProvider:
         return cls([key], source=str(path))
 
     @classmethod
+    def add_key_to_file(cls, path: str | os.PathLike[str]) -> LocalKeyProvider:
+        """Append a new master key to a key file (master-key rotation, step 1).
+
+        The old keys stay, so every root key still unwraps; the new key wraps root keys
+        from now on. Follow with `Keyring.rotate_root` and, once no live root key is
+        wrapped by an old key, `remove_key_from_file`.
+        """
+        path = Path(path)
+        with locked(path.with_name(path.name + ".lock")):
+            entries = _read_entries(path)
+            entries.append(_entry(os.urandom(_KEY_SIZE)))
+            atomic_write(path, _document(entries))
+        return cls.from_file(path)
+
+    @classmethod
+    def remove_key_from_file(cls, path: str | os.PathLike[str], key_ref: str) -> LocalKeyProvider:
+        """Remove the master key *key_ref* from a key file (master-key rotation, last step).
+
+        Refuses to remove the last key. Root keys still wrapped by the removed key can no
+        longer be unwrapped: check `Keyring.store.roots()` first.
+        """
+        path = Path(path)
+        with locked(path.with_name(path.name + ".lock")):
+            entries = _read_entries(path)
+            kept = [e for e in entries if e["id"] != key_ref]
+            if len(kept) == len(entries):
+                raise ConfigurationError(f"{path}: no master key {key_ref!r} in the key file")
+            if not kept:
+                raise ConfigurationError(f"{path}: refusing to remove the last master key")
+            atomic_write(path, _document(kept))
+        return cls.from_file(path)
+
+    @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> LocalKeyProvider:
         """Load the master key(s) of a key file; the newest key wraps new root keys."""
         path = Path(path)
-        try:
-            with open(path, "rb") as handle:
-                mode = os.fstat(handle.fileno()).st_mode
-                raw = handle.read()
-        except FileNotFoundError:
-            raise ConfigurationError(f"{path}: key file not found") from None
-        except OSError as exc:
-            raise ConfigurationError(f"{path}: cannot read key file ({exc.strerror})") from None
-        if os.name == "posix" and stat.S_IMODE(mode) & 0o077:
-            raise ConfigurationError(
-                f"{path}: key file mode is {stat.S_IMODE(mode):04o}; group and others must have "
-                f"no access (run: chmod 600 {path})"
-            )
-        return cls(_parse_key_file(raw, path), source=str(path))
+        entries = _read_entries(path)
+        return cls([base64.b64decode(e["key"]) for e in entries], source=str(path))
 
     # -- KeyProvider ----------------------------------------------------------------------
 
@@ -169,7 +178,38 @@ class LocalKeyProvider:
         raise TypeError("LocalKeyProvider holds a master key and cannot be pickled")
 
 
-def _parse_key_file(raw: bytes, path: Path) -> list[bytes]:
+def _read_entries(path: Path) -> list[dict[str, str]]:
+    """Read and check a key file: its permissions, its format and every key in it."""
+    try:
+        with open(path, "rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            raw = handle.read()
+    except FileNotFoundError:
+        raise ConfigurationError(f"{path}: key file not found") from None
+    except OSError as exc:
+        raise ConfigurationError(f"{path}: cannot read key file ({exc.strerror})") from None
+    if os.name == "posix" and stat.S_IMODE(mode) & 0o077:
+        raise ConfigurationError(
+            f"{path}: key file mode is {stat.S_IMODE(mode):04o}; group and others must have "
+            f"no access (run: chmod 600 {path})"
+        )
+    return _parse_key_file(raw, path)
+
+
+def _entry(key: bytes) -> dict[str, str]:
+    return {
+        "id": _key_ref(key),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "key": base64.b64encode(key).decode(),
+    }
+
+
+def _document(entries: list[dict[str, str]]) -> bytes:
+    document = {"format": _FORMAT, "version": 1, "keys": entries}
+    return (json.dumps(document, indent=2) + "\n").encode()
+
+
+def _parse_key_file(raw: bytes, path: Path) -> list[dict[str, str]]:
     def bad(why: str) -> ConfigurationError:
         return ConfigurationError(f"{path}: not a valid securecustomer key file: {why}")
 
@@ -182,11 +222,11 @@ def _parse_key_file(raw: bytes, path: Path) -> list[bytes]:
         raise bad(f'"format" must be "{_FORMAT}"')
     if document.get("version") != 1:
         raise bad('unsupported "version" (expected 1)')
-    entries = document.get("keys")
-    if not isinstance(entries, list) or not entries:
+    listed = document.get("keys")
+    if not isinstance(listed, list) or not listed:
         raise bad('"keys" must be a non-empty list')
-    keys = []
-    for index, entry in enumerate(entries):
+    entries: list[dict[str, str]] = []
+    for index, entry in enumerate(listed):
         if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
             raise bad(f'keys[{index}] must be an object with a "key" string')
         try:
@@ -197,5 +237,5 @@ def _parse_key_file(raw: bytes, path: Path) -> list[bytes]:
             raise bad(f"keys[{index}].key must decode to {_KEY_SIZE} bytes")
         if entry.get("id") != _key_ref(key):
             raise bad(f"keys[{index}].id does not match its key (the file was altered)")
-        keys.append(key)
-    return keys
+        entries.append(entry)
+    return entries
