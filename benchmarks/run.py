@@ -105,7 +105,7 @@ def make_values(count: int, seed: int) -> list[str]:
 # -- candidates -------------------------------------------------------------------------
 
 
-def _overhead(tokens: list[bytes] | list[str], values: list[str]) -> float:
+def _overhead(tokens: list[Any], values: list[str]) -> float:
     def size(token: bytes | str) -> int:
         return len(token.encode() if isinstance(token, str) else token)
 
@@ -330,13 +330,14 @@ def _peers(values: list[str]) -> list[Candidate]:
         )
     try:
         import sqlalchemy as sa
+        from sqlalchemy.dialects import sqlite
         from sqlalchemy_utils import StringEncryptedType
         from sqlalchemy_utils.types.encrypted.encrypted_type import AesGcmEngine
     except ImportError:
         print("sqlalchemy-utils is not installed: skipping its row", file=sys.stderr)
     else:
         column = StringEncryptedType(sa.Unicode, os.urandom(32).hex(), AesGcmEngine)
-        dialect = sa.dialects.sqlite.dialect()
+        dialect = sqlite.dialect()
         bind, result = column.process_bind_param, column.process_result_value
 
         def sau_encrypt(values: list[str] = values) -> list[str]:
@@ -519,20 +520,21 @@ def _spread(samples: list[float]) -> float:
     return (q3 - q1) / statistics.median(samples)
 
 
-def write_docs(section: str) -> None:
+def write_docs(section: str, start_marker: str = START, end_marker: str = END) -> None:
+    """Replace what lies between two marker comments of docs/performance.md."""
     text = DOCS.read_text(encoding="utf-8")
-    start, end = text.find(START), text.find(END)
+    start, end = text.find(start_marker), text.find(end_marker)
     if start < 0 or end < start:
-        raise SystemExit(f"{DOCS}: markers {START} ... {END} not found")
-    text = text[: start + len(START)] + "\n\n" + section + "\n" + text[end:]
+        raise SystemExit(f"{DOCS}: markers {start_marker} ... {end_marker} not found")
+    text = text[: start + len(start_marker)] + "\n\n" + section + "\n" + text[end:]
     DOCS.write_text(text, encoding="utf-8")
-    print(f"rewrote the results section of {DOCS.relative_to(ROOT)}")
+    print(f"rewrote a section of {DOCS.relative_to(ROOT)}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--values", type=int, default=1000, help="values per loop and batch")
-    parser.add_argument("--rounds", type=int, default=60, help="interleaved rounds to time")
+    parser.add_argument("--rounds", type=int, default=200, help="interleaved rounds to time")
     parser.add_argument("--seed", type=int, default=2024, help="seed for values and order")
     parser.add_argument(
         "--write-docs", action="store_true", help="rewrite the table in docs/performance.md"

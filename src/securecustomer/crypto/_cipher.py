@@ -53,11 +53,6 @@ _GCM_BODY: Final = HEADER_SIZE + NONCE_SIZE
 _USABLE: Final = (KeyState.ACTIVE, KeyState.DECRYPT_ONLY)
 _urandom = os.urandom
 
-#: The decoders of `_encoding.DECODERS`, except that ``str`` uses ``bytes.decode``
-#: directly: it is the same strict UTF-8 decode ``_dec_str`` performs (and raises the
-#: same ``UnicodeDecodeError``, a ``ValueError``), minus one Python-level call.
-_DECODERS: Final = {**DECODERS, STR: bytes.decode}
-
 #: What a header maps to: (AES-GCM decrypt, or None for AES-SIV; decoder; key).
 _Entry = tuple[Callable[[bytes, bytes, bytes], bytes] | None, Callable[[bytes], Any], DataKey]
 #: The primary key as encryption needs it: (key, its AESGCM.encrypt, its GCM headers).
@@ -111,7 +106,7 @@ class KeySet:
             # which re-reads the key store and raises the typed error.
             if key.state not in _USABLE or key.gcm is None:
                 continue
-            for code, decoder in _DECODERS.items():
+            for code, decoder in DECODERS.items():
                 entries[key.gcm_headers[code]] = (key.gcm.decrypt, decoder, key)
                 entries[key.siv_headers[code]] = (None, decoder, key)
         self.entries = entries
@@ -147,7 +142,8 @@ class FieldCipher:
     ``deterministic=True`` selects AES-256-SIV (equal values give equal tokens, so it
     reveals equality: use it only where a column must be matched exactly).
 
-    A cipher may be shared between threads.
+    A cipher may be shared between threads (the usage counters of `Keyring.status` are
+    plain increments, so under heavy contention they may undercount slightly).
 
     Example::
 
@@ -403,10 +399,15 @@ class FieldCipher:
                         opener = openers[head] = (*entry, head + tail)
             if opener is None:
                 append(self._decrypt_slow(token, ctx))
+                # The slow path may have re-read the key store (a key created or rotated
+                # by another process): continue with that key set, not the old snapshot.
+                if self._keys.entries is not entries:
+                    entries = self._keys.entries
+                    openers = {}
                 continue
             gcm, decode, key, aad = opener
-            if not shared:
-                aad += ctx.aad_parts + scope_part
+            if not shared:  # a new bytes object: the prefix in openers stays as it is
+                aad = aad + ctx.aad_parts + scope_part
             try:
                 if gcm is not None:
                     append(decode(gcm(token[HEADER_SIZE:_GCM_BODY], token[_GCM_BODY:], aad)))
