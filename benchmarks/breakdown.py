@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import Candidate, environment, make_values, measure, write_docs
 
 from securecustomer import Context, Keyring, LocalKeyProvider
+from securecustomer.crypto import _nonces
 from securecustomer.crypto._encoding import STR
 from securecustomer.keys import MemoryKeyStore
 
@@ -95,6 +96,27 @@ def ladder(values: list[str]) -> tuple[list[Candidate], list[Candidate], list[Ca
         nonce = urandom(12)
         return h + nonce + seal_(nonce, data, a)
 
+    def e_pool(s: str, *, context: Context) -> Any:  # + nonces from the per-thread block
+        k = cipher._keys
+        sealer = k.sealer
+        if sealer is None or k.expires_at <= cipher._clock():
+            raise AssertionError
+        _, seal_, headers_ = sealer
+        if type(s) is str:
+            code = STR
+            data = s.encode()
+        if cipher._deterministic:
+            raise AssertionError
+        h = headers_[code]
+        memo_ctx, memo_head, a = cipher._memo
+        if memo_ctx is not context or memo_head != h:
+            raise AssertionError
+        try:
+            nonce = _nonces._pool.nonces.pop()
+        except (AttributeError, IndexError):
+            nonce = _nonces.refill()
+        return h + nonce + seal_(nonce, data, a)
+
     # -- decrypt ------------------------------------------------------------------------
     def d_floor(t: bytes, *, context: Context) -> Any:
         return open_(t[:12], t[12:], None).decode()
@@ -140,6 +162,7 @@ def ladder(values: list[str]) -> tuple[list[Candidate], list[Candidate], list[Ca
         ("+ 6-byte header in front of the token", e_head, values),
         ("+ key set read, expiry check against the clock", e_clock, values),
         ("+ value type, mode, header and AAD-memo dispatch", e_dispatch, values),
+        ("+ nonce from a per-thread block of os.urandom", e_pool, values),
         ("FieldCipher.encrypt (adds the usage counter)", cipher.encrypt, values),
     ]
     cipher.decrypt(tokens[0], context=ctx)

@@ -50,7 +50,7 @@ from securecustomer.keys import MemoryKeyStore  # noqa: E402
 
 #: The targets of the issue, as ratios of medians.
 SINGLE_TARGET = 1.3  # FieldCipher.encrypt / decrypt against the floor
-BATCH_TARGET = 1.0  # FieldCipher.encrypt_many / decrypt_many against the floor, per value
+BATCH_TARGET = 1.0  # FieldCipher.encrypt_many against the floor, per value (no decrypt target)
 OVERHEAD_TARGET = 34  # bytes of ciphertext overhead for randomized values
 
 Op = Callable[[], Any]
@@ -442,7 +442,6 @@ def targets(candidates: list[Candidate]) -> list[dict[str, Any]]:
         ("FieldCipher.encrypt", single, "enc", SINGLE_TARGET, ""),
         ("FieldCipher.decrypt", single, "dec", SINGLE_TARGET, ""),
         ("FieldCipher.encrypt_many", batch, "enc", BATCH_TARGET, " per value"),
-        ("FieldCipher.decrypt_many", batch, "dec", BATCH_TARGET, " per value"),
     ]
     rows = []
     for name, cand, op, limit, per in checks:

@@ -14,6 +14,7 @@ from test_encoding import same
 from securecustomer import Context, Keyring
 from securecustomer.crypto import FieldCipher
 from securecustomer.exceptions import (
+    ConfigurationError,
     ContextError,
     DecryptionError,
     KeyDestroyedError,
@@ -242,7 +243,7 @@ class TestBlindIndex:
         full = cipher.blind_index("x", context=CTX)
         assert full[:8] == cipher.blind_index("x", context=CTX, size=8)
         for size in (0, 33, "8"):
-            with pytest.raises(ValueError, match="1 to 32"):
+            with pytest.raises(ConfigurationError, match="1 to 32"):
                 cipher.blind_index("x", context=CTX, size=size)  # type: ignore[arg-type]
 
     def test_rotation_keeps_old_tokens_matchable(
@@ -302,3 +303,26 @@ class TestKeyObjects:
             DataKey(key_id=1, scope="s", version=1, state=KeyState.ACTIVE, material=b"short")
         with pytest.raises(ValueError, match="32 bits"):
             DataKey(key_id=2**32, scope="s", version=1, state=KeyState.ACTIVE, material=None)
+
+
+class TestEdges:
+    """Empty batches, writable buffers, and Context subclasses."""
+
+    def test_empty_batches(self, cipher: FieldCipher) -> None:
+        assert [] == cipher.encrypt_many([], context=CTX)
+        assert [] == cipher.decrypt_many([], context=CTX)
+        assert [] == cipher.encrypt_many([], context=[])
+
+    def test_writable_memoryview(self, cipher: FieldCipher) -> None:
+        token = cipher.encrypt("x", context=CTX)
+        assert "x" == cipher.decrypt(memoryview(bytearray(token)), context=CTX)
+        assert ["x"] == cipher.decrypt_many([memoryview(bytearray(token))], context=CTX)
+
+    def test_context_subclass_refused(self, cipher: FieldCipher) -> None:
+        """Only the library's own Context decides what is bound into the token."""
+
+        class Loose(Context):
+            pass
+
+        with pytest.raises(ContextError):
+            cipher.encrypt("x", context=Loose("customers", "email"))

@@ -27,6 +27,7 @@ from typing import Any, Final, NoReturn, Protocol
 import attrs
 from cryptography.exceptions import InvalidTag
 
+from securecustomer.crypto import _nonces
 from securecustomer.crypto._encoding import DECODERS, STR, Value, encode_value
 from securecustomer.crypto._format import (
     AES_256_GCM,
@@ -40,6 +41,7 @@ from securecustomer.crypto._format import (
 )
 from securecustomer.crypto._keys import DataKey, KeyState
 from securecustomer.exceptions import (
+    ConfigurationError,
     ContextError,
     DecryptionError,
     KeyDestroyedError,
@@ -250,7 +252,10 @@ class FieldCipher:
                 raise _context_error(context)
             aad = head + context.aad_parts + self._scope_part
             self._memo = (context, head, aad)
-        nonce = _urandom(NONCE_SIZE)  # fresh from the OS for every value
+        try:  # inlined _nonces.nonce(): see the safety argument in _nonces.py
+            nonce: bytes = _nonces._pool.nonces.pop()
+        except (AttributeError, IndexError):
+            nonce = _nonces.refill()
         sealed = seal(nonce, data, aad)
         key.encryptions += 1
         return head + nonce + sealed
@@ -438,7 +443,7 @@ class FieldCipher:
 
 def _index(key: DataKey, value: Value, context: Context, size: int) -> bytes:
     if type(size) is not int or not 1 <= size <= 32:
-        raise ValueError("blind index size must be an int from 1 to 32 bytes")
+        raise ConfigurationError("blind index size must be an int from 1 to 32 bytes")
     if type(context) is not Context:
         raise ContextError("context must be a securecustomer.crypto.Context")
     code, data = encode_value(value)
