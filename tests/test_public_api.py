@@ -52,6 +52,7 @@ EXPECTED = {
         "KeyUnwrapError",
         "PolicyError",
         "SecureCustomerError",
+        "UnsupportedQueryError",
         "UnsupportedValueError",
     ],
     "securecustomer.hazmat": [

@@ -6,6 +6,7 @@ Catch the branch that matches what you can do about the failure::
     ├── ConfigurationError (ValueError)        wrong settings, bad key file, loose permissions
     ├── UnsupportedValueError (TypeError)      a value of a type the value format cannot encode
     ├── ContextError (ValueError)              an encryption context that is empty or malformed
+    ├── UnsupportedQueryError (TypeError)      a SQL operation an encrypted column cannot answer
     ├── KeyManagementError                     the key hierarchy cannot do what was asked
     │   ├── KeyNotFoundError (LookupError)     no such scope or key id (also a DecryptionError)
     │   ├── KeyStateError                      the key's state forbids the operation
@@ -50,6 +51,7 @@ __all__ = [
     "KeyUnwrapError",
     "PolicyError",
     "SecureCustomerError",
+    "UnsupportedQueryError",
     "UnsupportedValueError",
 ]
 
@@ -68,6 +70,10 @@ class UnsupportedValueError(SecureCustomerError, TypeError):
 
 class ContextError(SecureCustomerError, ValueError):
     """An encryption context is empty or malformed."""
+
+
+class UnsupportedQueryError(SecureCustomerError, TypeError):
+    """A SQL operation that an encrypted column cannot answer (compare, order, render)."""
 
 
 class KeyManagementError(SecureCustomerError):

@@ -85,6 +85,19 @@ class _StoreBase:
     def data_key(self, key_id: int) -> DataKeyRecord | None:
         return self._read(lambda s: s.data.get(key_id), write=False)
 
+    def data_keys_many(self, scopes: list[str]) -> dict[str, list[DataKeyRecord]]:
+        """The data keys of many scopes in one read."""
+        wanted = set(scopes)
+
+        def collect(records: _Records) -> dict[str, list[DataKeyRecord]]:
+            found: dict[str, list[DataKeyRecord]] = {}
+            for record in sorted(records.data.values(), key=lambda r: r.version):
+                if record.scope in wanted:
+                    found.setdefault(record.scope, []).append(record)
+            return found
+
+        return self._read(collect, write=False)
+
     def all_data_keys(self) -> list[DataKeyRecord]:
         return self._read(lambda s: list(s.data.values()), write=False)
 

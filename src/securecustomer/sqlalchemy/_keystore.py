@@ -1,0 +1,286 @@
+"""SqlKeyStore: the key store in the application's own database, in one table."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, Row
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from securecustomer.crypto import KeyState
+from securecustomer.exceptions import KeyNotFoundError, KeyStoreError
+from securecustomer.keys import DataKeyRecord, RootKeyRecord, WrappedKey, check_update
+
+__all__ = ["SqlKeyStore"]
+
+_ROOT, _DATA = "root", "data"
+_IN_CHUNK = 500
+
+
+def key_table(metadata: MetaData, name: str = "securecustomer_keys") -> Table:
+    """Define the key table in *metadata* (for ``create_all`` or Alembic)."""
+    return Table(
+        name,
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("kind", String(8), nullable=False),
+        Column("scope", String(255), nullable=False),  # "" for root keys
+        Column("version", Integer, nullable=False),
+        Column("key_id", BigInteger, nullable=True, unique=True),  # data keys only
+        Column("state", String(16), nullable=False),
+        Column("created_at", DateTime, nullable=False),  # naive UTC: portable everywhere
+        Column("root_version", Integer, nullable=True),
+        Column("wrapped", LargeBinary, nullable=False),
+        Column("wrappers", Text, nullable=True),  # root keys: JSON list of wrapped copies
+        UniqueConstraint("kind", "scope", "version", name=f"uq_{name}_kind_scope_version"),
+    )
+
+
+class SqlKeyStore:
+    """A `KeyStore` in one table of the application's database (SQLite, PostgreSQL, MariaDB).
+
+    Every call is one transaction. Concurrent creation of the same scope's key by
+    several processes yields one key: the table's unique constraint decides, and the
+    losers read the winner's record. Create the table with ``store.create()``, with
+    ``metadata.create_all()`` when you pass your own *metadata*, or with a migration.
+
+    Example:
+        ```python
+        store = SqlKeyStore(engine)
+        store.create()
+        keyring = Keyring(LocalKeyProvider.from_file("master.key"), store).load()
+        ```
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        metadata: MetaData | None = None,
+        table_name: str = "securecustomer_keys",
+    ) -> None:
+        self.engine = engine
+        self.metadata = metadata if metadata is not None else MetaData()
+        existing = self.metadata.tables.get(table_name)
+        self.table = existing if existing is not None else key_table(self.metadata, table_name)
+
+    def __repr__(self) -> str:
+        return f"<SqlKeyStore {self.table.name!r} on {self.engine.url.render_as_string()!r}>"
+
+    def create(self) -> None:
+        """Create the key table if it does not exist."""
+        with self._begin() as conn:
+            self.table.create(conn, checkfirst=True)
+
+    @contextmanager
+    def _begin(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except IntegrityError:
+            raise
+        except SQLAlchemyError as exc:
+            cause = getattr(exc, "orig", None) or exc
+            first_line = (str(cause).splitlines() or [""])[0]
+            raise KeyStoreError(
+                f"key store table {self.table.name!r}: {type(cause).__name__}: {first_line}"
+            ) from exc
+
+    # -- reading --------------------------------------------------------------------------
+
+    def roots(self) -> list[RootKeyRecord]:
+        t = self.table
+        with self._begin() as conn:
+            rows = conn.execute(select(t).where(t.c.kind == _ROOT).order_by(t.c.version)).all()
+        return [_root(r) for r in rows]
+
+    def data_keys(self, scope: str) -> list[DataKeyRecord]:
+        return self.data_keys_many([scope]).get(scope, [])
+
+    def data_keys_many(self, scopes: Iterable[str]) -> dict[str, list[DataKeyRecord]]:
+        """The data keys of many scopes in few queries (one per 500 scopes)."""
+        t = self.table
+        wanted = sorted(set(scopes))
+        found: dict[str, list[DataKeyRecord]] = {}
+        with self._begin() as conn:
+            for start in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[start : start + _IN_CHUNK]
+                rows = conn.execute(
+                    select(t)
+                    .where(and_(t.c.kind == _DATA, t.c.scope.in_(chunk)))
+                    .order_by(t.c.scope, t.c.version)
+                ).all()
+                for row in rows:
+                    found.setdefault(row.scope, []).append(_data(row))
+        return found
+
+    def data_key(self, key_id: int) -> DataKeyRecord | None:
+        t = self.table
+        with self._begin() as conn:
+            row = conn.execute(select(t).where(t.c.key_id == key_id)).first()
+        return _data(row) if row is not None else None
+
+    def all_data_keys(self) -> list[DataKeyRecord]:
+        t = self.table
+        with self._begin() as conn:
+            rows = conn.execute(select(t).where(t.c.kind == _DATA).order_by(t.c.id)).all()
+        return [_data(r) for r in rows]
+
+    # -- writing --------------------------------------------------------------------------
+
+    def add_root(self, record: RootKeyRecord) -> RootKeyRecord:
+        t = self.table
+        try:
+            with self._begin() as conn:
+                conn.execute(insert(t).values(**_root_values(record)))
+            return record
+        except IntegrityError:
+            pass
+        stored = [r for r in self.roots() if r.version == record.version]
+        if not stored:
+            raise KeyStoreError(f"root key version {record.version} could not be stored")
+        return stored[0]
+
+    def update_root(self, record: RootKeyRecord) -> None:
+        t = self.table
+        with self._begin() as conn:
+            row = conn.execute(
+                select(t)
+                .where(and_(t.c.kind == _ROOT, t.c.version == record.version))
+                .with_for_update()
+            ).first()
+            if row is None:
+                raise KeyNotFoundError(f"no root key version {record.version}")
+            check_update(_root(row), record)
+            conn.execute(update(t).where(t.c.id == row.id).values(**_root_values(record)))
+
+    def add_data_key(self, record: DataKeyRecord) -> DataKeyRecord | None:
+        t = self.table
+        try:
+            with self._begin() as conn:
+                conn.execute(insert(t).values(**_data_values(record)))
+            return record
+        except IntegrityError:
+            pass  # another writer holds this (scope, version) or this key id
+        existing = [r for r in self.data_keys(record.scope) if r.version == record.version]
+        return existing[0] if existing else None
+
+    def update_data_keys(self, records: list[DataKeyRecord]) -> None:
+        if not records:
+            return
+        t = self.table
+        with self._begin() as conn:
+            for record in records:  # lock and check every row before changing any
+                row = conn.execute(
+                    select(t).where(t.c.key_id == record.key_id).with_for_update()
+                ).first()
+                if row is None:
+                    raise KeyNotFoundError(
+                        f"no data key {record.key_id:#010x}", key_id=record.key_id
+                    )
+                check_update(_data(row), record)
+            for record in records:
+                conn.execute(
+                    update(t).where(t.c.key_id == record.key_id).values(**_data_values(record))
+                )
+
+
+def _naive_utc(value: dt.datetime) -> dt.datetime:
+    return value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+def _root_values(record: RootKeyRecord) -> dict[str, Any]:
+    wrappers = [
+        {"provider": w.provider, "key_ref": w.key_ref, "ciphertext": _b64(w.ciphertext)}
+        for w in record.wrapped
+    ]
+    return {
+        "kind": _ROOT,
+        "scope": "",
+        "version": record.version,
+        "key_id": None,
+        "state": record.state.value,
+        "created_at": _naive_utc(record.created_at),
+        "root_version": None,
+        "wrapped": b"",
+        "wrappers": json.dumps(wrappers),
+    }
+
+
+def _data_values(record: DataKeyRecord) -> dict[str, Any]:
+    return {
+        "kind": _DATA,
+        "scope": record.scope,
+        "version": record.version,
+        "key_id": record.key_id,
+        "state": record.state.value,
+        "created_at": _naive_utc(record.created_at),
+        "root_version": record.root_version,
+        "wrapped": record.wrapped,
+        "wrappers": None,
+    }
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _root(row: Row[Any]) -> RootKeyRecord:
+    try:
+        wrapped = tuple(
+            WrappedKey(
+                provider=str(w["provider"]),
+                key_ref=str(w["key_ref"]),
+                ciphertext=base64.b64decode(w["ciphertext"], validate=True),
+            )
+            for w in json.loads(row.wrappers or "[]")
+        )
+        return RootKeyRecord(
+            version=int(row.version),
+            state=KeyState(row.state),
+            created_at=_aware(row.created_at),
+            wrapped=wrapped,
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise KeyStoreError(f"corrupt root key row {row.id}: {exc!r}") from None
+
+
+def _data(row: Row[Any]) -> DataKeyRecord:
+    try:
+        return DataKeyRecord(
+            key_id=int(row.key_id),
+            scope=str(row.scope),
+            version=int(row.version),
+            state=KeyState(row.state),
+            created_at=_aware(row.created_at),
+            root_version=int(row.root_version),
+            wrapped=bytes(row.wrapped),
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise KeyStoreError(f"corrupt data key row {row.id}: {exc!r}") from None

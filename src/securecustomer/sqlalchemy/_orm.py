@@ -1,0 +1,326 @@
+"""Row binding and subject scoping for ORM models: encrypt at flush, decrypt at load.
+
+A column type alone cannot see the rest of its row, so models that bind values to their
+row or to their data subject are encrypted by mapper events instead:
+
+- ``before_flush`` creates (or loads) the subject keys the flush will need, before any
+  SQL of the flush runs;
+- ``before_insert`` / ``before_update`` replace plaintexts by `Sealed` tokens encrypted
+  with the row's context, and ``after_insert`` / ``after_update`` put the plaintexts
+  back as committed values, so the application never sees a token;
+- ``load`` / ``refresh`` decrypt tokens with the row's context; a SELECT of many rows
+  decrypts them in one batch after one key-store read for all their subjects.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from typing import Any, Literal
+
+import attrs
+from sqlalchemy import event, inspect
+from sqlalchemy.engine import Result
+from sqlalchemy.orm import Mapper, ORMExecuteState, Session
+from sqlalchemy.orm.attributes import get_history, set_committed_value
+from sqlalchemy.orm.state import InstanceState
+
+from securecustomer.crypto import Context
+from securecustomer.exceptions import ConfigurationError, KeyDestroyedError
+from securecustomer.keys import Keyring
+from securecustomer.sqlalchemy._types import Encrypted, Sealed
+
+__all__ = ["ERASED", "RowEncryption", "encrypt_rows"]
+
+
+class _Erased:
+    """The value of a field whose subject key was destroyed (``on_destroyed="erased"``)."""
+
+    _instance: _Erased | None = None
+
+    def __new__(cls) -> _Erased:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "ERASED"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+#: Stands for a value whose data subject was erased (crypto-shredded).
+ERASED: Any = _Erased()
+
+_PLAIN = "securecustomer.plaintexts"
+_pending: contextvars.ContextVar[list[tuple[RowEncryption, Any]] | None] = contextvars.ContextVar(
+    "securecustomer_pending_loads", default=None
+)
+
+
+@attrs.frozen(eq=False)
+class RowEncryption:
+    """How the encrypted columns of one model are bound to their row and subject.
+
+    Made by `encrypt_rows`; its methods are what the ORM events call, and what Core
+    code calls to read or write such rows by hand.
+    """
+
+    mapper: Mapper[Any]
+    row: str | None
+    subject: str | None
+    subject_prefix: str
+    on_destroyed: Literal["raise", "erased"]
+    columns: dict[str, Encrypted]
+
+    def scope(self, column_type: Encrypted, instance_values: dict[str, Any]) -> str:
+        """The key scope of a column in a row: the subject's, or the column's own."""
+        if self.subject is None:
+            return column_type.scope_name()
+        subject = instance_values.get(self.subject)
+        if subject is None:
+            raise ConfigurationError(
+                f"{self.mapper.class_.__name__}.{self.subject} is None: a subject-scoped row "
+                "needs its subject before it is written or read"
+            )
+        return f"{self.subject_prefix}{subject}"
+
+    def context(self, column_type: Encrypted, instance_values: dict[str, Any]) -> Context:
+        """The encryption context of a column in a row."""
+        if self.row is None:
+            return column_type.column_context()
+        identity = instance_values.get(self.row)
+        if identity is None:
+            raise ConfigurationError(
+                f"{self.mapper.class_.__name__}.{self.row} is None: a row-bound model needs "
+                "its row identity before the row is written (use a client-side default such "
+                "as uuid.uuid4, which encrypt_rows applies at flush)"
+            )
+        if isinstance(identity, bytes):
+            identity = identity.hex()
+        return column_type.column_context(row=identity)
+
+    def keyring(self) -> Keyring:
+        return next(iter(self.columns.values())).resolve_keyring()
+
+    def seal(self, key: str, value: Any, instance_values: dict[str, Any]) -> Sealed:
+        """Encrypt *value* of column *key* for the row whose values are *instance_values*."""
+        column_type = self.columns[key]
+        column_type.check_value(value)
+        keyring = column_type.resolve_keyring()
+        cipher = keyring.cipher(
+            self.scope(column_type, instance_values), deterministic=column_type.deterministic
+        )
+        return Sealed(cipher.encrypt(value, context=self.context(column_type, instance_values)))
+
+    def open(self, key: str, sealed: Sealed, instance_values: dict[str, Any]) -> Any:
+        """Decrypt the *sealed* value of column *key* in the row *instance_values*."""
+        column_type = self.columns[key]
+        keyring = column_type.resolve_keyring()
+        cipher = keyring.cipher(
+            self.scope(column_type, instance_values), deterministic=column_type.deterministic
+        )
+        try:
+            return cipher.decrypt(sealed.token, context=self.context(column_type, instance_values))
+        except KeyDestroyedError:
+            if self.on_destroyed == "erased":
+                return ERASED
+            raise
+
+    # -- event handlers -----------------------------------------------------------------
+
+    def _ensure_row_identity(self, target: Any) -> None:
+        if self.row is None or getattr(target, self.row) is not None:
+            return
+        column = self.mapper.columns[self.row]
+        default = column.default
+        if default is None or not (default.is_scalar or default.is_callable):
+            raise ConfigurationError(
+                f"{self.mapper.class_.__name__}.{self.row} has no value and no client-side "
+                "default: a row-bound model needs its identity before the INSERT (for example "
+                "mapped_column(primary_key=True, default=uuid.uuid4))"
+            )
+        value = default.arg(None) if default.is_callable else default.arg  # type: ignore[attr-defined]
+        setattr(target, self.row, value)
+
+    def _seal_all(self, target: Any, keys: list[str]) -> None:
+        state: InstanceState[Any] = inspect(target)
+        values = state.dict
+        plain = state.info.setdefault(_PLAIN, {})
+        for key in keys:
+            value = values.get(key)
+            if value is None or type(value) is Sealed:
+                continue
+            plain[key] = value
+            values[key] = self.seal(key, value, values)
+
+    def _restore(self, target: Any) -> None:
+        state: InstanceState[Any] = inspect(target)
+        for key, value in state.info.pop(_PLAIN, {}).items():
+            set_committed_value(target, key, value)
+
+    def before_insert(self, mapper: Mapper[Any], connection: Any, target: Any) -> None:
+        self._ensure_row_identity(target)
+        self._seal_all(target, list(self.columns))
+
+    def before_update(self, mapper: Mapper[Any], connection: Any, target: Any) -> None:
+        rebind = [a for a in (self.row, self.subject) if a is not None]
+        if any(get_history(target, attr).has_changes() for attr in rebind):
+            keys = list(self.columns)  # new row or subject: every value is re-encrypted
+            missing = [k for k in keys if k not in inspect(target).dict]
+            if missing:
+                raise ConfigurationError(
+                    f"changing {', '.join(rebind)} re-encrypts every encrypted column, but "
+                    f"{', '.join(missing)} are not loaded: load them first"
+                )
+        else:
+            keys = [k for k in self.columns if get_history(target, k).added]
+        self._seal_all(target, keys)
+
+    def after_write(self, mapper: Mapper[Any], connection: Any, target: Any) -> None:
+        self._restore(target)
+
+    def on_load(self, target: Any, context: Any) -> None:
+        pending = _pending.get()
+        if pending is not None:
+            pending.append((self, target))
+        else:
+            self.open_all(target)
+
+    def on_refresh(self, target: Any, context: Any, attrs_: Any) -> None:
+        self.open_all(target)
+
+    def open_all(self, target: Any) -> None:
+        """Decrypt every sealed column of a loaded instance, in place."""
+        values = inspect(target).dict
+        for key in self.columns:
+            value = values.get(key)
+            if type(value) is Sealed:
+                set_committed_value(target, key, self.open(key, value, values))
+
+    def scopes_of(self, target: Any) -> set[str]:
+        values = inspect(target).dict
+        if self.subject is None:
+            return set()
+        return {self.scope(t, values) for t in self.columns.values()}
+
+
+_registry: dict[Mapper[Any], RowEncryption] = {}
+
+
+def encrypt_rows(
+    model: type[Any],
+    *,
+    row: str | None = None,
+    subject: str | None = None,
+    subject_prefix: str = "subject:",
+    on_destroyed: Literal["raise", "erased"] = "raise",
+) -> RowEncryption:
+    """Bind the encrypted columns of *model* to their row and/or their data subject.
+
+    Parameters:
+        row: the attribute whose value identifies the row (usually a client-side
+            primary key such as a UUID). It joins the associated data, so a value copied
+            to another row fails to decrypt. When it is None at insert, its client-side
+            default (``default=uuid.uuid4``) is applied before encryption.
+        subject: the attribute naming the data subject (e.g. ``"customer_id"``). Values
+            are encrypted under the key scope ``subject_prefix + str(value)``, so that
+            `Keyring.destroy` of that scope erases the subject's values in every table.
+        on_destroyed: what loading a value of a destroyed subject does: ``"raise"``
+            (`KeyDestroyedError`) or ``"erased"`` (the attribute becomes `ERASED`).
+
+    Example:
+        ```python
+        class Order(Base):
+            __tablename__ = "orders"
+            id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+            customer_id: Mapped[int]
+            address: Mapped[str] = mapped_column(EncryptedString())
+
+        encrypt_rows(Order, row="id", subject="customer_id")
+        ```
+    """
+    if row is None and subject is None:
+        raise ConfigurationError("encrypt_rows() needs row=, subject= or both")
+    if on_destroyed not in ("raise", "erased"):
+        raise ConfigurationError('on_destroyed must be "raise" or "erased"')
+    mapper: Mapper[Any] = inspect(model)
+    for name in (row, subject):
+        if name is not None and name not in mapper.column_attrs:
+            raise ConfigurationError(f"{model.__name__} has no column attribute {name!r}")
+    columns = {
+        prop.key: prop.columns[0].type
+        for prop in mapper.column_attrs
+        if isinstance(prop.columns[0].type, Encrypted)
+    }
+    if not columns:
+        raise ConfigurationError(f"{model.__name__} has no encrypted columns")
+    if mapper in _registry:
+        raise ConfigurationError(f"encrypt_rows() was already called for {model.__name__}")
+    config = RowEncryption(mapper, row, subject, subject_prefix, on_destroyed, columns)
+    for column_type in columns.values():
+        column_type._row_bound = True
+    event.listen(mapper, "before_insert", config.before_insert)
+    event.listen(mapper, "before_update", config.before_update)
+    event.listen(mapper, "after_insert", config.after_write)
+    event.listen(mapper, "after_update", config.after_write)
+    event.listen(mapper, "load", config.on_load)
+    event.listen(mapper, "refresh", config.on_refresh)
+    _registry[mapper] = config
+    return config
+
+
+@event.listens_for(Session, "before_flush")
+def _prepare_subject_keys(session: Session, flush_context: Any, instances: Any) -> None:
+    """Create or load every subject key the flush needs before the flush writes anything.
+
+    On SQLite, a key created during the flush from another connection would wait for
+    the flush's own write lock.
+    """
+    by_keyring: dict[int, tuple[Keyring, set[tuple[str, bool]]]] = {}
+    for target in (*session.new, *session.dirty):
+        config = _registry.get(inspect(target).mapper)
+        if config is None or config.subject is None:
+            continue
+        if config.row is not None:
+            config._ensure_row_identity(target)
+        values = inspect(target).dict
+        if values.get(config.subject) is None:
+            continue
+        for column_type in config.columns.values():
+            keyring = column_type.resolve_keyring()
+            entry = by_keyring.setdefault(id(keyring), (keyring, set()))
+            entry[1].add((config.scope(column_type, values), column_type.deterministic))
+    for keyring, wanted in by_keyring.values():
+        keyring.prefetch(scope for scope, _ in wanted)
+        for scope, deterministic in wanted:
+            keyring.cipher(scope, deterministic=deterministic)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _decrypt_in_batches(state: ORMExecuteState) -> Result[Any] | None:
+    """Decrypt the rows of a SELECT of protected models after one key read for all subjects."""
+    if not state.is_select or _pending.get() is not None:
+        return None
+    if not any(m in _registry for m in state.all_mappers):
+        return None
+    options = state.execution_options
+    if options.get("yield_per") or options.get("stream_results"):
+        return None  # streamed: rows are decrypted one at a time as they load
+    pending: list[tuple[RowEncryption, Any]] = []
+    token = _pending.set(pending)
+    try:
+        frozen = state.invoke_statement().freeze()
+    finally:
+        _pending.reset(token)
+    by_keyring: dict[int, tuple[Keyring, set[str]]] = {}
+    for config, target in pending:
+        scopes = config.scopes_of(target)
+        if scopes:
+            keyring = config.keyring()
+            by_keyring.setdefault(id(keyring), (keyring, set()))[1].update(scopes)
+    for keyring, scopes in by_keyring.values():
+        keyring.prefetch(scopes)
+    for config, target in pending:
+        config.open_all(target)
+    return frozen()

@@ -1,0 +1,418 @@
+"""Encrypted column types: one TypeDecorator, bound to its table and column on attach."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import threading
+import uuid
+from decimal import Decimal
+from typing import Any, ClassVar, Literal
+
+import attrs
+from sqlalchemy import Column, LargeBinary, Table, Text, event
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.operators import OperatorType
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from securecustomer.crypto import Context, FieldCipher
+from securecustomer.exceptions import (
+    ConfigurationError,
+    DecryptionError,
+    UnsupportedQueryError,
+    UnsupportedValueError,
+)
+from securecustomer.keys import Keyring
+
+__all__ = [
+    "Encrypted",
+    "EncryptedBytes",
+    "EncryptedDate",
+    "EncryptedDateTime",
+    "EncryptedInteger",
+    "EncryptedJSON",
+    "EncryptedNumeric",
+    "EncryptedString",
+    "EncryptedText",
+    "EncryptedUUID",
+    "KeyringSlot",
+    "Sealed",
+    "default_keyring",
+]
+
+
+class KeyringSlot:
+    """Where encrypted columns find their keyring, bound once the application starts.
+
+    Models are declared at import time, before any keyring exists; a slot lets them
+    name the keyring they will use. Columns without an explicit ``keyring=`` use
+    `default_keyring`.
+
+    Example:
+        ```python
+        keys = KeyringSlot("customers")                # in models.py
+        email = mapped_column(EncryptedString(keyring=keys))
+        keys.bind(Keyring(provider, store).load())     # at application start
+        ```
+    """
+
+    def __init__(self, name: str = "default") -> None:
+        self.name = name
+        self._keyring: Keyring | None = None
+
+    def bind(self, keyring: Keyring) -> None:
+        """Use *keyring* for every column that names this slot (rebinding replaces it)."""
+        if not isinstance(keyring, Keyring):
+            raise ConfigurationError(f"KeyringSlot.bind() needs a Keyring, got {keyring!r}")
+        self._keyring = keyring
+
+    def unbind(self) -> None:
+        """Forget the keyring (tests, shutdown)."""
+        self._keyring = None
+
+    def get(self) -> Keyring:
+        """The bound keyring, or `ConfigurationError` if the application has not bound one."""
+        if self._keyring is None:
+            raise ConfigurationError(
+                f"keyring slot {self.name!r} is not bound: call .bind(keyring) at application "
+                "start, before the first query"
+            )
+        return self._keyring
+
+    def __repr__(self) -> str:
+        state = "bound" if self._keyring is not None else "unbound"
+        return f"<KeyringSlot {self.name!r} {state}>"
+
+
+#: The slot that encrypted columns use unless they name another slot or keyring.
+default_keyring = KeyringSlot("default")
+
+
+@attrs.frozen(repr=False)
+class Sealed:
+    """A token that the ORM layer encrypted with a row or subject context.
+
+    Row-bound and subject-scoped columns (see `encrypt_rows`) hold one of these in
+    the instance only while a flush writes it; Core reads of such columns return it so
+    that the caller can decrypt with the row's context.
+    """
+
+    token: bytes
+
+    def __repr__(self) -> str:
+        return f"<Sealed {len(self.token)} bytes>"
+
+
+_REFUSED = {
+    operators.eq,
+    operators.ne,
+    operators.in_op,
+    operators.not_in_op,
+    operators.like_op,
+    operators.not_like_op,
+    operators.ilike_op,
+    operators.not_ilike_op,
+    operators.lt,
+    operators.le,
+    operators.gt,
+    operators.ge,
+    operators.between_op,
+    operators.not_between_op,
+    operators.asc_op,
+    operators.desc_op,
+    operators.startswith_op,
+    operators.endswith_op,
+    operators.contains_op,
+    operators.concat_op,
+    operators.regexp_match_op,
+}
+_DETERMINISTIC_OK = {
+    operators.eq,
+    operators.ne,
+    operators.in_op,
+    operators.not_in_op,
+}
+
+
+class Encrypted(TypeDecorator[Any]):
+    """A column whose values are encrypted before they reach the database.
+
+    Values are bound to the column's table and name (and key scope), so a token copied
+    to another column fails to decrypt. Tokens are stored as binary by default;
+    ``storage="text"`` stores them as base64 in a text column.
+
+    Parameters:
+        value_type: the type of the values (``str``, ``int``, ``Decimal``, ...).
+        keyring: a `Keyring`, or a `KeyringSlot` bound later; default `default_keyring`.
+        scope: the key scope; default ``"<table>.<column>"``.
+        deterministic: AES-SIV, so equal values give equal tokens and ``==`` / ``IN``
+            filters work; it reveals which rows hold equal values.
+        storage: ``"binary"`` (BYTEA / BLOB / VARBINARY) or ``"text"`` (base64).
+        context: ``(table, column)`` to bind instead of the real names, so that a
+            column can be renamed without re-encrypting it.
+
+    Example:
+        ```python
+        class Customer(Base):
+            __tablename__ = "customers"
+            id: Mapped[int] = mapped_column(primary_key=True)
+            email: Mapped[str] = mapped_column(EncryptedString())
+        ```
+    """
+
+    impl = LargeBinary
+    cache_ok = True
+    python_types: ClassVar[tuple[type, ...]] = ()
+
+    def __init__(
+        self,
+        value_type: type | None = None,
+        *,
+        keyring: Keyring | KeyringSlot | None = None,
+        scope: str | None = None,
+        deterministic: bool = False,
+        storage: Literal["binary", "text"] = "binary",
+        context: tuple[str, str] | None = None,
+    ) -> None:
+        if value_type is not None:
+            accepted = _PYTHON_TYPES.get(value_type)
+            if accepted is None:
+                raise ConfigurationError(
+                    f"Encrypted() does not support {value_type!r}; use one of "
+                    + ", ".join(t.__name__ for t in _PYTHON_TYPES)
+                )
+            self.python_types = accepted  # type: ignore[misc]
+        elif not self.python_types:
+            raise ConfigurationError("Encrypted() needs a value type, e.g. Encrypted(str)")
+        if storage not in ("binary", "text"):
+            raise ConfigurationError('storage must be "binary" or "text"')
+        if context is not None and (
+            len(context) != 2 or not all(isinstance(p, str) and p for p in context)
+        ):
+            raise ConfigurationError("context must be a (table, column) pair of non-empty str")
+        self.value_type = value_type
+        self.keyring = keyring
+        self.scope = scope
+        self.deterministic = deterministic
+        self.storage = storage
+        self.context = context
+        #: (table, column) names bound when the column joins a table.
+        self._names: tuple[str, str] | None = context
+        self._column_context: Context | None = None
+        #: Set by `encrypt_rows`: the ORM layer encrypts with a row or subject context.
+        self._row_bound = False
+        self._lock = threading.Lock()
+        self._cipher: tuple[Keyring, FieldCipher] | None = None
+        super().__init__()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_lock", None)
+        state["_cipher"] = None  # never pickle key material
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        return dialect.type_descriptor(Text() if self.storage == "text" else LargeBinary())
+
+    def __repr__(self) -> str:
+        args = [] if self.value_type is None else [self.value_type.__name__]
+        args += [
+            f"{name}={value!r}"
+            for name, value, default in (
+                ("scope", self.scope, None),
+                ("deterministic", self.deterministic, False),
+                ("storage", self.storage, "binary"),
+                ("context", self.context, None),
+            )
+            if value != default
+        ]
+        return f"{type(self).__name__}({', '.join(args)})"
+
+    # -- binding ------------------------------------------------------------------------
+
+    def bind_names(self, table: str, column: str) -> None:
+        """Bind the table and column names (done for you when the column joins a table)."""
+        if self.context is None:
+            self._names = (str(table), str(column))  # not quoted_name: it is bound as text
+            self._column_context = None
+
+    @property
+    def names(self) -> tuple[str, str]:
+        """The (table, column) pair bound into every token of this column."""
+        if self._names is None:
+            raise ConfigurationError(
+                f"{self!r} is not attached to a table column: declare it on a Column of a "
+                "Table, or pass context=(table, column)"
+            )
+        return self._names
+
+    def column_context(self, row: str | int | uuid.UUID | None = None) -> Context:
+        """The encryption context of this column, optionally bound to a row."""
+        if row is None:
+            cached = self._column_context
+            if cached is None:
+                cached = self._column_context = Context(*self.names)
+            return cached
+        table, column = self.names
+        return Context(table, column, row=row)
+
+    def resolve_keyring(self) -> Keyring:
+        """The keyring this column uses now."""
+        source = self.keyring if self.keyring is not None else default_keyring
+        return source.get() if isinstance(source, KeyringSlot) else source
+
+    def scope_name(self) -> str:
+        """The key scope of this column."""
+        return self.scope if self.scope is not None else ".".join(self.names)
+
+    def cipher(self) -> FieldCipher:
+        """The FieldCipher of this column's scope under the current keyring."""
+        keyring = self.resolve_keyring()
+        cached = self._cipher
+        if cached is None or cached[0] is not keyring:
+            with self._lock:
+                cipher = keyring.cipher(self.scope_name(), deterministic=self.deterministic)
+                self._cipher = cached = (keyring, cipher)
+        return cached[1]
+
+    # -- values -------------------------------------------------------------------------
+
+    def check_value(self, value: object) -> None:
+        """Raise `UnsupportedValueError` unless *value* has this column's type."""
+        if type(value) not in self.python_types:
+            table, column = self._names or ("?", "?")
+            expected = " or ".join(t.__name__ for t in self.python_types)
+            raise UnsupportedValueError(
+                f"{table}.{column} holds {expected} values, got {type(value).__qualname__}"
+            )
+
+    def encode_token(self, token: bytes) -> bytes | str:
+        """The stored form of *token* (bytes, or base64 text)."""
+        return base64.b64encode(token).decode("ascii") if self.storage == "text" else token
+
+    def decode_token(self, stored: object) -> bytes:
+        """The token bytes of a stored value."""
+        if self.storage == "text":
+            if not isinstance(stored, str):
+                raise DecryptionError("the stored value is not base64 text")
+            try:
+                return base64.b64decode(stored, validate=True)
+            except binascii.Error:
+                raise DecryptionError("the stored value is not valid base64") from None
+        if isinstance(stored, (bytes, bytearray, memoryview)):
+            return bytes(stored)
+        raise DecryptionError(f"the stored value is {type(stored).__qualname__}, not bytes")
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if type(value) is Sealed:
+            return self.encode_token(value.token)
+        if self._row_bound:
+            raise UnsupportedQueryError(
+                f"{'.'.join(self.names)} is row-bound or subject-scoped: write it through "
+                "the ORM (the flush encrypts it with the row's context)"
+            )
+        self.check_value(value)
+        token = self.cipher().encrypt(value, context=self.column_context())
+        return self.encode_token(token)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        token = self.decode_token(value)
+        if self._row_bound:
+            return Sealed(token)
+        return self.cipher().decrypt(token, context=self.column_context())
+
+    def process_literal_param(self, value: Any, dialect: Dialect) -> str:
+        raise UnsupportedQueryError(
+            "encrypted values are never rendered as SQL literals: use bound parameters"
+        )
+
+    def coerce_compared_value(self, op: OperatorType | None, value: Any) -> TypeEngine[Any]:
+        return self
+
+    class comparator_factory(TypeDecorator.Comparator[Any]):
+        """Refuses SQL operators an encrypted column cannot answer."""
+
+        def _check(self, op: OperatorType) -> None:
+            column_type = self.type
+            if (
+                isinstance(column_type, Encrypted)
+                and op in _REFUSED
+                and not (column_type.deterministic and op in _DETERMINISTIC_OK)
+            ):
+                raise _refusal(column_type, op)
+
+        def operate(self, op: OperatorType, *other: Any, **kwargs: Any) -> Any:
+            self._check(op)
+            return super().operate(op, *other, **kwargs)
+
+        def reverse_operate(self, op: OperatorType, other: Any, **kwargs: Any) -> Any:
+            self._check(op)
+            return super().reverse_operate(op, other, **kwargs)
+
+
+def _refusal(column_type: Encrypted, op: OperatorType) -> UnsupportedQueryError:
+    name = ".".join(column_type._names) if column_type._names else repr(column_type)
+    what = getattr(op, "__name__", str(op))
+    if column_type.deterministic:
+        return UnsupportedQueryError(
+            f"{name} is encrypted deterministically: only ==, != and IN work on it, not {what}"
+        )
+    return UnsupportedQueryError(
+        f"{name} is encrypted with random nonces, so SQL cannot compare, match or order it "
+        f"({what}); search it through a blind index (securecustomer.sqlalchemy.BlindIndex) "
+        "or declare it deterministic=True if revealing equal values is acceptable"
+    )
+
+
+def _typed(name: str, types: tuple[type, ...], doc: str) -> type[Encrypted]:
+    cls = type(name, (Encrypted,), {"python_types": types, "cache_ok": True, "__doc__": doc})
+    cls.__module__ = "securecustomer.sqlalchemy"
+    return cls
+
+
+_PYTHON_TYPES: dict[type, tuple[type, ...]] = {
+    str: (str,),
+    bytes: (bytes,),
+    int: (int,),
+    Decimal: (Decimal,),
+    dt.date: (dt.date,),
+    dt.datetime: (dt.datetime,),
+    uuid.UUID: (uuid.UUID,),
+    dict: (dict, list),
+    list: (dict, list),
+}
+
+EncryptedString = _typed("EncryptedString", (str,), "An encrypted `str` column.")
+EncryptedText = _typed("EncryptedText", (str,), "An encrypted `str` column for long text.")
+EncryptedBytes = _typed("EncryptedBytes", (bytes,), "An encrypted `bytes` column.")
+EncryptedInteger = _typed("EncryptedInteger", (int,), "An encrypted `int` column.")
+EncryptedNumeric = _typed("EncryptedNumeric", (Decimal,), "An encrypted `Decimal` column.")
+EncryptedDate = _typed("EncryptedDate", (dt.date,), "An encrypted `datetime.date` column.")
+EncryptedDateTime = _typed(
+    "EncryptedDateTime", (dt.datetime,), "An encrypted, timezone-aware `datetime` column."
+)
+EncryptedJSON = _typed("EncryptedJSON", (dict, list), "An encrypted JSON (`dict`/`list`) column.")
+EncryptedUUID = _typed("EncryptedUUID", (uuid.UUID,), "An encrypted `uuid.UUID` column.")
+Encrypted.__module__ = "securecustomer.sqlalchemy"
+
+
+@event.listens_for(Column, "after_parent_attach")
+def _bind_column_names(column: Column[Any], table: Any) -> None:
+    """Bind each encrypted column's type to its table and column names."""
+    column_type = column.type
+    if not isinstance(column_type, Encrypted) or not isinstance(table, Table):
+        return
+    names = (table.name, column.name)
+    if column_type._names not in (None, names) and column_type.context is None:
+        column.type = column_type = column_type.copy()  # one type object shared by two columns
+    column_type.bind_names(*names)
