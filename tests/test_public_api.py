@@ -63,6 +63,12 @@ EXPECTED = {
     ],
     "securecustomer.cli": ["main"],
     "securecustomer.testing": ["memory_keyring"],
+    "securecustomer.sqlalchemy": [
+        "ERASED", "Encrypted", "EncryptedBytes", "EncryptedDate", "EncryptedDateTime",
+        "EncryptedInteger", "EncryptedJSON", "EncryptedNumeric", "EncryptedString",
+        "EncryptedText", "EncryptedUUID", "KeyringSlot", "RowEncryption", "Sealed",
+        "SqlKeyStore", "default_keyring", "encrypt_rows", "render_item",
+    ],
     "securecustomer.typing": ["KeyProvider", "KeySource", "KeyStore", "Value"],
 }
 

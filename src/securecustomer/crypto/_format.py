@@ -68,7 +68,7 @@ def _part(name: str, value: str) -> bytes:
 def _row(value: str | int | uuid.UUID | None) -> str | None:
     if value is None or type(value) is str:
         return value
-    if type(value) is int or type(value) is uuid.UUID:
+    if type(value) is int or isinstance(value, uuid.UUID):  # asyncpg has its own UUID class
         return str(value)
     raise ContextError(f"context row must be a str, int or UUID, got {type(value).__qualname__}")
 

@@ -13,6 +13,7 @@ Example:
     ```
 """
 
+from securecustomer.sqlalchemy._alembic import render_item
 from securecustomer.sqlalchemy._keystore import SqlKeyStore
 from securecustomer.sqlalchemy._orm import ERASED, RowEncryption, encrypt_rows
 from securecustomer.sqlalchemy._types import (
@@ -49,4 +50,5 @@ __all__ = [
     "SqlKeyStore",
     "default_keyring",
     "encrypt_rows",
+    "render_item",
 ]

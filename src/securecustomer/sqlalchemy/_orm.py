@@ -21,7 +21,8 @@ import attrs
 from sqlalchemy import event, inspect
 from sqlalchemy.engine import Result
 from sqlalchemy.orm import Mapper, ORMExecuteState, Session
-from sqlalchemy.orm.attributes import get_history, set_committed_value
+from sqlalchemy.orm.attributes import flag_modified, get_history, set_committed_value
+from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.orm.state import InstanceState
 
 from securecustomer.crypto import Context
@@ -153,6 +154,7 @@ class RowEncryption:
                 continue
             plain[key] = value
             values[key] = self.seal(key, value, values)
+            flag_modified(target, key)  # an UPDATE must write it even if the value is unchanged
 
     def _restore(self, target: Any) -> None:
         state: InstanceState[Any] = inspect(target)
@@ -191,8 +193,20 @@ class RowEncryption:
         self.open_all(target)
 
     def open_all(self, target: Any) -> None:
-        """Decrypt every sealed column of a loaded instance, in place."""
-        values = inspect(target).dict
+        """Decrypt every sealed column of a loaded instance, in place.
+
+        The tokens were written with the row identity and subject the database holds,
+        which differ from the instance's while a change to them is pending.
+        """
+        state: InstanceState[Any] = inspect(target)
+        values = state.dict
+        stored = {
+            attr: state.committed_state[attr]
+            for attr in (self.row, self.subject)
+            if attr is not None and state.committed_state.get(attr, NO_VALUE) is not NO_VALUE
+        }
+        if stored:
+            values = {**values, **stored}
         for key in self.columns:
             value = values.get(key)
             if type(value) is Sealed:
@@ -206,6 +220,10 @@ class RowEncryption:
 
 
 _registry: dict[Mapper[Any], RowEncryption] = {}
+
+
+def _keep_old_value(target: Any, value: Any, old: Any, initiator: Any) -> Any:
+    return value
 
 
 def encrypt_rows(
@@ -260,6 +278,9 @@ def encrypt_rows(
     config = RowEncryption(mapper, row, subject, subject_prefix, on_destroyed, columns)
     for column_type in columns.values():
         column_type._row_bound = True
+    for attr in (row, subject):  # keep the stored value when it changes: see open_all
+        if attr is not None:
+            event.listen(getattr(model, attr), "set", _keep_old_value, active_history=True)
     event.listen(mapper, "before_insert", config.before_insert)
     event.listen(mapper, "before_update", config.before_update)
     event.listen(mapper, "after_insert", config.after_write)

@@ -207,6 +207,22 @@ class Encrypted(TypeDecorator[Any]):
         self._cipher: tuple[Keyring, FieldCipher] | None = None
         super().__init__()
 
+    @property
+    def _static_cache_key(self) -> tuple[Any, ...]:
+        # SQLAlchemy derives the key from positional __init__ arguments only; these are
+        # keyword-only, and two columns with different keyrings must never share a
+        # compiled statement.
+        return (
+            type(self),
+            ("value_type", self.value_type),
+            ("keyring", self.keyring),
+            ("scope", self.scope),
+            ("deterministic", self.deterministic),
+            ("storage", self.storage),
+            ("context", self.context),
+            ("names", self._names),
+        )
+
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state.pop("_lock", None)

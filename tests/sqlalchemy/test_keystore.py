@@ -1,0 +1,166 @@
+"""SqlKeyStore on SQLite, PostgreSQL and MariaDB: rules, keyring use, several processes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from securecustomer import Context, Keyring, LocalKeyProvider
+from securecustomer.exceptions import (
+    KeyDestroyedError,
+    KeyNotFoundError,
+    KeyStateError,
+    KeyStoreError,
+)
+from securecustomer.keys import DataKeyRecord, KeyState, RootKeyRecord, WrappedKey
+from securecustomer.sqlalchemy import SqlKeyStore
+
+NOW = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
+CTX = Context("customers", "email")
+
+
+def record(key_id: int, scope: str = "s", version: int = 1, **kw: object) -> DataKeyRecord:
+    fields: dict[str, object] = {
+        "key_id": key_id,
+        "scope": scope,
+        "version": version,
+        "state": KeyState.ACTIVE,
+        "created_at": NOW,
+        "root_version": 1,
+        "wrapped": b"w" * 60,
+    }
+    fields.update(kw)
+    return DataKeyRecord(**fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def store(engine: sa.Engine) -> SqlKeyStore:
+    store = SqlKeyStore(engine)
+    store.create()
+    return store
+
+
+class TestRules:
+    """The same lifecycle rules as the other stores, enforced in SQL transactions."""
+
+    def test_insert_if_absent(self, store: SqlKeyStore) -> None:
+        assert record(1) == store.add_data_key(record(1))
+        assert record(1) == store.add_data_key(record(2))  # same (scope, version)
+        assert store.add_data_key(record(1, scope="t")) is None  # id taken
+        assert [record(1)] == store.data_keys("s")
+        assert record(1) == store.data_key(1)
+        assert store.data_key(2) is None
+        assert {"s": [record(1)]} == store.data_keys_many(["s", "nope"])
+
+    def test_large_key_ids(self, store: SqlKeyStore) -> None:
+        assert record(0xFFFFFFFF) == store.add_data_key(record(0xFFFFFFFF))
+        assert record(0xFFFFFFFF) == store.data_key(0xFFFFFFFF)
+
+    def test_lifecycle(self, store: SqlKeyStore) -> None:
+        store.add_data_key(record(1))
+        store.add_data_key(record(2, version=2))
+        with pytest.raises(KeyNotFoundError):  # all or nothing
+            store.update_data_keys([record(1, state=KeyState.DISABLED), record(3)])
+        assert KeyState.ACTIVE == store.data_key(1).state  # type: ignore[union-attr]
+        store.update_data_keys([record(1, state=KeyState.DESTROYED, wrapped=b"")])
+        with pytest.raises(KeyStateError, match="never be revived"):
+            store.update_data_keys([record(1)])
+        assert b"" == store.data_key(1).wrapped  # type: ignore[union-attr]
+        assert [1, 2] == [r.version for r in store.data_keys("s")]
+
+    def test_roots(self, store: SqlKeyStore) -> None:
+        root = RootKeyRecord(1, KeyState.ACTIVE, NOW, (WrappedKey("local", "ab", b"\x00c"),))
+        assert root == store.add_root(root)
+        assert root == store.add_root(RootKeyRecord(1, KeyState.ACTIVE, NOW, ()))
+        assert [root] == store.roots()
+        store.update_root(RootKeyRecord(1, KeyState.DESTROYED, NOW, ()))
+        with pytest.raises(KeyStateError):
+            store.update_root(root)
+        with pytest.raises(KeyNotFoundError):
+            store.update_root(RootKeyRecord(2, KeyState.ACTIVE, NOW, ()))
+
+    def test_missing_table(self, engine: sa.Engine) -> None:
+        with pytest.raises(KeyStoreError, match="securecustomer_keys"):
+            SqlKeyStore(engine).roots()
+
+    def test_own_metadata(self, engine: sa.Engine) -> None:
+        metadata = sa.MetaData()
+        store = SqlKeyStore(engine, metadata=metadata, table_name="app_keys")
+        metadata.create_all(engine)
+        assert "app_keys" in sa.inspect(engine).get_table_names()
+        assert [] == store.roots()
+        assert "app_keys" in repr(store)
+
+
+class TestWithKeyring:
+    """A keyring over the SQL store: create, rotate, shred, across keyring instances."""
+
+    def test_keyring(self, store: SqlKeyStore) -> None:
+        provider = LocalKeyProvider.generate()
+        keyring = Keyring(provider, store).load()
+        cipher = keyring.cipher("subject:1")
+        token = cipher.encrypt("v", context=CTX)
+        keyring.rotate("subject:1")
+        keyring.rotate_root()
+        other = Keyring(provider, store).load()
+        assert "v" == other.cipher("subject:1").decrypt(token, context=CTX)
+        other.destroy("subject:1")
+        fresh = Keyring(provider, store).load()
+        with pytest.raises(KeyDestroyedError):
+            fresh.cipher("subject:1").decrypt(token, context=CTX)
+
+    def test_prefetch_many_scopes(self, store: SqlKeyStore) -> None:
+        provider = LocalKeyProvider.generate()
+        writer = Keyring(provider, store).load()
+        tokens = {n: writer.cipher(f"subject:{n}").encrypt(n, context=CTX) for n in range(1200)}
+        reader = Keyring(provider, store).load()
+        reader.prefetch(f"subject:{n}" for n in range(1200))
+        assert 1200 == sum(1 for s in reader._cache if s.startswith("subject:"))
+        assert all(
+            reader.cipher(f"subject:{n}").decrypt(t, context=CTX) == n for n, t in tokens.items()
+        )
+
+
+class TestProcesses:
+    """Several processes creating the same scopes at once all get one key per scope."""
+
+    def test_concurrent_creation(self, db_url: str, engine: sa.Engine, tmp_path: Path) -> None:
+        SqlKeyStore(engine).create()
+        LocalKeyProvider.create_key_file(tmp_path / "master.key")
+        script = textwrap.dedent(
+            f"""
+            import sqlalchemy as sa
+            from securecustomer import Context, Keyring, LocalKeyProvider
+            from securecustomer.sqlalchemy import SqlKeyStore
+            store = SqlKeyStore(sa.create_engine({db_url!r}))
+            keyring = Keyring(LocalKeyProvider.from_file({str(tmp_path / "master.key")!r}),
+                              store).load()
+            ids = [keyring.cipher(f"subject:{{n}}").encrypt("x", context=Context("t", "c"))[2:6]
+                   for n in range(20)]
+            print(",".join(i.hex() for i in ids))
+            """
+        )
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+        workers = [
+            subprocess.Popen(
+                [sys.executable, "-c", script],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                text=True,
+            )
+            for _ in range(4)
+        ]
+        results = [w.communicate(timeout=120) for w in workers]
+        assert [0, 0, 0, 0] == [w.returncode for w in workers], [r[1][-2000:] for r in results]
+        assert 1 == len({out.strip() for out, _ in results})
+        store = SqlKeyStore(engine)
+        assert 20 == len(store.all_data_keys())
+        assert 1 == len(store.roots())

@@ -1,0 +1,269 @@
+"""Row binding and subject scoping through the ORM, on real databases."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from securecustomer import Keyring, LocalKeyProvider
+from securecustomer.exceptions import (
+    ConfigurationError,
+    DecryptionError,
+    KeyDestroyedError,
+    KeyStateError,
+    UnsupportedQueryError,
+)
+from securecustomer.keys import MemoryKeyStore
+from securecustomer.sqlalchemy import (
+    ERASED,
+    EncryptedString,
+    EncryptedText,
+    Sealed,
+    default_keyring,
+    encrypt_rows,
+)
+
+
+class Counting(MemoryKeyStore):
+    """A memory store that counts reads of data keys."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def data_keys(self, scope: str) -> Any:
+        self.reads += 1
+        return super().data_keys(scope)
+
+    def data_keys_many(self, scopes: list[str]) -> Any:
+        self.reads += 1
+        return super().data_keys_many(scopes)
+
+
+@pytest.fixture
+def store() -> Counting:
+    return Counting()
+
+
+@pytest.fixture
+def keyring(store: Counting) -> Iterator[Keyring]:
+    keyring = Keyring(LocalKeyProvider.generate(), store).load()
+    default_keyring.bind(keyring)
+    yield keyring
+    default_keyring.unbind()
+
+
+def models(on_destroyed: str = "raise") -> tuple[Any, Any]:
+    """A fresh declarative base with an Order model bound to its row and its customer."""
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Order(Base):
+        __tablename__ = "orders"
+        id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+        customer_id: Mapped[int]
+        address: Mapped[str] = mapped_column(EncryptedString())
+        note: Mapped[str | None] = mapped_column(EncryptedText())
+
+    encrypt_rows(Order, row="id", subject="customer_id", on_destroyed=on_destroyed)  # type: ignore[arg-type]
+    return Base, Order
+
+
+class TestRowBinding:
+    """Values are bound to their row: copies to another row fail."""
+
+    def test_round_trip_and_update(self, engine: sa.Engine, keyring: Keyring) -> None:
+        base, order = models()
+        base.metadata.create_all(engine)
+        with Session(engine) as session:
+            session.add_all([order(customer_id=i % 5, address=f"{i} Main St") for i in range(20)])
+            session.commit()
+            first = session.scalars(sa.select(order).limit(1)).one()
+            assert first.address.endswith("Main St")  # plaintext after the flush, no token
+            first.note = "ring twice"
+            session.commit()
+            first_id = first.id
+        with Session(engine) as session:
+            rows = session.scalars(sa.select(order)).all()
+            assert 20 == len(rows)
+            assert {f"{i} Main St" for i in range(20)} == {r.address for r in rows}
+            assert "ring twice" == session.get(order, first_id).note
+
+    def test_copied_to_another_row(self, engine: sa.Engine, keyring: Keyring) -> None:
+        base, order = models()
+        base.metadata.create_all(engine)
+        with Session(engine) as session:
+            session.add_all([order(customer_id=1, address="A"), order(customer_id=1, address="B")])
+            session.commit()
+        with engine.begin() as conn:
+            first, second = conn.execute(sa.text("SELECT id, address FROM orders")).all()
+            conn.execute(
+                sa.text("UPDATE orders SET address = :a WHERE id = :i"),
+                {"a": first.address, "i": second.id},
+            )
+        with Session(engine) as session, pytest.raises(DecryptionError):
+            session.scalars(sa.select(order)).all()
+
+    def test_core_reads_give_sealed_tokens(self, engine: sa.Engine, keyring: Keyring) -> None:
+        base, order = models()
+        base.metadata.create_all(engine)
+        with Session(engine) as session:
+            session.add(order(customer_id=1, address="A"))
+            session.commit()
+        with engine.connect() as conn:
+            value = conn.execute(sa.select(order.__table__.c.address)).scalar_one()
+        assert isinstance(value, Sealed)
+        assert "Sealed" in repr(value)
+
+    def test_core_writes_are_refused(self, engine: sa.Engine, keyring: Keyring) -> None:
+        base, order = models()
+        base.metadata.create_all(engine)
+        with pytest.raises(sa.exc.StatementError) as info, engine.begin() as conn:
+            conn.execute(
+                sa.insert(order.__table__),
+                [{"id": uuid.uuid4(), "customer_id": 1, "address": "x", "note": None}],
+            )
+        assert isinstance(info.value.orig, UnsupportedQueryError)
+
+    def test_needs_client_side_identity(self, engine: sa.Engine, keyring: Keyring) -> None:
+        class Base(DeclarativeBase):
+            pass
+
+        class Ticket(Base):
+            __tablename__ = "tickets"
+            id: Mapped[int] = mapped_column(primary_key=True)
+            body: Mapped[str] = mapped_column(EncryptedString())
+
+        encrypt_rows(Ticket, row="id")
+        Base.metadata.create_all(engine)
+        with Session(engine) as session:
+            session.add(Ticket(body="x"))
+            with pytest.raises(ConfigurationError, match="client-side"):
+                session.commit()
+            session.rollback()
+            session.add(Ticket(id=7, body="explicit ids work"))
+            session.commit()
+            assert "explicit ids work" == session.get(Ticket, 7).body  # type: ignore[union-attr]
+
+    def test_bad_configuration(self) -> None:
+        class Base(DeclarativeBase):
+            pass
+
+        class Plain(Base):
+            __tablename__ = "plain"
+            id: Mapped[int] = mapped_column(primary_key=True)
+            secret: Mapped[str] = mapped_column(EncryptedString())
+
+        with pytest.raises(ConfigurationError, match="needs row="):
+            encrypt_rows(Plain)
+        with pytest.raises(ConfigurationError, match="no column attribute 'owner'"):
+            encrypt_rows(Plain, subject="owner")
+        encrypt_rows(Plain, row="id")
+        with pytest.raises(ConfigurationError, match="already called"):
+            encrypt_rows(Plain, row="id")
+
+
+class TestSubjects:
+    """Subject scopes: one key per customer, erasure by key destruction, batched loads."""
+
+    def test_destroy_erases_one_subject_everywhere(
+        self, engine: sa.Engine, keyring: Keyring
+    ) -> None:
+        base, order = models(on_destroyed="erased")
+        base.metadata.create_all(engine)
+        with Session(engine) as session:
+            session.add_all([order(customer_id=c, address=f"addr {c}") for c in (1, 2, 2, 3)])
+            session.commit()
+        keyring.destroy("subject:2")
+        with Session(engine) as session:
+            by_customer = {
+                (o.customer_id, o.address is ERASED) for o in session.scalars(sa.select(order))
+            }
+        assert {(1, False), (2, True), (3, False)} == by_customer
+
+    def test_destroyed_subject_raises_by_default(self, engine: sa.Engine, keyring: Keyring) -> None:
+        base, order = models()
+        base.metadata.create_all(engine)
+        with Session(engine) as session:
+            session.add(order(customer_id=9, address="gone"))
+            session.commit()
+        keyring.destroy("subject:9")
+        with Session(engine) as session:
+            with pytest.raises(KeyDestroyedError):
+                session.scalars(sa.select(order)).all()
+            session.add(order(customer_id=9, address="new row for an erased subject"))
+            with pytest.raises(KeyStateError, match="no active key"):
+                session.commit()
+
+    def test_bulk_load_reads_keys_once(
+        self, engine: sa.Engine, keyring: Keyring, store: Counting
+    ) -> None:
+        base, order = models()
+        base.metadata.create_all(engine)
+        with Session(engine) as session:
+            session.add_all([order(customer_id=c, address=f"a{c}") for c in range(300)])
+            session.commit()
+        cold = Keyring(keyring.provider, store).load()
+        default_keyring.bind(cold)
+        store.reads = 0
+        with Session(engine) as session:
+            rows = session.scalars(sa.select(order)).all()
+        assert {f"a{c}" for c in range(300)} == {r.address for r in rows}
+        assert 1 == store.reads
+
+    def test_streamed_results_still_decrypt(self, engine: sa.Engine, keyring: Keyring) -> None:
+        base, order = models()
+        base.metadata.create_all(engine)
+        with Session(engine) as session:
+            session.add_all([order(customer_id=c, address=f"a{c}") for c in range(30)])
+            session.commit()
+        with Session(engine) as session:
+            streamed = session.scalars(sa.select(order).execution_options(yield_per=7))
+            assert {f"a{c}" for c in range(30)} == {r.address for r in streamed}
+
+    def test_changing_the_subject_reencrypts(self, engine: sa.Engine, keyring: Keyring) -> None:
+        base, order = models()
+        base.metadata.create_all(engine)
+        with Session(engine) as session:
+            item = order(customer_id=1, address="moving", note="n")
+            session.add(item)
+            session.commit()
+            item.customer_id = 2
+            session.commit()
+        keyring.destroy("subject:1")
+        with Session(engine) as session:
+            moved = session.scalars(sa.select(order)).one()
+            assert ("moving", "n", 2) == (moved.address, moved.note, moved.customer_id)
+
+    def test_missing_subject(self, engine: sa.Engine, keyring: Keyring) -> None:
+        base, order = models()
+        base.metadata.create_all(engine)
+        with Session(engine) as session:
+            session.add(order(customer_id=None, address="x"))
+            with pytest.raises((ConfigurationError, sa.exc.IntegrityError)):
+                session.commit()
+
+
+class TestAsync:
+    """AsyncSession works the same way (aiosqlite, asyncpg, aiomysql)."""
+
+    @pytest.mark.anyio
+    async def test_async_session(self, async_engine: AsyncEngine, keyring: Keyring) -> None:
+        base, order = models()
+        async with async_engine.begin() as conn:
+            await conn.run_sync(base.metadata.create_all)
+        async with AsyncSession(async_engine) as session:
+            session.add_all([order(customer_id=c, address=f"a{c}") for c in range(10)])
+            await session.commit()
+        async with AsyncSession(async_engine) as session:
+            rows = (await session.scalars(sa.select(order))).all()
+        assert {f"a{c}" for c in range(10)} == {r.address for r in rows}
+        async with async_engine.begin() as conn:
+            await conn.run_sync(base.metadata.drop_all)
