@@ -267,3 +267,26 @@ class TestAsync:
         assert {f"a{c}" for c in range(10)} == {r.address for r in rows}
         async with async_engine.begin() as conn:
             await conn.run_sync(base.metadata.drop_all)
+
+
+class TestFailedFlush:
+    """A flush that fails after sealing leaves plaintexts, and a retry writes good tokens."""
+
+    def test_retry_after_integrity_error(self, engine: sa.Engine, keyring: Keyring) -> None:
+        base, order = models()
+        base.metadata.create_all(engine)
+        same = uuid.uuid4()
+        with Session(engine) as session:
+            session.add(order(id=same, customer_id=1, address="first"))
+            session.commit()
+            duplicate = order(id=same, customer_id=1, address="second")
+            session.add(duplicate)
+            with pytest.raises(sa.exc.IntegrityError):
+                session.commit()
+            session.rollback()
+            assert "second" == duplicate.address
+            duplicate.id = fresh = uuid.uuid4()
+            session.add(duplicate)
+            session.commit()
+        with Session(engine) as session:
+            assert "second" == session.get(order, fresh).address

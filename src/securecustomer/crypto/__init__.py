@@ -9,7 +9,7 @@ from securecustomer.crypto._encoding import Value
 from securecustomer.crypto._format import FORMAT_VERSION, Context
 from securecustomer.crypto._keys import DataKey, KeyState
 
-__all__ = [  # noqa: RUF022 - plain sorted(), as tests/test_public_api.py pins it
+__all__ = [
     "Context",
     "DataKey",
     "FORMAT_VERSION",

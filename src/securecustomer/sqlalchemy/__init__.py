@@ -14,6 +14,24 @@ Example:
 """
 
 from securecustomer.sqlalchemy._alembic import render_item
+from securecustomer.sqlalchemy._blind import (
+    BlindIndex,
+    IndexPlan,
+    Normalizer,
+    asearch,
+    blind_match,
+    casefold,
+    compose,
+    confirm_matches,
+    digits_only,
+    nfkc,
+    normalize_email,
+    normalize_phone,
+    plan_blind_index,
+    reindex,
+    search,
+    strip,
+)
 from securecustomer.sqlalchemy._keystore import SqlKeyStore
 from securecustomer.sqlalchemy._orm import ERASED, RowEncryption, encrypt_rows
 from securecustomer.sqlalchemy._types import (
@@ -33,6 +51,7 @@ from securecustomer.sqlalchemy._types import (
 )
 
 __all__ = [
+    "BlindIndex",
     "ERASED",
     "Encrypted",
     "EncryptedBytes",
@@ -44,11 +63,26 @@ __all__ = [
     "EncryptedString",
     "EncryptedText",
     "EncryptedUUID",
+    "IndexPlan",
     "KeyringSlot",
+    "Normalizer",
     "RowEncryption",
     "Sealed",
     "SqlKeyStore",
+    "asearch",
+    "blind_match",
+    "casefold",
+    "compose",
+    "confirm_matches",
     "default_keyring",
+    "digits_only",
     "encrypt_rows",
+    "nfkc",
+    "normalize_email",
+    "normalize_phone",
+    "plan_blind_index",
+    "reindex",
     "render_item",
+    "search",
+    "strip",
 ]

@@ -15,6 +15,7 @@ row or to their data subject are encrypted by mapper events instead:
 from __future__ import annotations
 
 import contextvars
+import weakref
 from typing import Any, Literal
 
 import attrs
@@ -22,7 +23,7 @@ from sqlalchemy import event, inspect
 from sqlalchemy.engine import Result
 from sqlalchemy.orm import Mapper, ORMExecuteState, Session
 from sqlalchemy.orm.attributes import flag_modified, get_history, set_committed_value
-from sqlalchemy.orm.base import NO_VALUE
+from sqlalchemy.orm.base import NO_VALUE, PASSIVE_NO_INITIALIZE
 from sqlalchemy.orm.state import InstanceState
 
 from securecustomer.crypto import Context
@@ -54,6 +55,7 @@ class _Erased:
 ERASED: Any = _Erased()
 
 _PLAIN = "securecustomer.plaintexts"
+_SEALED = "securecustomer.sealed"
 _pending: contextvars.ContextVar[list[tuple[RowEncryption, Any]] | None] = contextvars.ContextVar(
     "securecustomer_pending_loads", default=None
 )
@@ -148,8 +150,10 @@ class RowEncryption:
         state: InstanceState[Any] = inspect(target)
         values = state.dict
         plain = state.info.setdefault(_PLAIN, {})
+        if state.session is not None:  # a failed flush expunges new objects: keep track here
+            state.session.info.setdefault(_SEALED, weakref.WeakSet()).add(target)
         for key in keys:
-            value = values.get(key)
+            value = plain.get(key, values.get(key))  # after a failed flush: the plaintext
             if value is None or type(value) is Sealed:
                 continue
             plain[key] = value
@@ -167,7 +171,8 @@ class RowEncryption:
 
     def before_update(self, mapper: Mapper[Any], connection: Any, target: Any) -> None:
         rebind = [a for a in (self.row, self.subject) if a is not None]
-        if any(get_history(target, attr).has_changes() for attr in rebind):
+        passive = PASSIVE_NO_INITIALIZE  # never load attributes during the flush
+        if any(get_history(target, attr, passive).has_changes() for attr in rebind):
             keys = list(self.columns)  # new row or subject: every value is re-encrypted
             missing = [k for k in keys if k not in inspect(target).dict]
             if missing:
@@ -176,7 +181,7 @@ class RowEncryption:
                     f"{', '.join(missing)} are not loaded: load them first"
                 )
         else:
-            keys = [k for k in self.columns if get_history(target, k).added]
+            keys = [k for k in self.columns if get_history(target, k, passive).added]
         self._seal_all(target, keys)
 
     def after_write(self, mapper: Mapper[Any], connection: Any, target: Any) -> None:
@@ -316,6 +321,24 @@ def _prepare_subject_keys(session: Session, flush_context: Any, instances: Any) 
         keyring.prefetch(scope for scope, _ in wanted)
         for scope, deterministic in wanted:
             keyring.cipher(scope, deterministic=deterministic)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _restore_after_failed_flush(session: Session, previous_transaction: Any) -> None:
+    """Put plaintexts back into instances whose flush failed after they were sealed.
+
+    A retried flush then encrypts them again, for the row and subject they have then.
+    """
+    for target in list(session.info.pop(_SEALED, ())):
+        state: InstanceState[Any] = inspect(target)
+        config = _registry.get(state.mapper)
+        if config is not None and _PLAIN in state.info:
+            config._restore(target)
+
+
+@event.listens_for(Session, "after_commit")
+def _forget_sealed(session: Session) -> None:
+    session.info.pop(_SEALED, None)
 
 
 @event.listens_for(Session, "do_orm_execute")

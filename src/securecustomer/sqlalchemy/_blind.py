@@ -1,0 +1,773 @@
+"""Blind indexes: equality search on randomized encrypted columns.
+
+A blind-index column holds, for each row, ``HMAC-SHA256(K_index, table, column, type,
+normalize(value))`` truncated to ``size`` bytes, where ``K_index`` is derived from the data
+key of the *source column's own scope* (never a subject's scope: otherwise nobody could
+search without knowing the subject first). A search computes the tokens of the value under
+every key version that may still decrypt, selects the rows whose index is one of them, and
+drops the false positives that truncation lets through by comparing the decrypted values.
+
+What an index column reveals to someone who can read it, and the planner that chooses
+its size, are described in the docstrings of `BlindIndex` and `plan_blind_index`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import math
+import unicodedata
+import uuid
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
+
+import attrs
+from sqlalchemy import VARBINARY, Column, LargeBinary, Table, event, inspect, select
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import (
+    Mapped,
+    MappedColumn,
+    Mapper,
+    QueryableAttribute,
+    Session,
+    configure_mappers,
+)
+from sqlalchemy.orm.attributes import get_history
+from sqlalchemy.orm.base import PASSIVE_NO_INITIALIZE
+from sqlalchemy.orm.state import InstanceState
+from sqlalchemy.sql.elements import ColumnElement, KeyedColumnElement
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from securecustomer.exceptions import (
+    ConfigurationError,
+    UnsupportedQueryError,
+    UnsupportedValueError,
+)
+from securecustomer.sqlalchemy._orm import _PLAIN, ERASED
+from securecustomer.sqlalchemy._types import Encrypted, Sealed
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+__all__ = [
+    "BlindIndex",
+    "IndexPlan",
+    "Normalizer",
+    "asearch",
+    "blind_match",
+    "casefold",
+    "compose",
+    "confirm_matches",
+    "digits_only",
+    "nfkc",
+    "normalize_email",
+    "normalize_phone",
+    "plan_blind_index",
+    "reindex",
+    "search",
+    "strip",
+]
+
+#: A normaliser: any callable from ``str`` to ``str``, applied before hashing and comparing.
+Normalizer: TypeAlias = Callable[[str], str]
+
+#: Source value types with one encoding per Python-equal value, so that equal values get
+#: equal tokens. Not Decimal (``1.0`` / ``1.00``), datetime (one instant in two offsets),
+#: JSON (``1`` / ``1.0`` / ``True``).
+_INDEXABLE: Final = frozenset({str, bytes, int, dt.date, uuid.UUID})
+_MAX_SIZE: Final = 32
+
+# -- normalisers ------------------------------------------------------------------------
+
+
+def casefold(value: str) -> str:
+    """Fold case for caseless matching: ``"Straße"``, ``"STRASSE"`` and ``"strasse"`` match."""
+    return value.casefold()
+
+
+def nfkc(value: str) -> str:
+    """Unicode NFKC: compatibility forms match (fullwidth and ASCII letters, ligatures)."""
+    return unicodedata.normalize("NFKC", value)
+
+
+def strip(value: str) -> str:
+    """Remove leading and trailing whitespace (Unicode whitespace included)."""
+    return value.strip()
+
+
+def digits_only(value: str) -> str:
+    """Keep the decimal digits of any script, as ASCII: ``"+44 (0)20-7"`` gives ``"440207"``.
+
+    A value without digits normalises to ``""``, so all such values share one token and
+    match each other (see `BlindIndex`).
+    """
+    return "".join(
+        str(digit) for char in value if (digit := unicodedata.decimal(char, None)) is not None
+    )
+
+
+def normalize_email(value: str) -> str:
+    """E-mail addresses: NFKC, case folding, NFKC again, outer whitespace removed.
+
+    The whole address is folded (mail providers treat local parts case-insensitively in
+    practice); sub-addresses (``+tag``) and dots are kept.
+    """
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", value).casefold()).strip()
+
+
+def normalize_phone(value: str) -> str:
+    """Phone numbers: the digits only (`digits_only`).
+
+    ``"+44 20 7946 0000"`` and ``"0044 20 7946 0000"`` stay different: use a custom
+    normaliser (for example one built on the ``phonenumbers`` package) to get E.164.
+    """
+    return digits_only(value)
+
+
+def compose(*normalizers: Normalizer) -> Normalizer:
+    """One normaliser that applies *normalizers* from left to right.
+
+    Example:
+        ```python
+        name = compose(strip, nfkc, casefold)
+        assert name("  Ada ") == "ada"
+        ```
+    """
+    if not normalizers:
+        raise ConfigurationError("compose() needs at least one normalizer")
+    for step in normalizers:
+        if not callable(step):
+            raise ConfigurationError(f"compose() takes callables, got {type(step).__qualname__}")
+    steps = tuple(normalizers)
+
+    def composed(value: str) -> str:
+        for step in steps:
+            value = step(value)
+        return value
+
+    composed.__name__ = composed.__qualname__ = f"compose({', '.join(map(_name, steps))})"
+    return composed
+
+
+def _name(function: Callable[..., Any]) -> str:
+    return getattr(function, "__name__", None) or type(function).__qualname__
+
+
+# -- the planner -------------------------------------------------------------------------
+
+
+@attrs.frozen
+class IndexPlan:
+    """A blind-index size recommended by `plan_blind_index`; pass it as ``size=``.
+
+    Attributes:
+        size: the truncation, in bytes (1 to 32).
+        expected_rows: the population the plan was made for.
+        distinct_values: the number of different values assumed in that population.
+        false_positives: expected rows per query whose token matches but whose value
+            does not (removed by decrypt-and-compare): ``(rows - rows/distinct) / 2**bits``.
+        colliding_values: expected number of other distinct values sharing one token,
+            ``(distinct - 1) / 2**bits``: above 1, a token no longer names one value.
+        reason: the same numbers in a sentence, with those of one byte less.
+    """
+
+    size: int
+    expected_rows: int
+    distinct_values: int
+    false_positives: float
+    colliding_values: float
+    reason: str
+
+
+def _false_positives(rows: int, distinct: int, size: int) -> float:
+    return (rows - rows / distinct) / 2.0 ** (8 * size)
+
+
+def plan_blind_index(
+    expected_rows: int,
+    *,
+    distinct_values: int | None = None,
+    max_false_positives: float = 1.0,
+    value_type: type | None = None,
+    min_distinct_values: int = 1000,
+) -> IndexPlan:
+    """Recommend the truncation of a blind index, or refuse an index that would leak.
+
+    With ``R`` rows holding ``n`` distinct values, a token of ``b`` bits is shared by a
+    query's value and each other value with probability ``2**-b``, so a query returns
+    about ``(R - R/n) / 2**b`` false-positive rows, and each token stands for about
+    ``(n - 1) / 2**b`` other values besides the one searched. Shorter tokens hide more
+    (more values per token) and cost more false positives. The plan is the **shortest**
+    size whose expected false positives stay within *max_false_positives*.
+
+    Plan for the population the table will reach: the size cannot change without
+    rebuilding the index column.
+
+    Parameters:
+        expected_rows: rows the table is expected to hold.
+        distinct_values: how many different values the column can take (its domain), if
+            it is small or known; None means a large domain (e-mail addresses, phone
+            numbers, names), where nearly every row holds its own value.
+        max_false_positives: the expected false-positive rows per query you accept.
+        value_type: the type of the values, if known: ``bool`` and `enum.Enum`
+            subclasses are refused whatever the other numbers are.
+        min_distinct_values: domains smaller than this are refused (default 1000).
+
+    Raises:
+        ConfigurationError: on bad numbers, and when the index would leak: a boolean or
+            enum column, or a domain of fewer than *min_distinct_values* values. On such
+            domains the index column reveals the values to anyone who can read it and
+            knows their frequencies (countries, years of birth, ratings), and truncation
+            cannot help: tokens short enough to merge values return a large share of the
+            table for every query.
+
+    Example:
+        ```python
+        plan = plan_blind_index(1_000_000)
+        assert plan.size == 3                  # about 0.06 false positives per query
+        email_index = mapped_column(BlindIndex("email", normalizer=normalize_email, size=plan))
+        ```
+    """
+    if value_type is bool:
+        raise ConfigurationError(
+            "a blind index on a boolean column reveals the value of every row: "
+            "do not index it (filter after decrypting instead)"
+        )
+    if isinstance(value_type, type) and issubclass(value_type, enum.Enum):
+        raise ConfigurationError(
+            f"a blind index on an enum ({value_type.__qualname__}) reveals the value of every "
+            "row to anyone who knows their frequencies: do not index it"
+        )
+    if type(expected_rows) is not int or expected_rows < 1:
+        raise ConfigurationError("expected_rows must be a positive int")
+    if type(min_distinct_values) is not int or min_distinct_values < 2:
+        raise ConfigurationError("min_distinct_values must be an int of at least 2")
+    if not (
+        isinstance(max_false_positives, (int, float))
+        and not isinstance(max_false_positives, bool)
+        and 0 < max_false_positives < math.inf
+    ):
+        raise ConfigurationError("max_false_positives must be a positive, finite number")
+    if distinct_values is not None:
+        if type(distinct_values) is not int or distinct_values < 1:
+            raise ConfigurationError("distinct_values must be a positive int or None")
+        if distinct_values < min_distinct_values:
+            raise ConfigurationError(
+                f"a blind index on a domain of {distinct_values} values leaks them: below "
+                f"{min_distinct_values} values, token frequencies identify the values and "
+                "truncation cannot hide them without returning much of the table per query"
+            )
+    rows = expected_rows
+    distinct = rows if distinct_values is None else min(distinct_values, rows)
+    size = next(
+        s
+        for s in range(1, _MAX_SIZE + 1)
+        if _false_positives(rows, distinct, s) <= max_false_positives or s == _MAX_SIZE
+    )
+    fp = _false_positives(rows, distinct, size)
+    colliding = (distinct - 1) / 2.0 ** (8 * size)
+    reason = (
+        f"{size} bytes ({8 * size} bits): about {fp:.3g} false-positive rows per query for "
+        f"{rows:,} rows with {distinct:,} distinct values, each token shared by about "
+        f"{colliding:.3g} other values"
+    )
+    if size > 1:
+        reason += (
+            f"; {size - 1} bytes would give about "
+            f"{_false_positives(rows, distinct, size - 1):.3g} false positives per query, "
+            f"more than {max_false_positives:g}"
+        )
+    return IndexPlan(size, rows, distinct, fp, colliding, reason)
+
+
+# -- the column type ---------------------------------------------------------------------
+
+
+class BlindIndex(TypeDecorator[bytes]):
+    """A column holding a blind index (truncated HMAC-SHA256 token) of an encrypted column.
+
+    Declare it next to its source column; mapped classes need nothing else: at mapper
+    configuration, the index of each row is computed from the plaintext at every INSERT
+    and at every UPDATE that changes the source, before the source is encrypted, also for
+    row-bound and subject-scoped models (`encrypt_rows`). Core statements and ORM bulk
+    INSERT / UPDATE statements bypass the ORM events: compute the value with `token`.
+
+    The token is keyed by the source column's own key scope (`Encrypted.scope_name`),
+    never by a subject scope, and binds the source's table and column names. When that
+    scope rotates, new rows get tokens of the new key version, and `search` matches the
+    tokens of every version that may still decrypt; `reindex` moves old rows on.
+
+    Parameters:
+        source: the source column: its mapped attribute name (or its column name), the
+            class-body attribute itself (``BlindIndex(email, ...)``), or a Core `Column`.
+            It must be an `Encrypted` column of ``str``, ``bytes``, ``int``, ``date`` or
+            ``UUID`` values (types whose equal values have one encoding; normalise others
+            to ``str`` yourself).
+        size: bytes kept of the HMAC (1 to 32), or an `IndexPlan` from `plan_blind_index`.
+            There is no default: the right size depends on the population.
+        normalizer: applied to ``str`` values before hashing and comparing: `casefold`,
+            `nfkc`, `strip`, `digits_only`, `normalize_email`, `normalize_phone`, a
+            `compose` of them, or any callable ``str -> str``; only for ``str`` columns.
+            None matches exactly.
+
+    Values: a NULL source gives a NULL index (declare the index column nullable when the
+    source is). A normalised empty string is indexed like any other value: every value
+    that normalises to ``""`` (``""``, ``"  "``, or ``"n/a"`` under `normalize_phone`)
+    shares one token, and a search for any of them finds all of them.
+
+    What the column reveals to someone who can read it, without keys: which rows hold
+    equal normalised values (within one key version), hence how often each value occurs,
+    and which rows were indexed under which key version. Truncation blurs this only when
+    many values share a token (see `IndexPlan.colliding_values`). Whoever holds the
+    scope's key can test guesses against every row. Subject erasure (`Keyring.destroy` of
+    a subject scope) does not erase an index: `reindex` nulls the index of erased values.
+
+    Example:
+        ```python
+        class Customer(Base):
+            __tablename__ = "customers"
+            id: Mapped[int] = mapped_column(primary_key=True)
+            email: Mapped[str] = mapped_column(EncryptedString())
+            email_index: Mapped[bytes] = mapped_column(
+                BlindIndex("email", normalizer=normalize_email, size=plan_blind_index(1_000_000)),
+                index=True,
+            )
+
+        found = search(session, Customer.email, "Ada@Example.COM ")
+        ```
+    """
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def __init__(
+        self,
+        source: str | KeyedColumnElement[Any] | Mapped[Any],
+        *,
+        size: int | IndexPlan,
+        normalizer: Normalizer | None = None,
+    ) -> None:
+        if isinstance(source, MappedColumn):
+            source = source.column
+        if not (isinstance(source, Column) or (isinstance(source, str) and source)):
+            raise ConfigurationError(
+                "BlindIndex() needs its source column: the attribute name or the Column"
+            )
+        if isinstance(size, IndexPlan):
+            size = size.size
+        if type(size) is not int or not 1 <= size <= _MAX_SIZE:
+            raise ConfigurationError(
+                "BlindIndex size must be an int from 1 to 32 bytes, or an IndexPlan"
+            )
+        if isinstance(normalizer, MappedColumn):
+            raise ConfigurationError(
+                "normalizer is a mapped column: a class attribute declared above shadows the "
+                "normaliser's name"
+            )
+        if normalizer is not None and not callable(normalizer):
+            raise ConfigurationError("normalizer must be a callable from str to str")
+        self.source = source
+        self.size = size
+        self.normalizer = normalizer
+        #: The index column's own (table, name), bound when it joins a table.
+        self._table: Table | None = None
+        self._name: str | None = None
+        self._source_column: Column[Any] | None = None
+        super().__init__(size)
+
+    def __repr__(self) -> str:
+        source = self.source
+        args = [repr(source) if isinstance(source, str) else _column_name(source)]
+        if self.normalizer is not None:
+            args.append(f"normalizer={_name(self.normalizer)}")
+        args.append(f"size={self.size}")
+        return f"BlindIndex({', '.join(args)})"
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        # MySQL and MariaDB cannot index a BLOB without a prefix length; SQL Server has no
+        # indexable unbounded binary type: a bounded VARBINARY is what an index needs.
+        if dialect.name in ("mysql", "mariadb", "mssql"):
+            return dialect.type_descriptor(VARBINARY(self.size))
+        return dialect.type_descriptor(LargeBinary(self.size))
+
+    # -- the source column ----------------------------------------------------------------
+
+    def _where(self) -> str:
+        if self._table is not None and self._name is not None:
+            return f"{self._table.name}.{self._name}"
+        return repr(self)
+
+    def _use_source(self, column: Column[Any]) -> None:
+        """Check that *column* can be the source of this index, and bind it."""
+        column_type = column.type
+        where = self._where()
+        if not isinstance(column_type, Encrypted):
+            raise ConfigurationError(
+                f"the source of blind index {where} must be an encrypted column, not "
+                f"{type(column_type).__name__}: index a plaintext column in the database"
+            )
+        types = set(column_type.python_types)
+        if not types <= _INDEXABLE:
+            raise ConfigurationError(
+                f"blind index {where}: {type(column_type).__name__} values have no single "
+                "encoding per equal value; index a normalised str column instead"
+            )
+        if self.normalizer is not None and types != {str}:
+            raise ConfigurationError(f"blind index {where}: normalizers apply to str columns only")
+        self._source_column = column
+
+    def _resolve(self) -> Column[Any]:
+        column = self._source_column
+        if column is not None:
+            return column
+        if isinstance(self.source, Column):
+            column = self.source
+        else:
+            if self._table is None:
+                raise ConfigurationError(
+                    f"{self!r} is not attached to a table: declare it on a column of the "
+                    "table that holds its source"
+                )
+            column = self._table.c.get(self.source)
+            if column is None:
+                raise ConfigurationError(
+                    f"blind index {self._where()}: {self._table.name} has no column {self.source!r}"
+                )
+        self._use_source(column)
+        return column
+
+    @property
+    def source_type(self) -> Encrypted:
+        """The `Encrypted` type of the source column (resolved on first use)."""
+        column_type = self._resolve().type
+        assert isinstance(column_type, Encrypted)  # noqa: S101 (checked by _use_source)
+        return column_type
+
+    # -- values ---------------------------------------------------------------------------
+
+    def normalize(self, value: object) -> Any:
+        """Check *value* against the source column's type and normalise it.
+
+        Raises `UnsupportedValueError` (a `TypeError`) for a value of another type,
+        None included.
+        """
+        self.source_type.check_value(value)
+        normalizer = self.normalizer
+        if normalizer is None or type(value) is not str:
+            return value
+        result = normalizer(value)
+        if type(result) is not str:
+            raise ConfigurationError(
+                f"normalizer {_name(normalizer)} of {self._where()} returned "
+                f"{type(result).__qualname__}, not str"
+            )
+        return result
+
+    def _token(self, normalized: Any) -> bytes:
+        source = self.source_type
+        return source.cipher().blind_index(
+            normalized, context=source.column_context(), size=self.size
+        )
+
+    def _tokens(self, normalized: Any) -> list[bytes]:
+        source = self.source_type
+        tokens = source.cipher().blind_indexes(
+            normalized, context=source.column_context(), size=self.size
+        )
+        return list(dict.fromkeys(tokens))  # short tokens of two versions may coincide
+
+    def token(self, value: object) -> bytes:
+        """The index of *value* under the scope's active key: what a row stores.
+
+        For Core inserts: ``email_index=index.token(email) if email is not None else None``.
+        """
+        return self._token(self.normalize(value))
+
+    def tokens(self, value: object) -> list[bytes]:
+        """The indexes of *value* under every key version that may still decrypt, newest
+        first: what a query matches while a key rotation is in progress."""
+        return self._tokens(self.normalize(value))
+
+    def matches(self, plaintext: object, value: object) -> bool:
+        """Decrypt-and-compare: whether a decrypted *plaintext* equals *value* once normalised.
+
+        A NULL or erased plaintext matches nothing.
+        """
+        return self._equals(plaintext, self.normalize(value))
+
+    def _equals(self, plaintext: object, normalized: object) -> bool:
+        if type(plaintext) is Sealed:
+            raise UnsupportedQueryError(
+                f"{'.'.join(self.source_type.names)} is row-bound or subject-scoped: load the "
+                "rows through the ORM (or decrypt them) before comparing"
+            )
+        if type(plaintext) not in self.source_type.python_types:
+            return False  # None, ERASED
+        return bool(self.normalize(plaintext) == normalized)
+
+    # -- SQL ------------------------------------------------------------------------------
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None or (type(value) is bytes and len(value) == self.size):
+            return value
+        raise UnsupportedValueError(
+            f"{self._where()} holds {self.size}-byte blind-index tokens, not "
+            f"{type(value).__qualname__} values: set the source column, or search with "
+            "securecustomer.sqlalchemy.search() / blind_match()"
+        )
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> bytes | None:
+        return None if value is None else bytes(value)
+
+    def process_literal_param(self, value: Any, dialect: Dialect) -> str:
+        raise UnsupportedQueryError(
+            "blind-index tokens are never rendered as SQL literals: use bound parameters"
+        )
+
+
+def _column_name(column: Column[Any]) -> str:
+    table = getattr(column, "table", None)
+    return f"{table.name}.{column.name}" if isinstance(table, Table) else str(column.name)
+
+
+@event.listens_for(Column, "after_parent_attach")
+def _bind_index_column(column: Column[Any], table: Any) -> None:
+    """Tell each blind-index type which table (where its source lives) it belongs to."""
+    index = column.type
+    if not isinstance(index, BlindIndex) or not isinstance(table, Table):
+        return
+    if index._table is not None and (index._table is not table or index._name != column.name):
+        column.type = index = index.copy()  # one type object shared by two columns
+    index._table, index._name = table, column.name
+    index._source_column = None
+
+
+# -- ORM: computing the index at flush -----------------------------------------------------
+
+
+@attrs.frozen(eq=False)
+class _Bound:
+    """One blind index of a mapped class: its attribute, its source's attribute, its type."""
+
+    key: str
+    source_key: str
+    index: BlindIndex
+
+    def value(self, state: InstanceState[Any]) -> bytes | None:
+        """The index of the instance's current source value (its plaintext)."""
+        value = state.dict.get(self.source_key)
+        if type(value) is Sealed:  # encrypt_rows sealed it first: read the plaintext
+            value = state.info.get(_PLAIN, {}).get(self.source_key, value)
+            if type(value) is Sealed:
+                raise ConfigurationError(
+                    f"{state.class_.__name__}.{self.source_key} holds a sealed token, not its "
+                    f"plaintext: {self.key} cannot be computed"
+                )
+        if value is None or value is ERASED:
+            return None
+        return self.index.token(value)
+
+
+_indexes: dict[Mapper[Any], tuple[_Bound, ...]] = {}
+
+
+def _source_key(mapper: Mapper[Any], key: str, index: BlindIndex) -> str:
+    """The attribute of *mapper* that is the source of *index* (declared on *key*)."""
+    source, name = index.source, mapper.class_.__name__
+    if isinstance(source, str):
+        if source in mapper.column_attrs:
+            return source
+        # Not an attribute name: maybe the column's name, where it differs.
+        column = index._table.c.get(source) if index._table is not None else None
+        if column is None:
+            raise ConfigurationError(
+                f"{name}.{key}: the source of its blind index, {source!r}, is not a column "
+                f"attribute of {name}"
+            )
+    else:
+        column = source
+    try:
+        return mapper.get_property_by_column(column).key
+    except Exception:  # UnmappedColumnError
+        raise ConfigurationError(
+            f"{name}.{key}: the source of its blind index is not a mapped column of {name}"
+        ) from None
+
+
+@event.listens_for(Mapper, "mapper_configured")
+def _register_mapper(mapper: Mapper[Any], class_: type[Any]) -> None:
+    """Register the blind indexes of a mapped class and the events that compute them."""
+    bounds = []
+    for prop in mapper.column_attrs:
+        index = prop.columns[0].type
+        if isinstance(index, BlindIndex):
+            source_key = _source_key(mapper, prop.key, index)
+            index._use_source(mapper.column_attrs[source_key].columns[0])  # type: ignore[arg-type]
+            bounds.append(_Bound(prop.key, source_key, index))
+    if not bounds:
+        return
+    _indexes[mapper] = found = tuple(bounds)
+
+    def before_insert(mapper: Mapper[Any], connection: Any, target: Any) -> None:
+        state: InstanceState[Any] = inspect(target)
+        for bound in found:
+            setattr(target, bound.key, bound.value(state))
+
+    def before_update(mapper: Mapper[Any], connection: Any, target: Any) -> None:
+        state: InstanceState[Any] = inspect(target)
+        for bound in found:
+            changed = (
+                get_history(target, key, passive=PASSIVE_NO_INITIALIZE).has_changes()
+                for key in (bound.source_key, bound.key)
+            )
+            if not any(changed):
+                continue
+            if bound.source_key not in state.dict:
+                raise ConfigurationError(
+                    f"{class_.__name__}.{bound.key} changed but {bound.source_key} is not "
+                    "loaded: the index is computed from it, load it first"
+                )
+            setattr(target, bound.key, bound.value(state))
+
+    # insert=True: run before encrypt_rows replaces the plaintexts by sealed tokens.
+    event.listen(mapper, "before_insert", before_insert, insert=True)
+    event.listen(mapper, "before_update", before_update, insert=True)
+
+
+@event.listens_for(Session, "before_flush")
+def _prepare_index_keys(session: Session, flush_context: Any, instances: Any) -> None:
+    """Load (or create) the index keys a flush will need before it writes anything.
+
+    A subject-scoped model may never have used its columns' own scopes; on SQLite, a key
+    created during the flush from another connection would wait for the flush's lock.
+    """
+    seen: set[int] = set()
+    for target in (*session.new, *session.dirty):
+        for bound in _indexes.get(inspect(target).mapper, ()):
+            if id(bound.index) not in seen:
+                seen.add(id(bound.index))
+                source = bound.index.source_type
+                source.resolve_keyring().keyset(source.scope_name())
+
+
+def reindex(*instances: Any) -> None:
+    """Recompute the blind indexes of loaded *instances* under the active key.
+
+    The next flush writes those that changed. Use it after a key rotation, once the
+    rows' values are re-encrypted, before the old key version is disabled; or after
+    changing a normaliser. The index of an erased value (`ERASED`) becomes NULL.
+    """
+    for instance in instances:
+        state: InstanceState[Any] = inspect(instance)
+        for bound in _indexes.get(state.mapper, ()):
+            getattr(instance, bound.source_key)  # load it if expired
+            setattr(instance, bound.key, bound.value(state))
+
+
+# -- queries -------------------------------------------------------------------------------
+
+
+def _lookup(attribute: Any) -> tuple[Any, Any, BlindIndex, str | None]:
+    """(entity, index expression, index type, source attribute key) for *attribute*."""
+    if isinstance(attribute, QueryableAttribute):
+        configure_mappers()
+        parent = attribute.parent
+        bounds = [
+            b for b in _indexes.get(parent.mapper, ()) if attribute.key in (b.key, b.source_key)
+        ]
+        where = f"{parent.class_.__name__}.{attribute.key}"
+        if len(bounds) > 1:
+            raise UnsupportedQueryError(
+                f"{where} has several blind indexes: pass the index attribute instead"
+            )
+        if not bounds:
+            raise UnsupportedQueryError(
+                f"{where} has no blind index: declare one with BlindIndex(...)"
+            )
+        bound = bounds[0]
+        return parent.entity, getattr(parent.entity, bound.key), bound.index, bound.source_key
+    if isinstance(attribute, Column):
+        column_type = attribute.type
+        if isinstance(column_type, BlindIndex):
+            return None, attribute, column_type, None
+        table = attribute.table
+        found = [
+            c for c in table.c if isinstance(c.type, BlindIndex) and c.type._resolve() is attribute
+        ]
+        if len(found) != 1:
+            raise UnsupportedQueryError(
+                f"{_column_name(attribute)} has {'several' if found else 'no'} blind indexes"
+            )
+        return None, found[0], found[0].type, None  # type: ignore[return-value]
+    raise UnsupportedQueryError(
+        f"expected a mapped attribute or a Column, got {type(attribute).__qualname__}"
+    )
+
+
+def _search_value(index: BlindIndex, value: object) -> Any:
+    if value is None:
+        raise UnsupportedValueError(
+            "a blind index cannot search for NULL: filter on the source with .is_(None)"
+        )
+    return index.normalize(value)
+
+
+def blind_match(attribute: Any, value: object) -> ColumnElement[bool]:
+    """The WHERE clause that selects the rows whose index matches *value*.
+
+    *attribute* is a mapped source or index attribute, or a Core source or index
+    `Column`. The rows it selects include false positives (values that share a truncated
+    token): drop them with `confirm_matches` or `BlindIndex.matches`, or use `search`.
+    """
+    _, expression, index, _ = _lookup(attribute)
+    return expression.in_(index._tokens(_search_value(index, value)))  # type: ignore[no-any-return]
+
+
+def confirm_matches(instances: Iterable[Any], attribute: Any, value: object) -> list[Any]:
+    """Keep the loaded *instances* whose decrypted source equals *value* once normalised."""
+    _, _, index, source_key = _lookup(attribute)
+    if source_key is None:
+        raise UnsupportedQueryError("confirm_matches() needs a mapped attribute")
+    normalized = _search_value(index, value)
+    return [i for i in instances if index._equals(getattr(i, source_key), normalized)]
+
+
+def search(session: Session, attribute: Any, value: object, *where: Any) -> list[Any]:
+    """The instances whose *attribute* equals *value* once normalised, through its index.
+
+    Selects the rows whose index matches any active token of *value*, with the extra
+    *where* criteria, then drops the false positives by decrypt-and-compare. The order is
+    the database's. (A LIMIT would apply before that filtering: none is offered.)
+
+    Raises:
+        UnsupportedValueError: *value* has the wrong type for the column, or is None.
+        UnsupportedQueryError: *attribute* has no blind index, or several.
+
+    Example:
+        ```python
+        ada = search(session, Customer.email, "Ada@Example.COM ")
+        mine = search(session, Customer.email, "ada@example.com", Customer.tenant_id == 7)
+        ```
+    """
+    entity, expression, index, source_key = _lookup(attribute)
+    if entity is None or source_key is None:
+        raise UnsupportedQueryError(
+            "search() needs a mapped attribute; with Core, use blind_match() and "
+            "BlindIndex.matches()"
+        )
+    normalized = _search_value(index, value)
+    statement = select(entity).where(expression.in_(index._tokens(normalized)), *where)
+    rows = session.scalars(statement).unique().all()
+    return [row for row in rows if index._equals(getattr(row, source_key), normalized)]
+
+
+async def asearch(session: AsyncSession, attribute: Any, value: object, *where: Any) -> list[Any]:
+    """`search` through an `AsyncSession`.
+
+    Example:
+        ```python
+        async with AsyncSession(engine) as session:
+            ada = await asearch(session, Customer.email, "ada@example.com")
+        ```
+    """
+    return await session.run_sync(search, attribute, value, *where)
