@@ -363,11 +363,10 @@ class TestValues:
         assert [1] == ids(search(session, Customer.email, "ada@example.com"))
 
     def test_tokens_are_not_bound_as_plain_values(self, session: Session) -> None:
-        with pytest.raises(sa.exc.StatementError) as raised:
+        with pytest.raises(UnsupportedValueError) as raised:
             session.execute(select(Customer).where(Customer.email_index == "ada@example.com"))
 
-        assert isinstance(raised.value.orig, UnsupportedValueError)
-        assert "ada" not in str(raised.value.orig)
+        assert "ada" not in str(raised.value)
 
 
 class TestRotation:
@@ -547,9 +546,10 @@ class TestCore:
         column = Customer.__table__.c.email_index
         index = index_type(Customer.email_index)
 
-        clause = blind_match(column, "Ada@x.org")
+        assert [] == blind_match(column, "Ada@x.org").right.value  # no key yet, no match
+        token = index.token("ada@x.org")  # the first index written creates the key
 
-        assert [index.token("ada@x.org")] == clause.right.value
+        assert [token] == blind_match(column, "Ada@x.org").right.value
         with pytest.raises(UnsupportedQueryError, match="needs a mapped attribute"):
             confirm_matches([], column, "ada@x.org")
 

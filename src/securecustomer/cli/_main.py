@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from securecustomer import __version__
+from securecustomer.cli._keys import add_keys_parser, run_keys
 from securecustomer.exceptions import SecureCustomerError
 
 __all__ = ["main"]
@@ -22,6 +23,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--dir", metavar="DIR", help="keep the key file and key store in DIR (default: a temp dir)"
     )
+    add_keys_parser(commands)
     return parser
 
 
@@ -36,6 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from securecustomer.cli._demo import run_demo
 
             return run_demo(args.dir)
+        if args.command == "keys":
+            return run_keys(args)
     except SecureCustomerError as exc:
         print(f"securecustomer: error: {exc}", file=sys.stderr)
         return 1

@@ -128,8 +128,12 @@ class KeySet:
 class KeySource(Protocol):
     """What a FieldCipher needs from a keyring: the current keys of a scope."""
 
-    def keyset(self, scope: str, *, refresh: bool = False) -> KeySet:
-        """Return the scope's keys; *refresh* forces a re-read of the key store."""
+    def keyset(self, scope: str, *, refresh: bool = False, create: bool = True) -> KeySet:
+        """Return the scope's keys; *refresh* forces a re-read of the key store.
+
+        With *create*, a scope that has no key at all gets its first one; without, it
+        gets an empty key set (reading never creates keys).
+        """
         ...
 
     def missing_key(self, key_id: int, scope: str) -> Exception:
@@ -164,6 +168,7 @@ class FieldCipher:
         *,
         deterministic: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        create: bool = True,
     ) -> None:
         self.scope = scope
         self._source = source
@@ -178,7 +183,7 @@ class FieldCipher:
         # contexts are frozen, so a matching context still has the same parts. Only
         # contexts that passed the type check in `_aad` are ever stored.
         self._memo: tuple[object, bytes, bytes] = (None, b"", b"")
-        self._keys = source.keyset(scope)
+        self._keys = source.keyset(scope, create=create)
 
     @property
     def deterministic(self) -> bool:
@@ -197,11 +202,14 @@ class FieldCipher:
     def _keyset(self) -> KeySet:
         keys = self._keys
         if keys.expires_at <= self._clock():
-            keys = self._keys = self._source.keyset(self.scope)
+            keys = self._keys = self._source.keyset(self.scope, create=False)
         return keys
 
     def _sealer(self) -> _Sealer:
         sealer = self._keyset().sealer
+        if sealer is None:  # a scope never used for writing gets its first key now
+            self._keys = self._source.keyset(self.scope, refresh=True, create=True)
+            sealer = self._keys.sealer
         if sealer is None:
             raise KeyStateError(
                 f"scope {self.scope!r} has no active key: rotate it to create one",
@@ -307,7 +315,7 @@ class FieldCipher:
         entry = self._keyset().entries.get(head)
         if entry is None:
             key_id = int.from_bytes(token[2:HEADER_SIZE], "big")
-            self._keys = self._source.keyset(self.scope, refresh=True)
+            self._keys = self._source.keyset(self.scope, refresh=True, create=False)
             entry = self._keys.entries.get(head)
             if entry is None:
                 key = self._keys.by_id.get(key_id)

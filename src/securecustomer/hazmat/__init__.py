@@ -44,7 +44,7 @@ class StaticKeySource:
         primary = max(data_keys.values(), key=lambda k: k.version) if data_keys else None
         self._keyset = KeySet(scope, primary, data_keys, math.inf)
 
-    def keyset(self, scope: str, *, refresh: bool = False) -> KeySet:
+    def keyset(self, scope: str, *, refresh: bool = False, create: bool = True) -> KeySet:
         return self._keyset
 
     def missing_key(self, key_id: int, scope: str) -> Exception:

@@ -220,10 +220,13 @@ class Keyring:
 
     # -- data keys ------------------------------------------------------------------------
 
-    def cipher(self, scope: str, *, deterministic: bool = False) -> FieldCipher:
+    def cipher(
+        self, scope: str, *, deterministic: bool = False, create: bool = True
+    ) -> FieldCipher:
         """A `FieldCipher` for *scope*, creating the scope's first data key if needed.
 
         ``deterministic=True`` encrypts with AES-256-SIV: equal values give equal tokens.
+        ``create=False`` (for readers) creates no key now; the first encryption still does.
         """
         cache_key = (scope, deterministic)
         with self._lock:
@@ -232,7 +235,11 @@ class Keyring:
                 self._ciphers.move_to_end(cache_key)
                 return cipher
         cipher = FieldCipher(
-            self, _check_scope(scope), deterministic=deterministic, clock=self._clock
+            self,
+            _check_scope(scope),
+            deterministic=deterministic,
+            clock=self._clock,
+            create=create,
         )
         with self._lock:
             self._ciphers[cache_key] = cipher
@@ -268,16 +275,24 @@ class Keyring:
         """`cipher` without blocking the event loop."""
         return await asyncio.to_thread(self.cipher, scope, deterministic=deterministic)
 
-    def keyset(self, scope: str, *, refresh: bool = False) -> KeySet:
-        """The scope's keys for a cipher (part of the `KeySource` protocol)."""
+    def keyset(self, scope: str, *, refresh: bool = False, create: bool = True) -> KeySet:
+        """The scope's keys for a cipher (part of the `KeySource` protocol).
+
+        With *create*, a scope without any key gets its first one; without, an empty set.
+        """
         self._primary()
         with self._lock:
             cached = self._cache.get(scope)
-            if cached is not None and not refresh and cached.expires_at > self._clock():
+            if (
+                cached is not None
+                and not refresh
+                and cached.expires_at > self._clock()
+                and (cached.by_id or not create)  # an empty set is re-read to create
+            ):
                 self._cache.move_to_end(scope)
                 return cached
         records = self.store.data_keys(scope)
-        if not records:
+        if not records and create:
             records = [self._create_data_key(scope, 1)]
         return self._install(scope, records, cached)
 

@@ -34,6 +34,14 @@ from securecustomer.sqlalchemy._blind import (
 )
 from securecustomer.sqlalchemy._keystore import SqlKeyStore
 from securecustomer.sqlalchemy._orm import ERASED, RowEncryption, encrypt_rows
+from securecustomer.sqlalchemy._reencrypt import (
+    EncryptColumnReport,
+    FailedValue,
+    ReencryptReport,
+    encrypt_column,
+    reencrypt,
+    swap_columns,
+)
 from securecustomer.sqlalchemy._types import (
     Encrypted,
     EncryptedBytes,
@@ -53,6 +61,7 @@ from securecustomer.sqlalchemy._types import (
 __all__ = [
     "BlindIndex",
     "ERASED",
+    "EncryptColumnReport",
     "Encrypted",
     "EncryptedBytes",
     "EncryptedDate",
@@ -63,9 +72,11 @@ __all__ = [
     "EncryptedString",
     "EncryptedText",
     "EncryptedUUID",
+    "FailedValue",
     "IndexPlan",
     "KeyringSlot",
     "Normalizer",
+    "ReencryptReport",
     "RowEncryption",
     "Sealed",
     "SqlKeyStore",
@@ -76,13 +87,16 @@ __all__ = [
     "confirm_matches",
     "default_keyring",
     "digits_only",
+    "encrypt_column",
     "encrypt_rows",
     "nfkc",
     "normalize_email",
     "normalize_phone",
     "plan_blind_index",
+    "reencrypt",
     "reindex",
     "render_item",
     "search",
     "strip",
+    "swap_columns",
 ]

@@ -53,7 +53,7 @@ from securecustomer.sqlalchemy._normalizers import (
 )
 from securecustomer.sqlalchemy._orm import _PLAIN, ERASED
 from securecustomer.sqlalchemy._planner import IndexPlan, plan_blind_index
-from securecustomer.sqlalchemy._types import Encrypted, Sealed
+from securecustomer.sqlalchemy._types import Encrypted, Sealed, _unwrapped
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -314,11 +314,12 @@ class BlindIndex(TypeDecorator[bytes]):
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         if value is None or (type(value) is bytes and len(value) == self.size):
             return value
-        raise UnsupportedValueError(
+        error = UnsupportedValueError(
             f"{self._where()} holds {self.size}-byte blind-index tokens, not "
             f"{type(value).__qualname__} values: set the source column, or search with "
             "securecustomer.sqlalchemy.search() / blind_match()"
         )
+        raise _unwrapped(error)  # not a StatementError, whose text would show the value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> bytes | None:
         return None if value is None else bytes(value)

@@ -121,7 +121,9 @@ class RowEncryption:
         column_type = self.columns[key]
         keyring = column_type.resolve_keyring()
         cipher = keyring.cipher(
-            self.scope(column_type, instance_values), deterministic=column_type.deterministic
+            self.scope(column_type, instance_values),
+            deterministic=column_type.deterministic,
+            create=False,
         )
         try:
             return cipher.decrypt(sealed.token, context=self.context(column_type, instance_values))
@@ -225,6 +227,7 @@ class RowEncryption:
 
 
 _registry: dict[Mapper[Any], RowEncryption] = {}
+_columns_of: weakref.WeakKeyDictionary[Mapper[Any], list[Encrypted]] = weakref.WeakKeyDictionary()
 
 
 def _keep_old_value(target: Any, value: Any, old: Any, initiator: Any) -> Any:
@@ -297,30 +300,45 @@ def encrypt_rows(
 
 
 @event.listens_for(Session, "before_flush")
-def _prepare_subject_keys(session: Session, flush_context: Any, instances: Any) -> None:
-    """Create or load every subject key the flush needs before the flush writes anything.
+def _prepare_keys(session: Session, flush_context: Any, instances: Any) -> None:
+    """Create or load every data key the flush needs before the flush writes anything.
 
-    On SQLite, a key created during the flush from another connection would wait for
-    the flush's own write lock.
+    On SQLite, a key created during the flush from another connection (a `SqlKeyStore`
+    in the same database file) would wait for the flush's own write lock.
     """
-    by_keyring: dict[int, tuple[Keyring, set[tuple[str, bool]]]] = {}
+    by_keyring: dict[int, tuple[Keyring, set[str]]] = {}
     for target in (*session.new, *session.dirty):
-        config = _registry.get(inspect(target).mapper)
-        if config is None or config.subject is None:
-            continue
-        if config.row is not None:
-            config._ensure_row_identity(target)
+        mapper = inspect(target).mapper
+        config = _registry.get(mapper)
         values = inspect(target).dict
-        if values.get(config.subject) is None:
-            continue
-        for column_type in config.columns.values():
+        if config is not None:
+            if config.row is not None:
+                config._ensure_row_identity(target)
+            if config.subject is not None and values.get(config.subject) is None:
+                continue
+            wanted = [(t, config.scope(t, values)) for t in config.columns.values()]
+        else:
+            wanted = [
+                (t, t.scope_name())
+                for t in _encrypted_columns(mapper)
+                if t._names is not None and not t._row_bound
+            ]
+        for column_type, scope in wanted:
             keyring = column_type.resolve_keyring()
-            entry = by_keyring.setdefault(id(keyring), (keyring, set()))
-            entry[1].add((config.scope(column_type, values), column_type.deterministic))
-    for keyring, wanted in by_keyring.values():
-        keyring.prefetch(scope for scope, _ in wanted)
-        for scope, deterministic in wanted:
-            keyring.cipher(scope, deterministic=deterministic)
+            by_keyring.setdefault(id(keyring), (keyring, set()))[1].add(scope)
+    for keyring, scopes in by_keyring.values():
+        keyring.prefetch(scopes)
+        for scope in scopes:
+            keyring.keyset(scope)  # creates the first key of a new scope
+
+
+def _encrypted_columns(mapper: Mapper[Any]) -> list[Encrypted]:
+    found = _columns_of.get(mapper)
+    if found is None:
+        found = _columns_of[mapper] = [
+            c.type for c in mapper.columns if isinstance(c.type, Encrypted)
+        ]
+    return found
 
 
 @event.listens_for(Session, "after_soft_rollback")

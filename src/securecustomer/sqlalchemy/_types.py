@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Literal
 import attrs
 from sqlalchemy import Column, LargeBinary, Table, Text, event
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DontWrapMixin
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.operators import OperatorType
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -21,6 +22,7 @@ from securecustomer.crypto import Context, FieldCipher
 from securecustomer.exceptions import (
     ConfigurationError,
     DecryptionError,
+    SecureCustomerError,
     UnsupportedQueryError,
     UnsupportedValueError,
 )
@@ -289,11 +291,23 @@ class Encrypted(TypeDecorator[Any]):
 
     def cipher(self) -> FieldCipher:
         """The FieldCipher of this column's scope under the current keyring."""
-        keyring = self.resolve_keyring()
+        # resolve_keyring(), inlined: this runs once per value. A slot is read once, so
+        # a concurrent rebind gives the old or the new keyring, never None.
+        source = self.keyring
+        if source is None:
+            source = default_keyring
+        if type(source) is KeyringSlot:
+            keyring = source._keyring
+            if keyring is None:
+                keyring = source.get()  # raises ConfigurationError: not bound
+        else:
+            keyring = source.get() if isinstance(source, KeyringSlot) else source
         cached = self._cipher
         if cached is None or cached[0] is not keyring:
             with self._lock:
-                cipher = keyring.cipher(self.scope_name(), deterministic=self.deterministic)
+                cipher = keyring.cipher(
+                    self.scope_name(), deterministic=self.deterministic, create=False
+                )  # a read creates no key; the first write does
                 self._cipher = cached = (keyring, cipher)
         return cached[1]
 
@@ -326,26 +340,41 @@ class Encrypted(TypeDecorator[Any]):
         raise DecryptionError(f"the stored value is {type(stored).__qualname__}, not bytes")
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
-        if value is None:
-            return None
-        if type(value) is Sealed:
-            return self.encode_token(value.token)
-        if self._row_bound:
-            raise UnsupportedQueryError(
-                f"{'.'.join(self.names)} is row-bound or subject-scoped: write it through "
-                "the ORM (the flush encrypts it with the row's context)"
-            )
-        self.check_value(value)
-        token = self.cipher().encrypt(value, context=self.column_context())
-        return self.encode_token(token)
+        try:
+            if value is None:
+                return None
+            if type(value) is Sealed:
+                return self.encode_token(value.token)
+            if self._row_bound:
+                raise UnsupportedQueryError(
+                    f"{'.'.join(self.names)} is row-bound or subject-scoped: write it through "
+                    "the ORM (the flush encrypts it with the row's context)"
+                )
+            if type(value) not in self.python_types:  # check_value()'s test, inlined
+                self.check_value(value)  # raises UnsupportedValueError
+            context = self._column_context  # column_context(), inlined when it is cached
+            if context is None:
+                context = self.column_context()
+            token = self.cipher().encrypt(value, context=context)
+            return self.encode_token(token) if self.storage == "text" else token
+        except SecureCustomerError as exc:
+            # SQLAlchemy wraps errors of bind processors in StatementError; ours reach
+            # the caller as they are, so `except UnsupportedValueError` works.
+            raise _unwrapped(exc) from exc.__cause__
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Any:
         if value is None:
             return None
-        token = self.decode_token(value)
+        if type(value) is bytes and self.storage != "text":
+            token = value  # what decode_token() returns for it, without the call
+        else:
+            token = self.decode_token(value)
         if self._row_bound:
             return Sealed(token)
-        return self.cipher().decrypt(token, context=self.column_context())
+        context = self._column_context  # column_context(), inlined when it is cached
+        if context is None:
+            context = self.column_context()
+        return self.cipher().decrypt(token, context=context)
 
     def process_literal_param(self, value: Any, dialect: Dialect) -> str:
         raise UnsupportedQueryError(
@@ -374,6 +403,23 @@ class Encrypted(TypeDecorator[Any]):
         def reverse_operate(self, op: OperatorType, other: Any, **kwargs: Any) -> Any:
             self._check(op)
             return super().reverse_operate(op, other, **kwargs)
+
+
+_UNWRAPPED: dict[type[SecureCustomerError], type[SecureCustomerError]] = {}
+
+
+def _unwrapped(exc: SecureCustomerError) -> SecureCustomerError:
+    """*exc* as an instance of a subclass that SQLAlchemy does not wrap (DontWrapMixin)."""
+    cls = type(exc)
+    twin = _UNWRAPPED.get(cls)
+    if twin is None:
+        twin = _UNWRAPPED[cls] = type(
+            cls.__name__, (cls, DontWrapMixin), {"__module__": cls.__module__}
+        )
+    copy = twin.__new__(twin)
+    copy.__dict__.update(exc.__dict__)
+    copy.args = exc.args
+    return copy.with_traceback(exc.__traceback__)
 
 
 def _refusal(column_type: Encrypted, op: OperatorType) -> UnsupportedQueryError:
