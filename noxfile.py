@@ -55,9 +55,14 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Side-by-side benchmarks; prints ratios against the raw primitive and peers."""
+    """Side-by-side benchmarks: FieldCipher (run.py), then SQL columns on SQLite (sql.py).
+
+    Arguments go to run.py; sql.py gets only --write-docs (its other options differ).
+    """
     _install(session, "bench")
     session.run("python", "benchmarks/run.py", *session.posargs)
+    sql_args = [arg for arg in session.posargs if arg == "--write-docs"]
+    session.run("python", "benchmarks/sql.py", *sql_args)
 
 
 @nox.session

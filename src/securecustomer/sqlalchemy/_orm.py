@@ -22,7 +22,12 @@ import attrs
 from sqlalchemy import event, inspect
 from sqlalchemy.engine import Result
 from sqlalchemy.orm import Mapper, ORMExecuteState, Session
-from sqlalchemy.orm.attributes import flag_modified, get_history, set_committed_value
+from sqlalchemy.orm.attributes import (
+    flag_modified,
+    get_history,
+    instance_state,
+    set_committed_value,
+)
 from sqlalchemy.orm.base import NO_VALUE, PASSIVE_NO_INITIALIZE
 from sqlalchemy.orm.state import InstanceState
 
@@ -304,28 +309,35 @@ def _prepare_keys(session: Session, flush_context: Any, instances: Any) -> None:
     """Create or load every data key the flush needs before the flush writes anything.
 
     On SQLite, a key created during the flush from another connection (a `SqlKeyStore`
-    in the same database file) would wait for the flush's own write lock.
+    in the same database file) would wait for the flush's own write lock. Column scopes
+    are worked out once per mapper; only row-bound and subject-scoped models look at
+    each instance.
     """
     by_keyring: dict[int, tuple[Keyring, set[str]]] = {}
+    done: set[Mapper[Any]] = set()
+
+    def want(column_type: Encrypted, scope: str) -> None:
+        keyring = column_type.resolve_keyring()
+        by_keyring.setdefault(id(keyring), (keyring, set()))[1].add(scope)
+
     for target in (*session.new, *session.dirty):
-        mapper = inspect(target).mapper
+        state: InstanceState[Any] = instance_state(target)
+        mapper = state.mapper
         config = _registry.get(mapper)
-        values = inspect(target).dict
-        if config is not None:
-            if config.row is not None:
-                config._ensure_row_identity(target)
-            if config.subject is not None and values.get(config.subject) is None:
-                continue
-            wanted = [(t, config.scope(t, values)) for t in config.columns.values()]
-        else:
-            wanted = [
-                (t, t.scope_name())
-                for t in _encrypted_columns(mapper)
-                if t._names is not None and not t._row_bound
-            ]
-        for column_type, scope in wanted:
-            keyring = column_type.resolve_keyring()
-            by_keyring.setdefault(id(keyring), (keyring, set()))[1].add(scope)
+        if config is None:
+            if mapper not in done:
+                done.add(mapper)
+                for column_type in _encrypted_columns(mapper):
+                    if column_type._names is not None and not column_type._row_bound:
+                        want(column_type, column_type.scope_name())
+            continue
+        if config.row is not None:
+            config._ensure_row_identity(target)
+        values = state.dict
+        if config.subject is not None and values.get(config.subject) is None:
+            continue
+        for column_type in config.columns.values():
+            want(column_type, config.scope(column_type, values))
     for keyring, scopes in by_keyring.values():
         keyring.prefetch(scopes)
         for scope in scopes:
