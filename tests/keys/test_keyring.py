@@ -438,3 +438,24 @@ class TestFileStoreErrors:
         store = FileKeyStore(tmp_path / "missing" / "keys.json")
         with pytest.raises(KeyStoreError, match=r"missing/keys\.json: cannot write"):
             Keyring(provider, store).load()
+
+
+class TestReadersCreateNoKeys:
+    """cipher(create=False) reads without creating; a later writer still creates."""
+
+    def test_reader_then_writer(self, keyring: Keyring) -> None:
+        reader = keyring.cipher("subject:5", create=False)
+        assert [] == keyring.store.data_keys("subject:5")
+        with pytest.raises(KeyNotFoundError):
+            reader.decrypt(b"\x01\x11\x00\x00\x00\x09" + bytes(40), context=CTX)
+        assert [] == keyring.store.data_keys("subject:5")
+        writer = keyring.cipher("subject:5")
+        assert writer is reader
+        assert 1 == len(keyring.store.data_keys("subject:5"))
+        assert "v" == reader.decrypt(writer.encrypt("v", context=CTX), context=CTX)
+
+    def test_first_encryption_creates(self, keyring: Keyring) -> None:
+        cipher = keyring.cipher("subject:6", create=False)
+        token = cipher.encrypt("v", context=CTX)
+        assert 1 == len(keyring.store.data_keys("subject:6"))
+        assert "v" == cipher.decrypt(token, context=CTX)

@@ -233,7 +233,10 @@ class Keyring:
             cipher = self._ciphers.get(cache_key)
             if cipher is not None:
                 self._ciphers.move_to_end(cache_key)
-                return cipher
+        if cipher is not None:
+            if create and not cipher._keys.by_id:  # cached by a reader, before any key
+                cipher._keys = self.keyset(scope, create=True)
+            return cipher
         cipher = FieldCipher(
             self,
             _check_scope(scope),
@@ -271,9 +274,13 @@ class Keyring:
                     old = self._cache.get(scope)
                 self._install(scope, records, old)
 
-    async def acipher(self, scope: str, *, deterministic: bool = False) -> FieldCipher:
+    async def acipher(
+        self, scope: str, *, deterministic: bool = False, create: bool = True
+    ) -> FieldCipher:
         """`cipher` without blocking the event loop."""
-        return await asyncio.to_thread(self.cipher, scope, deterministic=deterministic)
+        return await asyncio.to_thread(
+            self.cipher, scope, deterministic=deterministic, create=create
+        )
 
     def keyset(self, scope: str, *, refresh: bool = False, create: bool = True) -> KeySet:
         """The scope's keys for a cipher (part of the `KeySource` protocol).
