@@ -7,6 +7,7 @@ import binascii
 import datetime as dt
 import threading
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, ClassVar, Literal
 
@@ -338,6 +339,43 @@ class Encrypted(TypeDecorator[Any]):
         if isinstance(stored, (bytes, bytearray, memoryview)):
             return bytes(stored)
         raise DecryptionError(f"the stored value is {type(stored).__qualname__}, not bytes")
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        """Bind tokens as ``bytes``, without the DB-API ``Binary`` wrapper of `LargeBinary`.
+
+        Every driver the library is tested with (sqlite3, psycopg, pymysql, aiosqlite,
+        asyncpg, asyncmy) binds ``bytes`` as binary data; the wrapper only costs time
+        (about a third of an insert of short values on SQLite). Text storage keeps it.
+        """
+        if self.storage == "text":
+            return super().bind_processor(dialect)
+        process_param = self.process_bind_param
+        column_type = self
+        types = self.python_types
+
+        def process(value: Any) -> Any:
+            # The common case (a value of the column's type, a warm cipher for the keyring
+            # bound now) without method calls; everything else in process_bind_param.
+            cached = column_type._cipher
+            context = column_type._column_context
+            if (
+                cached is not None
+                and context is not None
+                and type(value) in types
+                and not column_type._row_bound
+            ):
+                source = column_type.keyring
+                if source is None:
+                    source = default_keyring
+                keyring = source._keyring if type(source) is KeyringSlot else source
+                if cached[0] is keyring:
+                    try:
+                        return cached[1].encrypt(value, context=context)
+                    except SecureCustomerError as exc:
+                        raise _unwrapped(exc) from exc.__cause__
+            return process_param(value, dialect)
+
+        return process
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         try:
