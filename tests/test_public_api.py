@@ -19,6 +19,7 @@ EXPECTED = {
         "Value",
     ],
     "securecustomer.keys": [
+        "AwsKmsKeyProvider",
         "DataKeyRecord",
         "FileKeyStore",
         "KeyProvider",
@@ -28,7 +29,10 @@ EXPECTED = {
         "Keyring",
         "LocalKeyProvider",
         "MemoryKeyStore",
+        "ProviderRegistry",
+        "RetryPolicy",
         "RootKeyRecord",
+        "VaultTransitKeyProvider",
         "WrappedKey",
         "check_update",
     ],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import subprocess
@@ -11,32 +10,16 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from records import NOW, record
 
 from securecustomer.exceptions import KeyNotFoundError, KeyStateError, KeyStoreError
 from securecustomer.keys import (
-    DataKeyRecord,
     FileKeyStore,
     KeyState,
     MemoryKeyStore,
     RootKeyRecord,
     WrappedKey,
 )
-
-NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-
-
-def record(key_id: int, scope: str = "s", version: int = 1, **kw: object) -> DataKeyRecord:
-    fields: dict[str, object] = {
-        "key_id": key_id,
-        "scope": scope,
-        "version": version,
-        "state": KeyState.ACTIVE,
-        "created_at": NOW,
-        "root_version": 1,
-        "wrapped": b"w" * 60,
-    }
-    fields.update(kw)
-    return DataKeyRecord(**fields)  # type: ignore[arg-type]
 
 
 @pytest.fixture(params=["memory", "file"])

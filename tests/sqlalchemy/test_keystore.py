@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from records import NOW, record
 
 from securecustomer import Context, Keyring, LocalKeyProvider
 from securecustomer.exceptions import (
@@ -19,25 +19,10 @@ from securecustomer.exceptions import (
     KeyStateError,
     KeyStoreError,
 )
-from securecustomer.keys import DataKeyRecord, KeyState, RootKeyRecord, WrappedKey
+from securecustomer.keys import KeyState, RootKeyRecord, WrappedKey
 from securecustomer.sqlalchemy import SqlKeyStore
 
-NOW = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
 CTX = Context("customers", "email")
-
-
-def record(key_id: int, scope: str = "s", version: int = 1, **kw: object) -> DataKeyRecord:
-    fields: dict[str, object] = {
-        "key_id": key_id,
-        "scope": scope,
-        "version": version,
-        "state": KeyState.ACTIVE,
-        "created_at": NOW,
-        "root_version": 1,
-        "wrapped": b"w" * 60,
-    }
-    fields.update(kw)
-    return DataKeyRecord(**fields)  # type: ignore[arg-type]
 
 
 @pytest.fixture

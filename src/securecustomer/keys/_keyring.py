@@ -10,7 +10,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Literal, NoReturn
 
 import attrs
@@ -35,6 +35,7 @@ from securecustomer.keys._records import (
     KeyStore,
     RootKeyRecord,
 )
+from securecustomer.keys._roots import RootWrapping
 
 __all__ = ["KeyStatus", "Keyring"]
 
@@ -59,10 +60,6 @@ def _dek_aad(record: DataKeyRecord, root_version: int) -> bytes:
         + record.key_id.to_bytes(4, "big")
         + root_version.to_bytes(4, "big")
     )
-
-
-def _root_context(version: int) -> dict[str, str]:
-    return {"securecustomer": "root-key", "version": str(version)}
 
 
 @attrs.frozen
@@ -95,6 +92,10 @@ class Keyring:
     *root_cache_ttl* seconds, and the store is asked for the current root version
     before any data key is wrapped, so a root rotated by another process is used at once.
 
+    Root keys are also wrapped by every *recovery* provider (an offline key file, a
+    second KMS): when the primary provider fails or has lost its key, `load` unwraps
+    them with a recovery provider instead, so losing one provider is not losing the data.
+
     Example:
         ```python
         keyring = Keyring(LocalKeyProvider.from_file("master.key"), FileKeyStore("keys.json"))
@@ -108,6 +109,7 @@ class Keyring:
         provider: KeyProvider,
         store: KeyStore,
         *,
+        recovery: Sequence[KeyProvider] = (),
         cache_ttl: float = 60.0,
         cache_size: int = 10_000,
         root_cache_ttl: float = 3600.0,
@@ -121,7 +123,9 @@ class Keyring:
         if type(cache_size) is not int or cache_size < 1:
             raise ConfigurationError("cache_size must be a positive integer")
         self.provider = provider
+        self.recovery = tuple(recovery)
         self.store = store
+        self._wrapping = RootWrapping(provider, self.recovery)
         self._ttl = float(cache_ttl)
         self._root_ttl = float(root_cache_ttl)
         self._roots_expire = -math.inf
@@ -150,21 +154,24 @@ class Keyring:
         Returns the keyring so that ``keyring = Keyring(...).load()`` reads well.
         """
         records = self.store.roots()
+        known: dict[int, bytes] = {}
         if not records:
-            records = [self._create_root(1)]
-        self._install_roots(records)
+            record, material = self._create_root(1)
+            records = [record]
+            if material is not None:
+                known[1] = material  # no second provider call to unwrap what we just made
+        self._install_roots(records, known)
         return self
 
     async def aload(self) -> Keyring:
         """`load` without blocking the event loop."""
         return await asyncio.to_thread(self.load)
 
-    def _install_roots(self, records: list[RootKeyRecord]) -> None:
-        roots = {}
-        for record in records:
-            if record.state is KeyState.DESTROYED:
-                continue
-            roots[record.version] = self._unwrap_root(record)
+    def _install_roots(
+        self, records: list[RootKeyRecord], known: dict[int, bytes] | None = None
+    ) -> None:
+        materials = self._wrapping.unwrap_all(records, known)
+        roots = {v: AESGCM(derive(m, _LABEL_ROOT, 32)) for v, m in materials.items()}
         active = [r.version for r in records if r.state is KeyState.ACTIVE]
         if not active:
             raise KeyStateError("the key store has no active root key: rotate_root() creates one")
@@ -173,23 +180,34 @@ class Keyring:
             self._primary_root = max(active)
             self._roots_expire = self._clock() + self._root_ttl
 
-    def _unwrap_root(self, record: RootKeyRecord) -> AESGCM:
-        for wrapped in record.wrapped:
-            if wrapped.provider == self.provider.name:
-                material = self.provider.unwrap(wrapped, context=_root_context(record.version))
-                return AESGCM(derive(material, _LABEL_ROOT, 32))
-        raise KeyUnwrapError(
-            f"root key version {record.version} is not wrapped by any "
-            f"{self.provider.name!r} master key"
-        )
-
-    def _create_root(self, version: int) -> RootKeyRecord:
-        material = self._random(KEY_SIZE)
-        wrapped = self.provider.wrap(material, context=_root_context(version))
+    def _create_root(self, version: int) -> tuple[RootKeyRecord, bytes | None]:
+        """Create root key *version*; the material too, unless another process won the race."""
+        material, wrapped = self._wrapping.create(version, self._random, KEY_SIZE)
         record = RootKeyRecord(
-            version=version, state=KeyState.ACTIVE, created_at=self._now(), wrapped=(wrapped,)
+            version=version, state=KeyState.ACTIVE, created_at=self._now(), wrapped=wrapped
         )
-        return self.store.add_root(record)
+        stored = self.store.add_root(record)
+        return stored, (material if stored.wrapped == record.wrapped else None)
+
+    def rewrap_roots(self) -> int:
+        """Move every root key to the providers' current master keys; returns how many.
+
+        Master-key rotation, second step (the first happens in the provider: a new
+        Transit key version, a new KMS key, a new key in the key file). No data and no
+        data key changes. Wrappings by providers this keyring no longer has are dropped,
+        and missing recovery wrappings are added.
+        """
+        self._primary()
+        records = [r for r in self.store.roots() if r.state is not KeyState.DESTROYED]
+        materials = self._wrapping.unwrap_all(records)
+        for record in records:
+            fresh = self._wrapping.rewrap(record, materials[record.version])
+            self.store.update_root(attrs.evolve(record, wrapped=fresh))
+        return len(records)
+
+    async def arewrap_roots(self) -> int:
+        """`rewrap_roots` without blocking the event loop."""
+        return await asyncio.to_thread(self.rewrap_roots)
 
     def _root(self, version: int) -> AESGCM:
         root = self._roots.get(version)

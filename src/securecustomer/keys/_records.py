@@ -66,6 +66,19 @@ class KeyProvider(Protocol):
     Providers see only root keys, never data keys or row data. *context* is bound to
     the wrapped key (as associated data or an encryption context) and must be given
     again to unwrap it.
+
+    A provider may also offer these methods, which the keyring uses when present:
+
+    - ``generate_key(*, context) -> tuple[bytes, WrappedKey]``: new key material and its
+      wrapped form in one call (Vault Transit ``datakey``, KMS ``GenerateDataKey``);
+    - ``rewrap(wrapped, *, context) -> WrappedKey``: the same material under the
+      provider's current master-key version, without revealing it (Transit ``rewrap``,
+      KMS ``ReEncrypt``);
+    - ``unwrap_many(items: list[tuple[WrappedKey, dict[str, str]]]) -> list[bytes]``:
+      several keys in as few calls as the service allows (Transit batch decrypt).
+
+    Errors are `KeyProviderError` subclasses: `KeyProviderUnavailable` (transient:
+    retried by the provider, then raised), `KeyProviderAccessDenied`, `KeyUnwrapError`.
     """
 
     @property
