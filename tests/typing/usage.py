@@ -40,3 +40,17 @@ def plug_in(provider: KeyProvider) -> None:
 
     source: KeySource = memory_keyring()
     print(provider.name, source)
+
+
+def providers() -> Keyring:
+    from securecustomer.keys import ProviderRegistry, RetryPolicy
+
+    registry = ProviderRegistry()
+    primary: KeyProvider = registry.resolve("local-env://SECURECUSTOMER_MASTER_KEY")
+    recovery: list[KeyProvider] = [LocalKeyProvider.generate()]
+    policy = RetryPolicy(attempts=3, timeout=2.0)
+    print(policy)
+    keyring = Keyring(primary, MemoryKeyStore(), recovery=recovery).load()
+    moved: int = keyring.rewrap_roots()
+    print(moved)
+    return keyring
