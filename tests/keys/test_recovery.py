@@ -119,3 +119,26 @@ class TestRewrapRoots:
         keyring.rotate_root()
         keyring.destroy_root(1)
         assert 1 == keyring.rewrap_roots()
+
+
+class TestProviderCalls:
+    """rotate_root calls the provider once (to wrap the new root), whatever the history."""
+
+    def test_rotate_root_does_not_unwrap_known_roots(self) -> None:
+        calls: list[str] = []
+
+        class Counting(LocalKeyProvider):
+            def wrap(self, material: bytes, *, context: dict[str, str]) -> WrappedKey:
+                calls.append("wrap")
+                return super().wrap(material, context=context)
+
+            def unwrap(self, wrapped: WrappedKey, *, context: dict[str, str]) -> bytes:
+                calls.append("unwrap")
+                return super().unwrap(wrapped, context=context)
+
+        keyring = Keyring(Counting([os.urandom(32)]), MemoryKeyStore()).load()
+        assert ["wrap"] == calls  # the first load unwraps nothing it just made
+        for _ in range(5):
+            calls.clear()
+            keyring.rotate_root()
+            assert ["wrap"] == calls

@@ -168,10 +168,22 @@ class Keyring:
         return await asyncio.to_thread(self.load)
 
     def _install_roots(
-        self, records: list[RootKeyRecord], known: dict[int, bytes] | None = None
+        self,
+        records: list[RootKeyRecord],
+        known: dict[int, bytes] | None = None,
+        *,
+        keep_loaded: bool = False,
     ) -> None:
-        materials = self._wrapping.unwrap_all(records, known)
+        """Unwrap and install *records*' root keys (material in *known* is not unwrapped).
+
+        With *keep_loaded*, versions this process holds already are kept as they are
+        (no provider call for them) unless the store says they were destroyed.
+        """
+        live = {r.version for r in records if r.state is not KeyState.DESTROYED}
+        kept = {v: k for v, k in self._roots.items() if v in live} if keep_loaded else {}
+        materials = self._wrapping.unwrap_all([r for r in records if r.version not in kept], known)
         roots = {v: AESGCM(derive(m, _LABEL_ROOT, 32)) for v, m in materials.items()}
+        roots.update(kept)
         active = [r.version for r in records if r.state is KeyState.ACTIVE]
         if not active:
             raise KeyStateError("the key store has no active root key: rotate_root() creates one")
@@ -471,8 +483,9 @@ class Keyring:
         """
         self._primary()
         version = max((r.version for r in self.store.roots()), default=0) + 1
-        self._create_root(version)
-        self._install_roots(self.store.roots())
+        _, material = self._create_root(version)
+        known = {version: material} if material is not None else None
+        self._install_roots(self.store.roots(), known, keep_loaded=True)  # no provider call
         self.rewrap_data_keys()
         for record in self.store.roots():
             if record.version != self._primary_root and record.state is KeyState.ACTIVE:
