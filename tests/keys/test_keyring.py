@@ -459,3 +459,27 @@ class TestReadersCreateNoKeys:
         token = cipher.encrypt("v", context=CTX)
         assert 1 == len(keyring.store.data_keys("subject:6"))
         assert "v" == cipher.decrypt(token, context=CTX)
+
+
+class TestDestroyedTokensCostNoStoreRead:
+    """A token of a destroyed key is refused from the cache: destroyed is final."""
+
+    def test_no_store_read(self, keyring: Keyring) -> None:
+        cipher = keyring.cipher("subject:77")
+        tokens = [cipher.encrypt(f"v{i}", context=CTX) for i in range(20)]
+        keyring.destroy("subject:77")
+        with pytest.raises(KeyDestroyedError):
+            cipher.decrypt(tokens[0], context=CTX)  # the first one re-reads the store
+        reads = 0
+        original = keyring.store.data_keys
+
+        def counting(scope: str) -> object:
+            nonlocal reads
+            reads += 1
+            return original(scope)
+
+        keyring.store.data_keys = counting  # type: ignore[method-assign]
+        for token in tokens[1:]:
+            with pytest.raises(KeyDestroyedError):
+                cipher.decrypt(token, context=CTX)
+        assert 0 == reads

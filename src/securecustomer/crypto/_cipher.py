@@ -312,9 +312,15 @@ class FieldCipher:
         if token[1] & 0x0F not in (AES_256_GCM, AES_256_SIV) or token[1] >> 4 not in DECODERS:
             raise DecryptionError
         head = token[:HEADER_SIZE]
-        entry = self._keyset().entries.get(head)
+        keys = self._keyset()
+        entry = keys.entries.get(head)
         if entry is None:
             key_id = int.from_bytes(token[2:HEADER_SIZE], "big")
+            known = keys.by_id.get(key_id)
+            if known is not None and known.state is KeyState.DESTROYED:
+                # Destroyed is final: no need to ask the key store again (a table of
+                # erased subjects' rows would otherwise cost one store read per value).
+                raise KeyDestroyedError(key_id=key_id, scope=self.scope)
             self._keys = self._source.keyset(self.scope, refresh=True, create=False)
             entry = self._keys.entries.get(head)
             if entry is None:
