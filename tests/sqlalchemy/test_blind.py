@@ -31,6 +31,7 @@ from securecustomer.exceptions import (
 from securecustomer.keys import Keyring
 from securecustomer.sqlalchemy import (
     ERASED,
+    BlindIndex,
     EncryptedBytes,
     EncryptedDate,
     EncryptedDateTime,
@@ -41,17 +42,13 @@ from securecustomer.sqlalchemy import (
     EncryptedUUID,
     KeyringSlot,
     Sealed,
-    encrypt_rows,
-)
-from securecustomer.sqlalchemy._blind import (
-    BlindIndex,
-    _Bound,
     asearch,
     blind_match,
     casefold,
     compose,
     confirm_matches,
     digits_only,
+    encrypt_rows,
     nfkc,
     normalize_email,
     normalize_phone,
@@ -59,6 +56,7 @@ from securecustomer.sqlalchemy._blind import (
     search,
     strip,
 )
+from securecustomer.sqlalchemy._blind import _Bound
 from securecustomer.sqlalchemy._orm import _PLAIN
 from securecustomer.testing import memory_keyring
 

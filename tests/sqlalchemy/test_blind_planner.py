@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from securecustomer.exceptions import ConfigurationError
-from securecustomer.sqlalchemy._blind import BlindIndex, IndexPlan, plan_blind_index
+from securecustomer.sqlalchemy import BlindIndex, IndexPlan, plan_blind_index
 
 
 class Colour(enum.Enum):

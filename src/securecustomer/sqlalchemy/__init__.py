@@ -14,26 +14,20 @@ Example:
 """
 
 from securecustomer.sqlalchemy._alembic import render_item
-from securecustomer.sqlalchemy._blind import (
-    BlindIndex,
-    IndexPlan,
+from securecustomer.sqlalchemy._blind import BlindIndex, reindex
+from securecustomer.sqlalchemy._keystore import SqlKeyStore
+from securecustomer.sqlalchemy._normalizers import (
     Normalizer,
-    asearch,
-    blind_match,
     casefold,
     compose,
-    confirm_matches,
     digits_only,
     nfkc,
     normalize_email,
     normalize_phone,
-    plan_blind_index,
-    reindex,
-    search,
     strip,
 )
-from securecustomer.sqlalchemy._keystore import SqlKeyStore
 from securecustomer.sqlalchemy._orm import ERASED, RowEncryption, encrypt_rows
+from securecustomer.sqlalchemy._planner import IndexPlan, plan_blind_index
 from securecustomer.sqlalchemy._reencrypt import (
     EncryptColumnReport,
     FailedValue,
@@ -42,6 +36,7 @@ from securecustomer.sqlalchemy._reencrypt import (
     reencrypt,
     swap_columns,
 )
+from securecustomer.sqlalchemy._search import asearch, blind_match, confirm_matches, search
 from securecustomer.sqlalchemy._types import (
     Encrypted,
     EncryptedBytes,

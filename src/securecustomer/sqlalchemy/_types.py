@@ -11,11 +11,8 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, ClassVar, Literal
 
-import attrs
 from sqlalchemy import Column, LargeBinary, Table, Text, event
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DontWrapMixin
-from sqlalchemy.sql import operators
 from sqlalchemy.sql.operators import OperatorType
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
@@ -28,6 +25,12 @@ from securecustomer.exceptions import (
     UnsupportedValueError,
 )
 from securecustomer.keys import Keyring
+from securecustomer.sqlalchemy._keyring_slot import KeyringSlot, Sealed, default_keyring
+from securecustomer.sqlalchemy._refusal import _DETERMINISTIC_OK as _DETERMINISTIC_OK
+from securecustomer.sqlalchemy._refusal import _REFUSED as _REFUSED
+from securecustomer.sqlalchemy._refusal import _UNWRAPPED as _UNWRAPPED
+from securecustomer.sqlalchemy._refusal import _refusal as _refusal
+from securecustomer.sqlalchemy._refusal import _unwrapped as _unwrapped
 
 __all__ = [
     "Encrypted",
@@ -44,99 +47,6 @@ __all__ = [
     "Sealed",
     "default_keyring",
 ]
-
-
-class KeyringSlot:
-    """Where encrypted columns find their keyring, bound once the application starts.
-
-    Models are declared at import time, before any keyring exists; a slot lets them
-    name the keyring they will use. Columns without an explicit ``keyring=`` use
-    `default_keyring`.
-
-    Example:
-        ```python
-        keys = KeyringSlot("customers")                # in models.py
-        email = mapped_column(EncryptedString(keyring=keys))
-        keys.bind(Keyring(provider, store).load())     # at application start
-        ```
-    """
-
-    def __init__(self, name: str = "default") -> None:
-        self.name = name
-        self._keyring: Keyring | None = None
-
-    def bind(self, keyring: Keyring) -> None:
-        """Use *keyring* for every column that names this slot (rebinding replaces it)."""
-        if not isinstance(keyring, Keyring):
-            raise ConfigurationError(f"KeyringSlot.bind() needs a Keyring, got {keyring!r}")
-        self._keyring = keyring
-
-    def unbind(self) -> None:
-        """Forget the keyring (tests, shutdown)."""
-        self._keyring = None
-
-    def get(self) -> Keyring:
-        """The bound keyring, or `ConfigurationError` if the application has not bound one."""
-        if self._keyring is None:
-            raise ConfigurationError(
-                f"keyring slot {self.name!r} is not bound: call .bind(keyring) at application "
-                "start, before the first query"
-            )
-        return self._keyring
-
-    def __repr__(self) -> str:
-        state = "bound" if self._keyring is not None else "unbound"
-        return f"<KeyringSlot {self.name!r} {state}>"
-
-
-#: The slot that encrypted columns use unless they name another slot or keyring.
-default_keyring = KeyringSlot("default")
-
-
-@attrs.frozen(repr=False)
-class Sealed:
-    """A token that the ORM layer encrypted with a row or subject context.
-
-    Row-bound and subject-scoped columns (see `encrypt_rows`) hold one of these in
-    the instance only while a flush writes it; Core reads of such columns return it so
-    that the caller can decrypt with the row's context.
-    """
-
-    token: bytes
-
-    def __repr__(self) -> str:
-        return f"<Sealed {len(self.token)} bytes>"
-
-
-_REFUSED = {
-    operators.eq,
-    operators.ne,
-    operators.in_op,
-    operators.not_in_op,
-    operators.like_op,
-    operators.not_like_op,
-    operators.ilike_op,
-    operators.not_ilike_op,
-    operators.lt,
-    operators.le,
-    operators.gt,
-    operators.ge,
-    operators.between_op,
-    operators.not_between_op,
-    operators.asc_op,
-    operators.desc_op,
-    operators.startswith_op,
-    operators.endswith_op,
-    operators.contains_op,
-    operators.concat_op,
-    operators.regexp_match_op,
-}
-_DETERMINISTIC_OK = {
-    operators.eq,
-    operators.ne,
-    operators.in_op,
-    operators.not_in_op,
-}
 
 
 class Encrypted(TypeDecorator[Any]):
@@ -441,37 +351,6 @@ class Encrypted(TypeDecorator[Any]):
         def reverse_operate(self, op: OperatorType, other: Any, **kwargs: Any) -> Any:
             self._check(op)
             return super().reverse_operate(op, other, **kwargs)
-
-
-_UNWRAPPED: dict[type[SecureCustomerError], type[SecureCustomerError]] = {}
-
-
-def _unwrapped(exc: SecureCustomerError) -> SecureCustomerError:
-    """*exc* as an instance of a subclass that SQLAlchemy does not wrap (DontWrapMixin)."""
-    cls = type(exc)
-    twin = _UNWRAPPED.get(cls)
-    if twin is None:
-        twin = _UNWRAPPED[cls] = type(
-            cls.__name__, (cls, DontWrapMixin), {"__module__": cls.__module__}
-        )
-    copy = twin.__new__(twin)
-    copy.__dict__.update(exc.__dict__)
-    copy.args = exc.args
-    return copy.with_traceback(exc.__traceback__)
-
-
-def _refusal(column_type: Encrypted, op: OperatorType) -> UnsupportedQueryError:
-    name = ".".join(column_type._names) if column_type._names else repr(column_type)
-    what = getattr(op, "__name__", str(op))
-    if column_type.deterministic:
-        return UnsupportedQueryError(
-            f"{name} is encrypted deterministically: only ==, != and IN work on it, not {what}"
-        )
-    return UnsupportedQueryError(
-        f"{name} is encrypted with random nonces, so SQL cannot compare, match or order it "
-        f"({what}); search it through a blind index (securecustomer.sqlalchemy.BlindIndex) "
-        "or declare it deterministic=True if revealing equal values is acceptable"
-    )
 
 
 def _typed(name: str, types: tuple[type, ...], doc: str) -> type[Encrypted]:
