@@ -20,7 +20,8 @@ Catch the branch that matches what you can do about the failure::
     │   ├── KeyDisabledError                   the key exists but is disabled (can be re-enabled)
     │   └── KeyDestroyedError                  the key was destroyed: the value is erased for good
     ├── AuthorizationError (PermissionError)
-    │   └── AccessDenied                       the policy engine denied the request
+    │   ├── AccessDenied                       the policy engine denied the request
+    │   └── StepUpRequired                     allowed only after a fresh MFA (re-authenticate)
     ├── PolicyError (ValueError)               a policy document that cannot be loaded
     ├── AuditError                             the audit trail could not record or verify
     └── AnonymizationError (ValueError)        a transform cannot be applied to its input
@@ -51,6 +52,7 @@ __all__ = [
     "KeyUnwrapError",
     "PolicyError",
     "SecureCustomerError",
+    "StepUpRequired",
     "UnsupportedQueryError",
     "UnsupportedValueError",
 ]
@@ -152,11 +154,44 @@ class AuthorizationError(SecureCustomerError, PermissionError):
 
 
 class AccessDenied(AuthorizationError):
-    """The policy engine denied the request."""
+    """The policy engine denied the request; ``decision`` says which rules and why."""
+
+    def __init__(self, message: str, *, decision: object = None) -> None:
+        super().__init__(message)
+        self.decision = decision
+
+
+class StepUpRequired(AuthorizationError):
+    """The request is allowed only with a more recent MFA; ``max_age`` is how recent."""
+
+    def __init__(self, message: str, *, decision: object = None, max_age: object = None) -> None:
+        super().__init__(message)
+        self.decision = decision
+        self.max_age = max_age
 
 
 class PolicyError(SecureCustomerError, ValueError):
-    """A policy document cannot be loaded."""
+    """A policy document cannot be loaded.
+
+    ``source`` is the file (or ``None`` for text and dicts), ``rule`` the rule's id or
+    ``rules[N]``, ``field`` the key that is wrong; any of them may be ``None``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        rule: str | None = None,
+        field: str | None = None,
+    ) -> None:
+        where = [part for part in (source, f"rule {rule!r}" if rule else None) if part]
+        if field:
+            where.append(f"field {field!r}")
+        super().__init__(": ".join([*where, message]))
+        self.source = source
+        self.rule = rule
+        self.field = field
 
 
 class AuditError(SecureCustomerError):

@@ -1,0 +1,423 @@
+"""Policy documents: loading TOML / JSON / YAML / dicts into a validated, immutable `Policy`.
+
+Every problem raises `PolicyError` naming the file, the rule (id or ``rules[N]``) and the key;
+nothing is partly loaded. Unknown keys are errors: a misspelt ``field`` must not silently
+grant every field.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Final, NoReturn
+
+import attrs
+
+from securecustomer.exceptions import PolicyError
+from securecustomer.policy._expr import Expr, ExprSyntaxError, compile_expr, parse, unparse
+
+__all__ = ["Policy", "Rule", "parse_duration"]
+
+_TOP_KEYS: Final = frozenset({"version", "roles", "rules", "constraints", "description"})
+_ROLE_KEYS: Final = frozenset({"inherits", "description"})
+_RULE_KEYS: Final = frozenset(
+    {
+        "id",
+        "effect",
+        "roles",
+        "subjects",
+        "actions",
+        "resources",
+        "tenants",
+        "fields",
+        "masks",
+        "when",
+        "mfa_max_age",
+        "purposes",
+        "description",
+    }
+)
+_CONSTRAINT_KEYS: Final = frozenset({"exclusive"})
+_DURATION: Final = re.compile(r"(\d+)([smhd])")
+_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: object) -> timedelta:
+    """``"15m"``, ``"1h30m"``, ``"90s"``, ``"2d"`` or a number of seconds, as a timedelta."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a string such as '15m' or a number of seconds")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and value and _DURATION.sub("", value) == "":
+        seconds = float(sum(int(n) * _UNITS[u] for n, u in _DURATION.findall(value)))
+    else:
+        raise ValueError(
+            f"{value!r} is not a duration (use a number of seconds or e.g. '15m', '1h30m')"
+        )
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return timedelta(seconds=seconds)
+
+
+@attrs.frozen(slots=True)
+class Rule:
+    """One rule, validated. ``None`` in a set-valued field means "any"."""
+
+    id: str
+    index: int
+    effect: str
+    roles: frozenset[str]
+    subjects: frozenset[str]
+    actions: frozenset[str] | None
+    resources: frozenset[str] | None
+    tenants: frozenset[str] | None
+    fields: frozenset[str] | None
+    masks: Mapping[str, str]
+    when: Expr | None
+    mfa_max_age: timedelta | None
+    purposes: frozenset[str] | None
+    description: str | None = None
+
+    @property
+    def condition(self) -> str | None:
+        """The condition in canonical form, or ``None``."""
+        return None if self.when is None else unparse(self.when)
+
+    @property
+    def allow(self) -> bool:
+        return self.effect == "allow"
+
+
+@attrs.frozen(slots=True)
+class Policy:
+    """A validated policy document. Build one with ``from_toml``, ``from_json``, ``from_dict``.
+
+    Example:
+        ```python
+        policy = Policy.from_toml('''
+        version = 1
+        [roles.agent]
+        [[rules]]
+        id = "agents-read"
+        effect = "allow"
+        roles = ["agent"]
+        actions = ["read"]
+        resources = ["customer"]
+        ''')
+        ```
+    """
+
+    roles: Mapping[str, tuple[str, ...]]
+    rules: tuple[Rule, ...]
+    exclusive: tuple[frozenset[str], ...] = ()
+    source: str | None = None
+    ancestors: Mapping[str, frozenset[str]] = attrs.field(factory=dict, repr=False, eq=False)
+
+    # --- loading ---------------------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, document: Mapping[str, Any], *, source: str | None = None) -> Policy:
+        """Validate a policy already parsed into Python values."""
+        return _load(document, source)
+
+    @classmethod
+    def from_toml(cls, text_or_path: str | os.PathLike[str]) -> Policy:
+        """Load TOML text, or a ``.toml`` file given as a path."""
+        text, source = _read(text_or_path, looks_like_text="=" in str(text_or_path))
+        try:
+            document = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise PolicyError(f"not valid TOML: {exc}", source=source) from None
+        return _load(document, source)
+
+    @classmethod
+    def from_json(cls, text_or_path: str | os.PathLike[str]) -> Policy:
+        """Load JSON text, or a ``.json`` file given as a path."""
+        looks = str(text_or_path).lstrip().startswith("{")
+        text, source = _read(text_or_path, looks_like_text=looks)
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise PolicyError(
+                f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
+                source=source,
+            ) from None
+        return _load(document, source)
+
+    @classmethod
+    def from_yaml(cls, text_or_path: str | os.PathLike[str]) -> Policy:
+        """Load YAML text or a file (needs PyYAML; only safe loading is used)."""
+        try:
+            import yaml  # type: ignore[import-untyped,unused-ignore]
+        except ImportError:  # pragma: no cover - depends on the environment
+            raise ImportError("Policy.from_yaml needs PyYAML: pip install pyyaml") from None
+        looks = "\n" in str(text_or_path) or ":" in str(text_or_path)
+        text, source = _read(text_or_path, looks_like_text=looks)
+        try:
+            document = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise PolicyError(f"not valid YAML: {exc}", source=source) from None
+        return _load(document, source)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> Policy:
+        """Load a file by its suffix: ``.toml``, ``.json``, ``.yaml`` / ``.yml``."""
+        suffix = Path(path).suffix.lower()
+        loaders = {".toml": cls.from_toml, ".json": cls.from_json}
+        loaders |= {".yaml": cls.from_yaml, ".yml": cls.from_yaml}
+        if suffix not in loaders:
+            raise PolicyError(
+                f"cannot tell the format of {os.fspath(path)!r}: use .toml, .json or .yaml"
+            )
+        return loaders[suffix](Path(path))
+
+    # --- queries ---------------------------------------------------------------------------
+
+    def effective_roles(self, roles: Iterable[str]) -> frozenset[str]:
+        """*roles* with every role they inherit, transitively."""
+        out: set[str] = set()
+        for role in roles:
+            out |= self.ancestors.get(role, frozenset((role,)))
+        return frozenset(out)
+
+    def lint(self) -> list[Any]:
+        """Findings about this policy (see `securecustomer.policy.Finding`)."""
+        from securecustomer.policy._lint import lint
+
+        return lint(self)
+
+
+def _read(text_or_path: str | os.PathLike[str], *, looks_like_text: bool) -> tuple[str, str | None]:
+    if isinstance(text_or_path, str) and looks_like_text:
+        return text_or_path, None
+    path = Path(text_or_path)
+    try:
+        return path.read_text(encoding="utf-8"), str(path)
+    except FileNotFoundError:
+        raise PolicyError("no such file", source=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"cannot read the file: {exc}", source=str(path)) from None
+
+
+# --- validation ---------------------------------------------------------------------------
+
+
+class _Loader:
+    def __init__(self, source: str | None) -> None:
+        self.source = source
+
+    def error(self, message: str, *, rule: str | None = None, field: str | None = None) -> NoReturn:
+        raise PolicyError(message, source=self.source, rule=rule, field=field)
+
+    def names(
+        self, value: object, *, rule: str | None, field: str, allow_star: bool = True
+    ) -> frozenset[str] | None:
+        if isinstance(value, str) or not isinstance(value, list | tuple):
+            self.error(
+                f"must be a list of strings, not {type(value).__name__}", rule=rule, field=field
+            )
+        items: list[str] = []
+        for item in value:
+            if not isinstance(item, str) or not item.strip():
+                self.error(f"must hold non-empty strings, found {item!r}", rule=rule, field=field)
+            items.append(item)
+        if not items:
+            self.error("must not be empty (leave the key out to mean any)", rule=rule, field=field)
+        if "*" in items:
+            if not allow_star:
+                self.error("'*' is not allowed here", rule=rule, field=field)
+            if len(items) > 1:
+                self.error("'*' already means any: list nothing else", rule=rule, field=field)
+            return None
+        return frozenset(items)
+
+    def keys(self, table: Mapping[str, Any], allowed: frozenset[str], **where: Any) -> None:
+        unknown = sorted(set(table) - allowed)
+        if unknown:
+            self.error(
+                f"unknown key {unknown[0]!r} (expected one of {', '.join(sorted(allowed))})",
+                **where,
+            )
+
+    def roles(self, document: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+        raw = document.get("roles", {})
+        if not isinstance(raw, Mapping):
+            self.error("must be a table of roles", field="roles")
+        roles: dict[str, tuple[str, ...]] = {}
+        for name, spec in raw.items():
+            where = f"roles.{name}"
+            if spec is None:
+                spec = {}
+            if not isinstance(spec, Mapping):
+                self.error("must be a table (use [roles.NAME])", field=where)
+            self.keys(spec, _ROLE_KEYS, field=where)
+            inherits = spec.get("inherits", [])
+            if inherits == []:
+                roles[name] = ()
+                continue
+            parents = self.names(inherits, rule=None, field=f"{where}.inherits", allow_star=False)
+            roles[name] = tuple(sorted(parents or ()))
+        for name, declared in roles.items():
+            for parent in declared:
+                if parent not in roles:
+                    self.error(f"inherits undeclared role {parent!r}", field=f"roles.{name}")
+        return roles
+
+    def ancestors(self, roles: Mapping[str, tuple[str, ...]]) -> dict[str, frozenset[str]]:
+        done: dict[str, frozenset[str]] = {}
+
+        def visit(name: str, path: list[str]) -> frozenset[str]:
+            if name in done:
+                return done[name]
+            if name in path:
+                cycle = " -> ".join([*path[path.index(name) :], name])
+                self.error(f"role inheritance has a cycle: {cycle}", field="roles")
+            found = {name}
+            for parent in roles[name]:
+                found |= visit(parent, [*path, name])
+            done[name] = frozenset(found)
+            return done[name]
+
+        for name in roles:
+            visit(name, [])
+        return done
+
+    def rule(self, raw: object, index: int, seen: set[str]) -> Rule:
+        label = f"rules[{index}]"
+        if not isinstance(raw, Mapping):
+            self.error("must be a table", rule=label)
+        rule_id = raw.get("id", label)
+        if not isinstance(rule_id, str) or not rule_id.strip():
+            self.error("must be a non-empty string", rule=label, field="id")
+        if rule_id in seen:
+            self.error(
+                f"duplicate rule id (also used by an earlier rule, this is {label})",
+                rule=rule_id,
+                field="id",
+            )
+        seen.add(rule_id)
+        self.keys(raw, _RULE_KEYS, rule=rule_id)
+        effect = raw.get("effect")
+        if effect not in ("allow", "deny"):
+            self.error(f"must be 'allow' or 'deny', not {effect!r}", rule=rule_id, field="effect")
+
+        def names(key: str, *, required: bool = False, star: bool = True) -> frozenset[str] | None:
+            if key not in raw:
+                if required:
+                    self.error("is required", rule=rule_id, field=key)
+                return None
+            return self.names(raw[key], rule=rule_id, field=key, allow_star=star)
+
+        roles = names("roles")
+        subjects = names("subjects", star=False)
+        if "roles" not in raw and "subjects" not in raw:
+            self.error(
+                "needs roles or subjects (roles = ['*'] means anyone)", rule=rule_id, field="roles"
+            )
+        fields = names("fields", star=False)
+        masks = raw.get("masks", {})
+        if not isinstance(masks, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) and v for k, v in masks.items()
+        ):
+            self.error("must be a table of field = mask name", rule=rule_id, field="masks")
+        if masks and effect == "deny":
+            self.error("a deny rule cannot mask: it hides its fields", rule=rule_id, field="masks")
+        for field_name in masks:
+            if fields is not None and field_name not in fields:
+                self.error(
+                    f"masks field {field_name!r}, which the rule does not list in fields",
+                    rule=rule_id,
+                    field="masks",
+                )
+        when = raw.get("when")
+        expr: Expr | None = None
+        if when is not None:
+            if not isinstance(when, str):
+                self.error("must be a string", rule=rule_id, field="when")
+            try:
+                expr = parse(when)
+                compile_expr(expr)
+            except ExprSyntaxError as exc:
+                self.error(f"cannot parse the condition: {exc}", rule=rule_id, field="when")
+        mfa: timedelta | None = None
+        if "mfa_max_age" in raw:
+            if effect == "deny":
+                self.error("only an allow rule can ask for MFA", rule=rule_id, field="mfa_max_age")
+            try:
+                mfa = parse_duration(raw["mfa_max_age"])
+            except ValueError as exc:
+                self.error(str(exc), rule=rule_id, field="mfa_max_age")
+        description = raw.get("description")
+        if description is not None and not isinstance(description, str):
+            self.error("must be a string", rule=rule_id, field="description")
+        return Rule(
+            id=rule_id,
+            index=index,
+            effect=effect,
+            roles=frozenset(("*",)) if "roles" in raw and roles is None else (roles or frozenset()),
+            subjects=subjects or frozenset(),
+            actions=names("actions", required=True),
+            resources=names("resources", required=True),
+            tenants=names("tenants", star=False),
+            fields=fields,
+            masks=dict(masks),
+            when=expr,
+            mfa_max_age=mfa,
+            purposes=names("purposes", star=False),
+            description=description,
+        )
+
+    def exclusive(
+        self, document: Mapping[str, Any], ancestors: Mapping[str, frozenset[str]]
+    ) -> tuple[frozenset[str], ...]:
+        raw = document.get("constraints", {})
+        if not isinstance(raw, Mapping):
+            self.error("must be a table", field="constraints")
+        self.keys(raw, _CONSTRAINT_KEYS, field="constraints")
+        groups = raw.get("exclusive", [])
+        if not isinstance(groups, list):
+            self.error("must be a list of lists of roles", field="constraints.exclusive")
+        out: list[frozenset[str]] = []
+        for number, group in enumerate(groups):
+            where = f"constraints.exclusive[{number}]"
+            names = self.names(group, rule=None, field=where, allow_star=False)
+            assert names is not None  # noqa: S101 - allow_star=False
+            if len(names) < 2:
+                self.error("needs at least two roles", field=where)
+            for name in sorted(names):
+                if name not in ancestors:
+                    self.error(f"names undeclared role {name!r}", field=where)
+            for role, closure in sorted(ancestors.items()):
+                both = sorted(closure & names)
+                if len(both) > 1:
+                    self.error(
+                        f"role {role!r} inherits mutually exclusive roles "
+                        f"{both[0]!r} and {both[1]!r}",
+                        field=where,
+                    )
+            out.append(names)
+        return tuple(out)
+
+
+def _load(document: object, source: str | None) -> Policy:
+    loader = _Loader(source)
+    if not isinstance(document, Mapping):
+        loader.error("a policy document is a table at the top level")
+    loader.keys(document, _TOP_KEYS)
+    version = document.get("version")
+    if version != 1 or isinstance(version, bool):
+        loader.error(f"must be 1 (the only version), not {version!r}", field="version")
+    roles = loader.roles(document)
+    ancestors = loader.ancestors(roles)
+    raw_rules = document.get("rules", [])
+    if not isinstance(raw_rules, list):
+        loader.error("must be a list of tables (use [[rules]])", field="rules")
+    seen: set[str] = set()
+    rules = tuple(loader.rule(raw, index, seen) for index, raw in enumerate(raw_rules))
+    exclusive = loader.exclusive(document, ancestors)
+    return Policy(roles=roles, rules=rules, exclusive=exclusive, source=source, ancestors=ancestors)

@@ -1,0 +1,522 @@
+"""`PolicyEngine`: one compiled form of a `Policy` answering checks, filters and reviews.
+
+How a request is decided:
+
+1. A subject holding two roles of one ``constraints.exclusive`` group is denied.
+2. A resource whose tenant is not the subject's tenant is denied.
+3. The candidate rules for (effective roles, action, resource type) come from a cache; each
+   is then checked for tenants, purposes and its condition. A condition that cannot be
+   evaluated fails closed: an allow does not match, a deny does.
+4. A matching deny without ``fields`` denies; a deny with ``fields`` hides those fields.
+5. Matching allows grant their fields. An allow whose ``mfa_max_age`` is not met grants only
+   hypothetically: if the request would be allowed with it, the outcome is step-up.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, ParamSpec, TypeVar
+
+from securecustomer.exceptions import AccessDenied, PolicyError, StepUpRequired
+from securecustomer.policy._document import Policy, Rule
+from securecustomer.policy._expr import EvaluationError, Request, compile_expr
+from securecustomer.policy._masks import BUILTIN_MASKS
+from securecustomer.policy._model import AccessRequest, Decision, Outcome, Resource, Subject
+
+__all__ = ["PolicyEngine", "apply"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_NO_CONTEXT: Final[Mapping[str, Any]] = {}
+_CLOCK_SKEW: Final = timedelta(minutes=1)
+_CACHE_LIMIT: Final = 4096
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Compiled:
+    """A rule with its condition compiled, in the shape the hot loop wants."""
+
+    __slots__ = (
+        "allow",
+        "cond",
+        "fields",
+        "id",
+        "masks",
+        "mfa",
+        "purposes",
+        "rule",
+        "simple",
+        "tenants",
+    )
+
+    def __init__(self, rule: Rule) -> None:
+        self.rule = rule
+        self.id = rule.id
+        self.allow = rule.allow
+        self.cond = None if rule.when is None else compile_expr(rule.when)
+        self.fields = rule.fields
+        self.masks = rule.masks
+        self.mfa = rule.mfa_max_age
+        self.purposes = rule.purposes
+        self.tenants = rule.tenants
+        self.simple = (
+            self.cond is None
+            and self.mfa is None
+            and self.purposes is None
+            and self.tenants is None
+        )
+
+
+class _Plan:
+    __slots__ = ("rules", "static")
+
+    def __init__(self, rules: tuple[_Compiled, ...], static: Decision | None) -> None:
+        self.rules = rules
+        self.static = static
+
+
+class _View:
+    """What a set of assigned roles means: effective roles, any violation, cached plans."""
+
+    __slots__ = ("plans", "roles", "violation")
+
+    def __init__(self, roles: frozenset[str], violation: Decision | None) -> None:
+        self.roles = roles
+        self.violation = violation
+        self.plans: dict[tuple[str, str], _Plan] = {}
+
+
+class PolicyEngine:
+    """Decide requests against a `Policy`: pure, synchronous, thread-safe.
+
+    Example:
+        ```python
+        engine = PolicyEngine(Policy.from_toml("policy.toml"))
+        decision = engine.evaluate(agent, "read", Resource("customer", id=42))
+        if decision.allowed:
+            shown = apply(decision, customer_record)
+        ```
+
+    ``masks`` adds mask functions (name -> ``value -> value``) to the built-in ones;
+    ``clock`` returns the aware "now" used for MFA freshness when a call gives none.
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        masks: Mapping[str, Callable[[Any], Any]] | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.policy = policy
+        self.masks: Mapping[str, Callable[[Any], Any]] = {**BUILTIN_MASKS, **(masks or {})}
+        self._clock = clock
+        for rule in policy.rules:
+            for field, mask in rule.masks.items():
+                if mask not in self.masks:
+                    raise PolicyError(
+                        f"unknown mask {mask!r} for field {field!r} "
+                        f"(known: {', '.join(sorted(self.masks))})",
+                        source=policy.source,
+                        rule=rule.id,
+                        field="masks",
+                    )
+        self._rules = tuple(_Compiled(rule) for rule in policy.rules)
+        self._by_subject: dict[str, tuple[_Compiled, ...]] = {}
+        for compiled in self._rules:
+            for subject_id in compiled.rule.subjects:
+                self._by_subject[subject_id] = (*self._by_subject.get(subject_id, ()), compiled)
+        self._views: dict[frozenset[str], _View] = {}
+        self._tenant_mismatch = Decision(
+            Outcome.DENY, "denied: the resource belongs to another tenant than the subject"
+        )
+
+    def __repr__(self) -> str:
+        return f"<PolicyEngine rules={len(self._rules)} roles={len(self.policy.roles)}>"
+
+    # --- deciding ----------------------------------------------------------------------------
+
+    def evaluate(
+        self,
+        subject: Subject,
+        action: str,
+        resource: Resource,
+        *,
+        fields: Iterable[str] | None = None,
+        purpose: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        now: datetime | None = None,
+    ) -> Decision:
+        """Decide one request. Never raises for a request the policy cannot answer: denies."""
+        view = self._views.get(subject.roles)
+        if view is None:
+            view = self._view(subject.roles)
+        if view.violation is not None:
+            return view.violation
+        tenant = resource.tenant
+        if tenant is not None and tenant != subject.tenant:
+            return self._tenant_mismatch
+        key = (action, resource.type)
+        if subject.id in self._by_subject:
+            rules = self._subject_rules(subject, view, key)
+        else:
+            plan = view.plans.get(key)
+            if plan is None:
+                plan = self._plan(view, key)
+            if fields is None and plan.static is not None:
+                return plan.static
+            rules = plan.rules
+        return self._decide(
+            rules, subject, view.roles, key, resource, fields, purpose, context, now
+        )
+
+    def evaluate_many(self, requests: Iterable[AccessRequest]) -> list[Decision]:
+        """Decide many requests (same answers as `evaluate`, one call)."""
+        evaluate = self.evaluate
+        return [
+            evaluate(
+                r.subject,
+                r.action,
+                r.resource,
+                fields=r.fields,
+                purpose=r.purpose,
+                context=r.context,
+                now=r.now,
+            )
+            for r in requests
+        ]
+
+    def require(
+        self,
+        subject: Subject,
+        action: str,
+        resource: Resource,
+        *,
+        fields: Iterable[str] | None = None,
+        purpose: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        now: datetime | None = None,
+    ) -> Decision:
+        """Return the allowing decision, or raise `AccessDenied` / `StepUpRequired`."""
+        decision = self.evaluate(
+            subject, action, resource, fields=fields, purpose=purpose, context=context, now=now
+        )
+        return _raise_unless_allowed(decision, subject, action, resource)
+
+    def guard(
+        self,
+        action: str,
+        resource: Resource | str | Callable[..., Resource],
+        *,
+        subject: str | Callable[..., Subject] = "subject",
+        fields: Iterable[str] | None = None,
+        purpose: str | None = None,
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Decorate a sync or async function so that it runs only when the request is allowed.
+
+        *resource* is a `Resource`, the name of a parameter holding one, or a callable
+        taking the call's arguments by name; *subject* likewise (default: the parameter
+        named ``subject``).
+
+        Example:
+            ```python
+            def customer(customer_id: int, **_: object) -> Resource:
+                return Resource("customer", id=customer_id)
+
+            @engine.guard("read", resource=customer)
+            def show(subject: Subject, customer_id: int) -> dict: ...
+            ```
+        """
+        wanted = None if fields is None else frozenset(fields)
+
+        def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+            signature = inspect.signature(fn)
+
+            def check(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+                bound = signature.bind(*args, **kwargs)
+                bound.apply_defaults()
+                arguments = bound.arguments
+                who = _pick(subject, arguments, "subject", fn)
+                what = (
+                    resource
+                    if isinstance(resource, Resource)
+                    else _pick(resource, arguments, "resource", fn)
+                )
+                self.require(who, action, what, fields=wanted, purpose=purpose)
+
+            if inspect.iscoroutinefunction(fn):
+
+                @functools.wraps(fn)
+                async def async_guarded(*args: P.args, **kwargs: P.kwargs) -> Any:
+                    check(args, kwargs)
+                    return await fn(*args, **kwargs)  # type: ignore[misc]
+
+                return async_guarded  # type: ignore[return-value,unused-ignore]
+
+            @functools.wraps(fn)
+            def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+                check(args, kwargs)
+                return fn(*args, **kwargs)
+
+            return guarded
+
+        return decorate
+
+    def apply(self, decision: Decision, record: Mapping[str, Any]) -> dict[str, Any]:
+        """`apply` with this engine's masks (built-in ones plus those given to the engine)."""
+        return apply(decision, record, masks=self.masks)
+
+    # --- compiled plans ----------------------------------------------------------------------
+
+    def _view(self, assigned: frozenset[str]) -> _View:
+        roles = self.policy.effective_roles(assigned)
+        violation = None
+        for group in self.policy.exclusive:
+            both = sorted(roles & group)
+            if len(both) > 1:
+                violation = Decision(
+                    Outcome.DENY,
+                    f"denied: separation of duties, the subject holds both {both[0]!r} "
+                    f"and {both[1]!r}",
+                )
+                break
+        view = _View(roles, violation)
+        if len(self._views) >= _CACHE_LIMIT:
+            self._views.clear()
+        self._views[assigned] = view
+        return view
+
+    def _candidates(self, roles: frozenset[str], key: tuple[str, str]) -> list[_Compiled]:
+        action, resource_type = key
+        out = []
+        for compiled in self._rules:
+            rule = compiled.rule
+            if rule.actions is not None and action not in rule.actions:
+                continue
+            if rule.resources is not None and resource_type not in rule.resources:
+                continue
+            if "*" in rule.roles or not rule.roles.isdisjoint(roles):
+                out.append(compiled)
+        return out
+
+    def _plan(self, view: _View, key: tuple[str, str]) -> _Plan:
+        rules = tuple(self._candidates(view.roles, key))
+        static = None
+        if all(rule.simple for rule in rules):
+            static = self._decide(rules, None, view.roles, key, None, None, None, None, None)
+        plan = _Plan(rules, static)
+        view.plans[key] = plan
+        return plan
+
+    def _subject_rules(
+        self, subject: Subject, view: _View, key: tuple[str, str]
+    ) -> tuple[_Compiled, ...]:
+        action, resource_type = key
+        own = {
+            c.id
+            for c in self._by_subject[subject.id]
+            if (c.rule.actions is None or action in c.rule.actions)
+            and (c.rule.resources is None or resource_type in c.rule.resources)
+        }
+        by_role = {c.id for c in self._candidates(view.roles, key)}
+        return tuple(c for c in self._rules if c.id in own or c.id in by_role)
+
+    # --- the decision ------------------------------------------------------------------------
+
+    def _decide(
+        self,
+        rules: tuple[_Compiled, ...],
+        subject: Subject | None,
+        roles: frozenset[str],
+        key: tuple[str, str],
+        resource: Resource | None,
+        fields: Iterable[str] | None,
+        purpose: str | None,
+        context: Mapping[str, Any] | None,
+        now: datetime | None,
+    ) -> Decision:
+        tenant = None
+        if resource is not None:
+            tenant = resource.tenant if resource.tenant is not None else subject.tenant  # type: ignore[union-attr]
+        granting: list[_Compiled] = []
+        step_up: list[_Compiled] = []
+        denies: list[_Compiled] = []
+        hidden: set[str] = set()
+        errors: list[tuple[str, str]] = []
+        request: Request | None = None
+        for rule in rules:
+            if not rule.simple:
+                if rule.tenants is not None and tenant not in rule.tenants:
+                    continue
+                if rule.purposes is not None and purpose not in rule.purposes:
+                    continue
+                if rule.cond is not None:
+                    if request is None:
+                        request = Request(subject, roles, resource, context or _NO_CONTEXT)
+                    try:
+                        matched = rule.cond(request)
+                    except EvaluationError as exc:
+                        errors.append((rule.id, str(exc)))
+                        matched = not rule.allow
+                    if not matched:
+                        continue
+                if rule.mfa is not None:
+                    if now is None:
+                        now = self._clock()
+                    mfa_at = subject.mfa_at  # type: ignore[union-attr]
+                    if mfa_at is None or not (now - rule.mfa <= mfa_at <= now + _CLOCK_SKEW):
+                        step_up.append(rule)
+                        continue
+            if rule.allow:
+                granting.append(rule)
+            elif rule.fields is None:
+                denies.append(rule)
+            else:
+                hidden |= rule.fields
+        action, resource_type = key
+        failed = tuple(errors)
+        if denies:
+            ids = tuple(sorted(r.id for r in denies))
+            return Decision(Outcome.DENY, f"denied by rule {ids[0]!r}", rule_ids=ids, errors=failed)
+        requested = None if fields is None else frozenset(fields)
+        visible, complete = _visible(granting, hidden, requested)
+        frozen_hidden = frozenset(hidden if requested is None else hidden & requested)
+        if granting and complete:
+            if visible is not None:
+                granting = [
+                    r for r in granting if r.fields is None or not r.fields.isdisjoint(visible)
+                ]
+            return Decision(
+                Outcome.ALLOW,
+                f"allowed by rule {min(r.id for r in granting)!r}",
+                rule_ids=tuple(sorted(r.id for r in granting)),
+                fields=visible,
+                hidden=frozen_hidden,
+                masks=_masks(granting, visible, hidden),
+                errors=failed,
+            )
+        if step_up:
+            _, would = _visible(granting + step_up, hidden, requested)
+            if would:
+                max_age = min(r.mfa for r in step_up if r.mfa is not None)
+                return Decision(
+                    Outcome.STEP_UP,
+                    f"step-up required: MFA within {_duration(max_age)} "
+                    f"(rule {min(r.id for r in step_up)!r})",
+                    rule_ids=tuple(sorted(r.id for r in step_up)),
+                    errors=failed,
+                    step_up_max_age=max_age,
+                )
+        if granting and requested is not None:
+            missing = ", ".join(sorted(requested - (visible or frozenset())))
+            reason = f"denied: fields not allowed: {missing}"
+        else:
+            reason = f"denied: no rule allows {action!r} on {resource_type!r}"
+        if failed:
+            reason += f" ({len(failed)} rule(s) failed closed)"
+        return Decision(Outcome.DENY, reason, hidden=frozen_hidden, errors=failed)
+
+
+def _visible(
+    granting: list[_Compiled], hidden: set[str], requested: frozenset[str] | None
+) -> tuple[frozenset[str] | None, bool]:
+    """(visible fields, whether the request is satisfied)."""
+    every = False
+    granted: set[str] = set()
+    for rule in granting:
+        if rule.fields is None:
+            every = True
+        else:
+            granted |= rule.fields
+    if requested is None:
+        if every:
+            return None, True
+        shown = frozenset(granted - hidden)
+        return shown, bool(shown)
+    shown = frozenset(f for f in requested if (every or f in granted) and f not in hidden)
+    return shown, shown == requested
+
+
+def _masks(
+    granting: list[_Compiled], visible: frozenset[str] | None, hidden: set[str]
+) -> dict[str, str]:
+    masked: dict[str, str] = {}
+    candidates = {f for rule in granting for f in rule.masks}
+    for field in candidates:
+        if field in hidden or (visible is not None and field not in visible):
+            continue
+        grants = [r for r in granting if r.fields is None or field in r.fields]
+        if all(field in r.masks for r in grants):
+            masked[field] = min(grants, key=lambda r: r.id).masks[field]
+    return masked
+
+
+def _duration(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _pick(spec: Any, arguments: Mapping[str, Any], what: str, fn: Callable[..., Any]) -> Any:
+    if callable(spec):
+        return spec(**arguments)
+    if spec not in arguments:
+        raise TypeError(f"guard on {fn.__qualname__}: no parameter named {spec!r} for the {what}")
+    return arguments[spec]
+
+
+def _raise_unless_allowed(
+    decision: Decision, subject: Subject, action: str, resource: Resource
+) -> Decision:
+    if decision.outcome is Outcome.ALLOW:
+        return decision
+    what = f"{subject.id!r} may not {action!r} {resource.type!r}"
+    if decision.outcome is Outcome.STEP_UP:
+        raise StepUpRequired(
+            f"{what} without a fresh MFA: {decision.reason}",
+            decision=decision,
+            max_age=decision.step_up_max_age,
+        )
+    raise AccessDenied(f"{what}: {decision.reason}", decision=decision)
+
+
+def apply(
+    decision: Decision,
+    record: Mapping[str, Any],
+    *,
+    masks: Mapping[str, Callable[[Any], Any]] | None = None,
+) -> dict[str, Any]:
+    """A copy of *record* with the fields *decision* hides removed and its masks applied.
+
+    Raises `AccessDenied` unless the decision allows. *masks* defaults to the built-in ones.
+
+    Example:
+        ```python
+        apply(decision, {"name": "Ada", "email": "ada@example.com", "ssn": "078-05-1120"})
+        # {'name': 'Ada', 'email': 'a***@example.com'}
+        ```
+    """
+    if decision.outcome is not Outcome.ALLOW:
+        raise AccessDenied(f"cannot show a record: {decision.reason}", decision=decision)
+    functions = BUILTIN_MASKS if masks is None else masks
+    out: dict[str, Any] = {}
+    for field, value in record.items():
+        if not decision.visible(field):
+            continue
+        mask = decision.masks.get(field)
+        if mask is None:
+            out[field] = value
+        elif mask not in functions:
+            raise PolicyError(f"unknown mask {mask!r} for field {field!r}")
+        else:
+            out[field] = functions[mask](value)
+    return out
