@@ -14,16 +14,30 @@ Example:
 
 from securecustomer.policy._document import Policy, Rule, parse_duration
 from securecustomer.policy._engine import PolicyEngine, apply
+from securecustomer.policy._lint import Finding
 from securecustomer.policy._model import AccessRequest, Decision, Outcome, Resource, Subject
+from securecustomer.policy._review import (
+    AccessReview,
+    DecisionChange,
+    Explanation,
+    Grant,
+    Step,
+)
 
 __all__ = [
     "AccessRequest",
+    "AccessReview",
     "Decision",
+    "DecisionChange",
+    "Explanation",
+    "Finding",
+    "Grant",
     "Outcome",
     "Policy",
     "PolicyEngine",
     "Resource",
     "Rule",
+    "Step",
     "Subject",
     "apply",
     "parse_duration",

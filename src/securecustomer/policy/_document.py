@@ -11,15 +11,18 @@ import json
 import os
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import attrs
 
 from securecustomer.exceptions import PolicyError
 from securecustomer.policy._expr import Expr, ExprSyntaxError, compile_expr, parse, unparse
+
+if TYPE_CHECKING:
+    from securecustomer.policy._lint import Finding
 
 __all__ = ["Policy", "Rule", "parse_duration"]
 
@@ -172,7 +175,8 @@ class Policy:
         loaders |= {".yaml": cls.from_yaml, ".yml": cls.from_yaml}
         if suffix not in loaders:
             raise PolicyError(
-                f"cannot tell the format of {os.fspath(path)!r}: use .toml, .json or .yaml"
+                f"cannot tell the format of {os.fspath(path)!r}: use .toml, .json or .yaml",
+                source=os.fspath(path),
             )
         return loaders[suffix](Path(path))
 
@@ -185,8 +189,9 @@ class Policy:
             out |= self.ancestors.get(role, frozenset((role,)))
         return frozenset(out)
 
-    def lint(self) -> list[Any]:
-        """Findings about this policy (see `securecustomer.policy.Finding`)."""
+    def lint(self) -> list[Finding]:
+        """Findings a reviewer should look at: unknown or unused roles, shadowed and
+        unreachable rules, wildcards over every field. See `Finding` for the codes."""
         from securecustomer.policy._lint import lint
 
         return lint(self)
@@ -236,12 +241,21 @@ class _Loader:
             return None
         return frozenset(items)
 
-    def keys(self, table: Mapping[str, Any], allowed: frozenset[str], **where: Any) -> None:
-        unknown = sorted(set(table) - allowed)
+    def keys(
+        self,
+        table: Mapping[str, Any],
+        allowed: frozenset[str],
+        *,
+        rule: str | None = None,
+        prefix: str | None = None,
+    ) -> None:
+        unknown = sorted((key for key in table if key not in allowed), key=str)
         if unknown:
+            key = unknown[0]
             self.error(
-                f"unknown key {unknown[0]!r} (expected one of {', '.join(sorted(allowed))})",
-                **where,
+                f"unknown key {key!r} (expected one of {', '.join(sorted(allowed))})",
+                rule=rule,
+                field=str(key) if prefix is None else f"{prefix}.{key}",
             )
 
     def roles(self, document: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
@@ -255,7 +269,7 @@ class _Loader:
                 spec = {}
             if not isinstance(spec, Mapping):
                 self.error("must be a table (use [roles.NAME])", field=where)
-            self.keys(spec, _ROLE_KEYS, field=where)
+            self.keys(spec, _ROLE_KEYS, prefix=where)
             inherits = spec.get("inherits", [])
             if inherits == []:
                 roles[name] = ()
@@ -265,26 +279,38 @@ class _Loader:
         for name, declared in roles.items():
             for parent in declared:
                 if parent not in roles:
-                    self.error(f"inherits undeclared role {parent!r}", field=f"roles.{name}")
+                    self.error(
+                        f"inherits undeclared role {parent!r}", field=f"roles.{name}.inherits"
+                    )
         return roles
 
     def ancestors(self, roles: Mapping[str, tuple[str, ...]]) -> dict[str, frozenset[str]]:
+        """Each role's transitive closure, by an iterative depth-first walk (no recursion
+        limit on deep chains); a cycle is reported with its path."""
         done: dict[str, frozenset[str]] = {}
-
-        def visit(name: str, path: list[str]) -> frozenset[str]:
-            if name in done:
-                return done[name]
-            if name in path:
-                cycle = " -> ".join([*path[path.index(name) :], name])
-                self.error(f"role inheritance has a cycle: {cycle}", field="roles")
-            found = {name}
-            for parent in roles[name]:
-                found |= visit(parent, [*path, name])
-            done[name] = frozenset(found)
-            return done[name]
-
-        for name in roles:
-            visit(name, [])
+        for start in roles:
+            if start in done:
+                continue
+            path = [start]
+            on_path = {start}
+            pending: list[Iterator[str]] = [iter(roles[start])]
+            while pending:
+                parent = next(pending[-1], None)
+                if parent is None:
+                    pending.pop()
+                    name = path.pop()
+                    on_path.discard(name)
+                    found = {name}
+                    for inherited in roles[name]:
+                        found |= done[inherited]
+                    done[name] = frozenset(found)
+                elif parent in on_path:
+                    cycle = " -> ".join([*path[path.index(parent) :], parent])
+                    self.error(f"role inheritance has a cycle: {cycle}", field="roles")
+                elif parent not in done:
+                    path.append(parent)
+                    on_path.add(parent)
+                    pending.append(iter(roles[parent]))
         return done
 
     def rule(self, raw: object, index: int, seen: set[str]) -> Rule:
@@ -378,7 +404,7 @@ class _Loader:
         raw = document.get("constraints", {})
         if not isinstance(raw, Mapping):
             self.error("must be a table", field="constraints")
-        self.keys(raw, _CONSTRAINT_KEYS, field="constraints")
+        self.keys(raw, _CONSTRAINT_KEYS, prefix="constraints")
         groups = raw.get("exclusive", [])
         if not isinstance(groups, list):
             self.error("must be a list of lists of roles", field="constraints.exclusive")

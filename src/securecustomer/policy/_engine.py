@@ -21,10 +21,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, ParamSpec, TypeVar
 
 from securecustomer.exceptions import AccessDenied, PolicyError, StepUpRequired
+from securecustomer.policy import _review
 from securecustomer.policy._document import Policy, Rule
-from securecustomer.policy._expr import EvaluationError, Request, compile_expr
+from securecustomer.policy._expr import EvaluationError, Request, compile_expr, mfa_fresh
 from securecustomer.policy._masks import BUILTIN_MASKS
 from securecustomer.policy._model import AccessRequest, Decision, Outcome, Resource, Subject
+from securecustomer.policy._review import AccessReview, DecisionChange, Explanation, Grant
 
 __all__ = ["PolicyEngine", "apply"]
 
@@ -32,7 +34,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _NO_CONTEXT: Final[Mapping[str, Any]] = {}
-_CLOCK_SKEW: Final = timedelta(minutes=1)
 _CACHE_LIMIT: Final = 4096
 
 
@@ -256,7 +257,7 @@ class PolicyEngine:
                 @functools.wraps(fn)
                 async def async_guarded(*args: P.args, **kwargs: P.kwargs) -> Any:
                     check(args, kwargs)
-                    return await fn(*args, **kwargs)  # type: ignore[misc]
+                    return await fn(*args, **kwargs)  # type: ignore[misc,unused-ignore]
 
                 return async_guarded  # type: ignore[return-value,unused-ignore]
 
@@ -272,6 +273,123 @@ class PolicyEngine:
     def apply(self, decision: Decision, record: Mapping[str, Any]) -> dict[str, Any]:
         """`apply` with this engine's masks (built-in ones plus those given to the engine)."""
         return apply(decision, record, masks=self.masks)
+
+    # --- questions about the policy ------------------------------------------------------------
+
+    def who_can(self, action: str, resource_type: str, field: str | None = None) -> list[Grant]:
+        """Every role and subject id that an allow rule lets do *action* on *resource_type*
+        (and *field*), with the role path and any conditions; unconditional denies removed.
+
+        Example:
+            ```python
+            for grant in engine.who_can("read", "customer", field="ssn"):
+                print(grant.principal, grant.rule_id, " -> ".join(grant.via))
+            ```
+        """
+        return _review.who_can(self.policy, action, resource_type, field)
+
+    def review(self, assignments: Mapping[str, Iterable[str]] | Iterable[Subject]) -> AccessReview:
+        """Every subject's effective permissions with the role path granting each; render
+        with ``.to_csv()`` or ``.to_markdown()``.
+
+        Example:
+            ```python
+            print(engine.review({"user-7": ["agent"], "user-9": ["admin"]}).to_markdown())
+            ```
+        """
+        return _review.review(self, assignments)
+
+    def explain(
+        self,
+        subject: Subject,
+        action: str,
+        resource: Resource,
+        *,
+        fields: Iterable[str] | None = None,
+        purpose: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        now: datetime | None = None,
+    ) -> Explanation:
+        """The decision and, for every rule in order, whether it matched and why (or why not).
+
+        Example:
+            ```python
+            print(engine.explain(agent, "read", Resource("customer", id=42)))
+            ```
+        """
+        request = AccessRequest(subject, action, resource, fields, purpose, context, now)
+        return _review.explain(self, request, now or self._clock())
+
+    def diff(self, other: PolicyEngine, requests: Iterable[AccessRequest]) -> list[DecisionChange]:
+        """The requests whose outcome, visible fields or masks differ under *other*.
+
+        Example:
+            ```python
+            for change in current.diff(proposed, sample_requests):
+                print(change.request.subject.id, change.before.outcome, change.after.outcome)
+            ```
+        """
+        return _review.diff(self, other, requests)
+
+    def query_filter(
+        self,
+        subject: Subject,
+        action: str,
+        model: Any,
+        *,
+        resource_type: str,
+        columns: Mapping[str, Any] | None = None,
+        tenant_column: Any = None,
+        fields: Iterable[str] | None = None,
+        purpose: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        now: datetime | None = None,
+    ) -> Any:
+        """A SQLAlchemy where-clause selecting exactly the rows of *model* that `evaluate`
+        would allow, row by row (needs SQLAlchemy; see `securecustomer.sqlalchemy`).
+
+        A row is the resource ``Resource(resource_type, id=<primary key>, attributes=<the
+        mapped columns by attribute name>, tenant=<tenant_column>)``; *columns* maps further
+        ``resource.NAME`` attributes to column expressions. A condition that cannot be
+        translated exactly raises `UnsupportedQueryError` rather than over-returning.
+
+        Example:
+            ```python
+            stmt = select(Customer).where(
+                engine.query_filter(agent, "read", Customer, resource_type="customer")
+            )
+            ```
+        """
+        from securecustomer.sqlalchemy._policy import query_filter
+
+        return query_filter(
+            self,
+            subject,
+            action,
+            model,
+            resource_type=resource_type,
+            columns=columns,
+            tenant_column=tenant_column,
+            fields=fields,
+            purpose=purpose,
+            context=context,
+            now=now or self._clock(),
+        )
+
+    def candidate_rules(self, subject: Subject, action: str, resource_type: str) -> list[Rule]:
+        """The rules that apply to this subject, action and resource type before tenants,
+        purposes, conditions and MFA are checked (what `query_filter` translates)."""
+        view = self._views.get(subject.roles) or self._view(subject.roles)
+        key = (action, resource_type)
+        if subject.id in self._by_subject:
+            return [c.rule for c in self._subject_rules(subject, view, key)]
+        plan = view.plans.get(key) or self._plan(view, key)
+        return [c.rule for c in plan.rules]
+
+    def violation(self, subject: Subject) -> Decision | None:
+        """The denial for a subject holding mutually exclusive roles, or ``None``."""
+        view = self._views.get(subject.roles) or self._view(subject.roles)
+        return view.violation
 
     # --- compiled plans ----------------------------------------------------------------------
 
@@ -370,8 +488,7 @@ class PolicyEngine:
                 if rule.mfa is not None:
                     if now is None:
                         now = self._clock()
-                    mfa_at = subject.mfa_at  # type: ignore[union-attr]
-                    if mfa_at is None or not (now - rule.mfa <= mfa_at <= now + _CLOCK_SKEW):
+                    if not mfa_fresh(subject.mfa_at, rule.mfa, now):  # type: ignore[union-attr]
                         step_up.append(rule)
                         continue
             if rule.allow:
@@ -385,7 +502,11 @@ class PolicyEngine:
         if denies:
             ids = tuple(sorted(r.id for r in denies))
             return Decision(Outcome.DENY, f"denied by rule {ids[0]!r}", rule_ids=ids, errors=failed)
-        requested = None if fields is None else frozenset(fields)
+        requested = None
+        if fields is not None:
+            if isinstance(fields, str):
+                raise TypeError("fields must be a collection of field names, not one string")
+            requested = frozenset(fields)
         visible, complete = _visible(granting, hidden, requested)
         frozen_hidden = frozenset(hidden if requested is None else hidden & requested)
         if granting and complete:

@@ -20,9 +20,10 @@ type mismatch raises `EvaluationError`, which the engine turns into a fail-close
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Final
 
 import attrs
@@ -62,9 +63,16 @@ class EvaluationError(Exception):
 # --- syntax tree --------------------------------------------------------------------------
 
 
+def _literal_key(value: Any) -> Any:
+    # Literals compare by the language's kinds: ``true`` is not ``1`` (Python says it is).
+    if isinstance(value, tuple):
+        return ("list", tuple(_literal_key(item) for item in value))
+    return (kind(value), value)
+
+
 @attrs.frozen
 class Literal:
-    value: Any
+    value: Any = attrs.field(eq=_literal_key)
 
 
 @attrs.frozen
@@ -140,7 +148,12 @@ def _tokenize(text: str) -> list[tuple[str, Any, int]]:
         kind_ = match.lastgroup
         raw = match.group()
         if kind_ == "number":
-            value: Any = float(raw) if any(c in raw for c in ".eE") else int(raw)
+            try:
+                value: Any = float(raw) if any(c in raw for c in ".eE") else int(raw)
+            except ValueError:  # more digits than int() accepts
+                raise ExprSyntaxError("number too long", pos) from None
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ExprSyntaxError("number out of range", pos)
             tokens.append(("lit", value, pos))
         elif kind_ == "string":
             tokens.append(("lit", _unquote(raw, pos), pos))
@@ -209,10 +222,11 @@ class _Parser:
 
     def parse_not(self) -> Expr:
         kind_, value, _ = self.peek()
-        nxt = self.tokens[self.index + 1]
-        if kind_ == "op" and value == "not" and not (nxt[0] == "op" and nxt[1] == "in"):
-            self.index += 1
-            return Not(self.parse_not())
+        if kind_ == "op" and value == "not":
+            nxt = self.tokens[self.index + 1]  # "not" is never the last token ("end" is)
+            if not (nxt[0] == "op" and nxt[1] == "in"):
+                self.index += 1
+                return Not(self.parse_not())
         return self.parse_comparison()
 
     def parse_comparison(self) -> Expr:
@@ -323,7 +337,16 @@ def _equal(a: object, b: object) -> bool:
         return False
     if ka == "list":
         sa, sb = list(a), list(b)  # type: ignore[call-overload]
+        if isinstance(a, set | frozenset) or isinstance(b, set | frozenset):
+            # Sets have no order: equal when each item of one is in the other.
+            return all(any(_equal(x, y) for y in sb) for x in sa) and all(
+                any(_equal(y, x) for x in sa) for y in sb
+            )
         return len(sa) == len(sb) and all(map(_equal, sa, sb))
+    if ka == "map":
+        ma: Mapping[Any, Any] = a  # type: ignore[assignment]
+        mb: Mapping[Any, Any] = b  # type: ignore[assignment]
+        return ma.keys() == mb.keys() and all(_equal(ma[k], mb[k]) for k in ma)
     return a == b
 
 
@@ -331,6 +354,8 @@ def _order(op: str, a: Any, b: Any) -> bool:
     ka, kb = kind(a), kind(b)
     if ka != kb or ka not in _ORDERED:
         raise EvaluationError(f"cannot compare {ka} {op} {kb}")
+    if ka == "datetime" and (a.tzinfo is None) != (b.tzinfo is None):
+        raise EvaluationError(f"cannot compare a naive and an aware datetime with {op}")
     if op == "<":
         return bool(a < b)
     if op == "<=":
@@ -454,7 +479,13 @@ def unparse(expr: Expr) -> str:
     if isinstance(expr, And | Or):
         word = " and " if isinstance(expr, And) else " or "
         return word.join(f"({unparse(item)})" for item in expr.items)
-    return f"{unparse(expr.left)} {expr.op} {unparse(expr.right)}"
+    return f"{_operand_text(expr.left)} {expr.op} {_operand_text(expr.right)}"
+
+
+def _operand_text(expr: Expr) -> str:
+    # An operand that is itself an operation needs parentheses: "(a and b) == true".
+    text = unparse(expr)
+    return text if isinstance(expr, Literal | Attr) else f"({text})"
 
 
 def _literal_text(value: Any) -> str:
@@ -469,3 +500,11 @@ def _literal_text(value: Any) -> str:
     if isinstance(value, tuple):
         return "[" + ", ".join(_literal_text(item) for item in value) + "]"
     return repr(value)
+
+
+CLOCK_SKEW: Final = timedelta(minutes=1)
+
+
+def mfa_fresh(mfa_at: datetime | None, max_age: timedelta, now: datetime) -> bool:
+    """Whether an MFA at *mfa_at* is recent enough at *now* (one minute of clock skew)."""
+    return mfa_at is not None and now - max_age <= mfa_at <= now + CLOCK_SKEW

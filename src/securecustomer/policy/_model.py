@@ -21,6 +21,12 @@ def _roles(value: Iterable[str]) -> frozenset[str]:
     return frozenset(value)
 
 
+def _fields(value: Iterable[str] | None) -> frozenset[str] | None:
+    if isinstance(value, str):
+        raise TypeError("fields must be a collection of field names, not one string")
+    return None if value is None else frozenset(value)
+
+
 def _mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
     if not value:
         return _EMPTY
@@ -76,9 +82,7 @@ class AccessRequest:
     subject: Subject
     action: str
     resource: Resource
-    fields: frozenset[str] | None = attrs.field(
-        default=None, converter=attrs.converters.optional(frozenset)
-    )
+    fields: frozenset[str] | None = attrs.field(default=None, converter=_fields)
     purpose: str | None = None
     context: Mapping[str, Any] = attrs.field(default=None, converter=_mapping)
     now: datetime | None = None

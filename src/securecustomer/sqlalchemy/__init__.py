@@ -28,6 +28,7 @@ from securecustomer.sqlalchemy._normalizers import (
 )
 from securecustomer.sqlalchemy._orm import ERASED, RowEncryption, encrypt_rows
 from securecustomer.sqlalchemy._planner import IndexPlan, plan_blind_index
+from securecustomer.sqlalchemy._policy import row_resource
 from securecustomer.sqlalchemy._reencrypt import (
     EncryptColumnReport,
     FailedValue,
@@ -91,6 +92,7 @@ __all__ = [
     "reencrypt",
     "reindex",
     "render_item",
+    "row_resource",
     "search",
     "strip",
     "swap_columns",
