@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import zoneinfo
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final
 
+import attrs
 from hypothesis import strategies as st
 
 from securecustomer.crypto import Context
+from securecustomer.policy import AccessRequest, Resource, Subject
 
 _zones = st.sampled_from(["UTC", "Europe/Paris", "America/New_York", "Asia/Kolkata"])
 
@@ -57,3 +61,334 @@ contexts = st.builds(
     column=_names,
     row=st.none() | _names | st.integers(),
 )
+
+
+# --- policy ---------------------------------------------------------------------------------
+#
+# Generators for `securecustomer.policy`, kept to small universes so that a test can enumerate
+# every request rather than sample a few. Everything above this line is unrelated to policies.
+
+POLICY_USERS: Final = ("alice", "bob", "carol")
+POLICY_TENANTS: Final = ("acme", "globex")
+POLICY_ACTIONS: Final = ("read", "write", "delete")
+POLICY_TYPES: Final = ("customer", "invoice", "ticket")
+POLICY_FIELDS: Final = ("name", "email", "phone", "ssn")
+POLICY_PURPOSES: Final = ("support", "billing")
+POLICY_MASKS: Final = ("redact", "email", "initial")
+#: Values of ``context.level`` a generated request carries; conditions compare it to 0..3.
+POLICY_LEVELS: Final = (0, 1, 2, 3, 4)
+#: A role subjects may hold that no policy declares (as an identity provider may send).
+UNDECLARED_ROLE: Final = "ghost"
+#: The "now" of every generated request; MFA timestamps are drawn relative to it.
+POLICY_NOW: Final = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
+
+
+@st.composite
+def role_hierarchies(draw: st.DrawFn, *, max_roles: int = 5) -> dict[str, tuple[str, ...]]:
+    """Role name -> the roles it inherits; acyclic (a role inherits only roles drawn before it)."""
+    count = draw(st.integers(1, max_roles))
+    order = draw(st.permutations([f"role{i}" for i in range(count)]))
+    hierarchy: dict[str, tuple[str, ...]] = {}
+    for index, name in enumerate(order):
+        earlier = order[:index]
+        if earlier:  # two times in three a role inherits, so that chains are common
+            some = st.sets(st.sampled_from(earlier), min_size=1, max_size=2)
+            parents = draw(st.one_of(st.just(set()), some, some))
+        else:
+            parents = set()
+        hierarchy[name] = tuple(sorted(parents))
+    return hierarchy
+
+
+def policy_roles_table(hierarchy: Mapping[str, Iterable[str]]) -> dict[str, Any]:
+    """The ``roles`` table of a policy document for a hierarchy from `role_hierarchies`."""
+    return {name: {"inherits": sorted(parents)} for name, parents in hierarchy.items()}
+
+
+@attrs.frozen
+class RbacRule:
+    """``effect`` for ``principal`` (a role, or one user) on (tenant, resource type, action)."""
+
+    effect: str
+    principal: str
+    tenant: str
+    resource: str
+    action: str
+
+
+@attrs.frozen
+class RbacWorld:
+    """Roles with inheritance, per-tenant role assignments, and rules: RBAC with domains."""
+
+    roles: Mapping[str, tuple[str, ...]]
+    assignments: Mapping[tuple[str, str], frozenset[str]]  # (user, tenant) -> assigned roles
+    rules: tuple[RbacRule, ...]
+
+    def requests(self) -> list[tuple[str, str, str, str]]:
+        """Every (user, tenant, resource type, action) of the universe."""
+        return list(itertools.product(POLICY_USERS, POLICY_TENANTS, POLICY_TYPES, POLICY_ACTIONS))
+
+
+@st.composite
+def rbac_worlds(draw: st.DrawFn, *, max_rules: int = 10) -> RbacWorld:
+    """An `RbacWorld`; rules name two of the three actions and types, so some never match."""
+    roles = draw(role_hierarchies())
+    names = sorted(roles)
+    assignments = {
+        (user, tenant): frozenset(draw(st.sets(st.sampled_from(names), max_size=3)))
+        for user in POLICY_USERS
+        for tenant in POLICY_TENANTS
+    }
+    rule = st.builds(
+        RbacRule,
+        effect=st.sampled_from(("allow", "deny")),
+        principal=st.one_of(
+            st.sampled_from(names), st.sampled_from(names), st.sampled_from(POLICY_USERS)
+        ),
+        tenant=st.sampled_from(POLICY_TENANTS),
+        resource=st.sampled_from(POLICY_TYPES[:2]),
+        action=st.sampled_from(POLICY_ACTIONS[:2]),
+    )
+    rules = draw(st.lists(rule, min_size=1, max_size=max_rules, unique=True))
+    return RbacWorld(roles=roles, assignments=assignments, rules=tuple(rules))
+
+
+@attrs.frozen
+class LevelCondition:
+    """``context.level OP value`` for each comparison, joined by ``joiner``, maybe negated."""
+
+    comparisons: tuple[tuple[str, int], ...]
+    joiner: str  # "and" | "or"
+    negated: bool
+
+
+@attrs.frozen
+class ConditionalRule:
+    """A permit/forbid rule; ``None`` means any principal, any action or any resource type."""
+
+    effect: str
+    principal: tuple[str, str] | None  # ("role", name) or ("user", name)
+    actions: tuple[str, ...] | None
+    resources: tuple[str, ...] | None
+    condition: LevelCondition | None
+
+
+@attrs.frozen
+class ConditionalWorld:
+    """Roles with inheritance, users' roles, and rules with conditions on ``context.level``."""
+
+    roles: Mapping[str, tuple[str, ...]]
+    members: Mapping[str, frozenset[str]]  # user -> assigned roles
+    rules: tuple[ConditionalRule, ...]
+
+    def requests(self) -> list[tuple[str, str, str, int]]:
+        """Every (user, action, resource type, level) of the universe."""
+        return list(itertools.product(POLICY_USERS, POLICY_ACTIONS, POLICY_TYPES, POLICY_LEVELS))
+
+
+level_conditions = st.builds(
+    LevelCondition,
+    comparisons=st.lists(
+        st.tuples(st.sampled_from(("==", "!=", "<", "<=", ">", ">=")), st.integers(0, 3)),
+        min_size=1,
+        max_size=2,
+    ).map(tuple),
+    joiner=st.sampled_from(("and", "or")),
+    negated=st.booleans(),
+)
+
+
+def _some(names: Sequence[str]) -> st.SearchStrategy[tuple[str, ...] | None]:
+    """``None`` (any) or a non-empty sorted subset of *names*."""
+    subsets = st.sets(st.sampled_from(names), min_size=1, max_size=len(names) - 1)
+    return st.none() | subsets.map(lambda chosen: tuple(sorted(chosen)))
+
+
+@st.composite
+def conditional_worlds(draw: st.DrawFn, *, max_rules: int = 8) -> ConditionalWorld:
+    """A `ConditionalWorld`: permit/forbid rules over roles, single users or anyone."""
+    roles = draw(role_hierarchies())
+    names = sorted(roles)
+    members = {
+        user: frozenset(draw(st.sets(st.sampled_from(names), max_size=2))) for user in POLICY_USERS
+    }
+    role = st.tuples(st.just("role"), st.sampled_from(names))
+    principal = st.one_of(
+        role,
+        role,
+        st.tuples(st.just("user"), st.sampled_from(POLICY_USERS)),
+        st.none(),
+    )
+    rule = st.builds(
+        ConditionalRule,
+        effect=st.sampled_from(("allow", "deny")),
+        principal=principal,
+        actions=_some(POLICY_ACTIONS),
+        resources=_some(POLICY_TYPES),
+        condition=st.none() | level_conditions,
+    )
+    rules = draw(st.lists(rule, min_size=1, max_size=max_rules))
+    return ConditionalWorld(roles=roles, members=members, rules=tuple(rules))
+
+
+@st.composite
+def policy_conditions(draw: st.DrawFn, roles: Sequence[str]) -> str:
+    """A ``when`` condition; some requests lack what it reads or have the wrong type there.
+
+    Role names appear only as the quoted literal of ``"ROLE" in subject.roles``, so a test
+    can rename roles inside a condition by rewriting quoted literals.
+    """
+    atom = st.one_of(
+        st.integers(0, 3).map(lambda n: f"context.level >= {n}"),
+        st.sampled_from(("sales", "support")).map(lambda dept: f'subject.dept == "{dept}"'),
+        st.just("resource.owner == subject.id"),
+        st.just('resource.region in ["eu", "us"]'),
+        st.just("context.urgent"),
+        st.just("subject.tenant == resource.tenant"),
+        st.sampled_from(roles).map(lambda role: f'"{role}" in subject.roles'),
+    )
+    parts = draw(st.lists(atom, min_size=1, max_size=3))
+    text = draw(st.sampled_from((" and ", " or "))).join(f"({part})" for part in parts)
+    return f"not ({text})" if draw(st.booleans()) else text
+
+
+def _names_or_any(names: Sequence[str]) -> st.SearchStrategy[list[str]]:
+    subsets = st.lists(st.sampled_from(names), min_size=1, max_size=2, unique=True)
+    return st.one_of(st.just(["*"]), subsets, subsets)
+
+
+def _sometimes(strategy: st.SearchStrategy[Any], *, one_in: int) -> st.SearchStrategy[Any]:
+    """A value of *strategy* once in *one_in* draws, else ``None``."""
+    return st.integers(1, one_in).flatmap(lambda n: strategy if n == 1 else st.none())
+
+
+@st.composite
+def policy_rules(
+    draw: st.DrawFn, roles: Sequence[str], *, effect: str | None = None
+) -> dict[str, Any]:
+    """One rule table (without ``id``) using every rule key but ``description``.
+
+    Tenants, purposes and MFA are rarer than roles, actions and types, so that generated
+    requests often match a rule and reach fields, masks and deny-with-fields.
+    """
+    effect = effect or draw(st.sampled_from(("allow", "allow", "deny")))
+    rule: dict[str, Any] = {"effect": effect}
+    who = draw(st.sampled_from(("roles", "roles", "subjects", "both")))
+    if who in ("roles", "both"):
+        rule["roles"] = draw(_names_or_any(roles))
+    if who in ("subjects", "both"):
+        rule["subjects"] = draw(st.lists(st.sampled_from(POLICY_USERS), min_size=1, unique=True))
+    rule["actions"] = draw(_names_or_any(POLICY_ACTIONS))
+    rule["resources"] = draw(_names_or_any(POLICY_TYPES))
+    some = st.lists(st.sampled_from(POLICY_TENANTS), min_size=1, unique=True)
+    if tenants := draw(_sometimes(some, one_in=4)):
+        rule["tenants"] = tenants
+    some = st.lists(st.sampled_from(POLICY_FIELDS), min_size=1, max_size=3, unique=True)
+    fields = draw(
+        st.one_of(st.none(), some) if effect == "deny" else st.one_of(st.none(), some, some)
+    )
+    if fields is not None:
+        rule["fields"] = fields
+    if effect == "allow":
+        maskable = fields if fields is not None else list(POLICY_FIELDS)
+        masks = draw(st.dictionaries(st.sampled_from(maskable), st.sampled_from(POLICY_MASKS)))
+        if masks:
+            rule["masks"] = masks
+        if draw(_sometimes(st.just("15m"), one_in=5)):
+            rule["mfa_max_age"] = "15m"
+    if condition := draw(_sometimes(policy_conditions(roles), one_in=2)):
+        rule["when"] = condition
+    some = st.lists(st.sampled_from(POLICY_PURPOSES), min_size=1, unique=True)
+    if purposes := draw(_sometimes(some, one_in=4)):
+        rule["purposes"] = purposes
+    return rule
+
+
+@st.composite
+def policy_documents(draw: st.DrawFn, *, max_rules: int = 8) -> dict[str, Any]:
+    """A valid policy document (a dict for `Policy.from_dict`) with rules ``rule0``, ``rule1``..."""
+    hierarchy = draw(role_hierarchies())
+    rules = draw(st.lists(policy_rules(sorted(hierarchy)), max_size=max_rules))
+    return {
+        "version": 1,
+        "roles": policy_roles_table(hierarchy),
+        "rules": [{"id": f"rule{index}", **rule} for index, rule in enumerate(rules)],
+    }
+
+
+def document_roles(document: Mapping[str, Any]) -> list[str]:
+    """Every role a request may hold against *document*: the declared ones and an undeclared one."""
+    return [*sorted(document["roles"]), UNDECLARED_ROLE]
+
+
+_MISSING: Final = object()
+
+
+def _attributes(draw: st.DrawFn, choices: Mapping[str, Sequence[Any]]) -> dict[str, Any]:
+    """For each key, one of its choices or (as often as any one choice) no such key."""
+    drawn = {key: draw(st.sampled_from((*values, _MISSING))) for key, values in choices.items()}
+    return {key: value for key, value in drawn.items() if value is not _MISSING}
+
+
+def _pick(draw: st.DrawFn, names: object, default: Sequence[str]) -> str:
+    """One of a rule's *names*, or of *default* when the rule says any (``["*"]``) or nothing."""
+    if isinstance(names, list) and names != ["*"]:
+        return draw(st.sampled_from(names))
+    return draw(st.sampled_from(default))
+
+
+@st.composite
+def access_requests(
+    draw: st.DrawFn, roles: Sequence[str], *, aim: Mapping[str, Any] | None = None
+) -> AccessRequest:
+    """A request by a subject holding some of *roles*, with attributes conditions may read.
+
+    With *aim* (a rule table), the subject, action, type, tenant and purpose are drawn so that
+    the rule applies before its condition and MFA are checked; attributes stay random.
+    """
+    aim = aim or {}
+    held = set(draw(st.sets(st.sampled_from(roles), max_size=2)))
+    if aim.get("roles", ["*"]) != ["*"]:
+        held.add(draw(st.sampled_from(aim["roles"])))
+    user = _pick(draw, aim.get("subjects"), POLICY_USERS)
+    tenant = draw(st.sampled_from((*POLICY_TENANTS, *POLICY_TENANTS, None)))
+    if "tenants" in aim:
+        tenant = draw(st.sampled_from(aim["tenants"]))
+    stale = (POLICY_NOW - dt.timedelta(minutes=5), POLICY_NOW - dt.timedelta(hours=1))
+    subject = Subject(
+        user,
+        roles=held,
+        attributes=_attributes(draw, {"dept": ("sales", "support", 7)}),
+        tenant=tenant,
+        mfa_at=draw(st.sampled_from((None, *stale))),
+    )
+    other = [t for t in POLICY_TENANTS if t != tenant]
+    resource = Resource(
+        _pick(draw, aim.get("resources"), POLICY_TYPES),
+        id=draw(st.integers(1, 3)),
+        attributes=_attributes(
+            draw, {"owner": (*POLICY_USERS, user, user), "region": ("eu", "us", "apac", 7)}
+        ),
+        # mostly the subject's own tenant, sometimes none, sometimes another one
+        tenant=draw(st.sampled_from((tenant, tenant, tenant, tenant, None, *other))),
+    )
+    purposes = aim.get("purposes", (*POLICY_PURPOSES, None))
+    return AccessRequest(
+        subject,
+        _pick(draw, aim.get("actions"), POLICY_ACTIONS),
+        resource,
+        fields=draw(st.none() | st.sets(st.sampled_from(POLICY_FIELDS), max_size=3)),
+        purpose=draw(st.sampled_from(purposes)),
+        context=_attributes(draw, {"level": (0, 1, 2, 3, 4, "high"), "urgent": (True, False, 1)}),
+        now=POLICY_NOW,
+    )
+
+
+@st.composite
+def policy_requests(draw: st.DrawFn, document: Mapping[str, Any]) -> AccessRequest:
+    """A request against *document*: two times in three aimed at one of its rules."""
+    roles = document_roles(document)
+    rules = document["rules"]
+    if rules and draw(st.integers(0, 2)):
+        return draw(access_requests(roles, aim=draw(st.sampled_from(rules))))
+    return draw(access_requests(roles))

@@ -135,7 +135,10 @@ class Policy:
         try:
             document = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise PolicyError(f"not valid TOML: {exc}", source=source) from None
+            message = str(exc)
+            if message.endswith("(at end of document)"):  # name the line here too
+                message = f"{message[:-1]}, line {max(len(text.splitlines()), 1)})"
+            raise PolicyError(f"not valid TOML: {message}", source=source) from None
         return _load(document, source)
 
     @classmethod
@@ -436,7 +439,7 @@ def _load(document: object, source: str | None) -> Policy:
         loader.error("a policy document is a table at the top level")
     loader.keys(document, _TOP_KEYS)
     version = document.get("version")
-    if version != 1 or isinstance(version, bool):
+    if type(version) is not int or version != 1:
         loader.error(f"must be 1 (the only version), not {version!r}", field="version")
     roles = loader.roles(document)
     ancestors = loader.ancestors(roles)

@@ -23,7 +23,7 @@ from typing import Any, Final, ParamSpec, TypeVar
 from securecustomer.exceptions import AccessDenied, PolicyError, StepUpRequired
 from securecustomer.policy import _review
 from securecustomer.policy._document import Policy, Rule
-from securecustomer.policy._expr import EvaluationError, Request, compile_expr, mfa_fresh
+from securecustomer.policy._expr import EvaluationError, Request, compile_expr, mfa_fresh, unparse
 from securecustomer.policy._masks import BUILTIN_MASKS
 from securecustomer.policy._model import AccessRequest, Decision, Outcome, Resource, Subject
 from securecustomer.policy._review import AccessReview, DecisionChange, Explanation, Grant
@@ -35,6 +35,7 @@ R = TypeVar("R")
 
 _NO_CONTEXT: Final[Mapping[str, Any]] = {}
 _CACHE_LIMIT: Final = 4096
+_DECISIONS_PER_PLAN: Final = 256
 
 
 def _utcnow() -> datetime:
@@ -57,11 +58,16 @@ class _Compiled:
         "tenants",
     )
 
-    def __init__(self, rule: Rule) -> None:
+    def __init__(self, rule: Rule, conditions: dict[Any, Callable[[Request], bool]]) -> None:
         self.rule = rule
         self.id = rule.id
         self.allow = rule.allow
-        self.cond = None if rule.when is None else compile_expr(rule.when)
+        self.cond = None
+        if rule.when is not None:
+            key = unparse(rule.when)  # one closure per distinct condition
+            if key not in conditions:
+                conditions[key] = compile_expr(rule.when)
+            self.cond = conditions[key]
         self.fields = rule.fields
         self.masks = rule.masks
         self.mfa = rule.mfa_max_age
@@ -76,11 +82,15 @@ class _Compiled:
 
 
 class _Plan:
-    __slots__ = ("rules", "static")
+    """The candidate rules of one (role set, action, resource type), and decisions made
+    from them, by which rules matched (``static`` when none has a condition)."""
+
+    __slots__ = ("decisions", "rules", "static")
 
     def __init__(self, rules: tuple[_Compiled, ...], static: Decision | None) -> None:
         self.rules = rules
         self.static = static
+        self.decisions: dict[Any, Decision] = {}
 
 
 class _View:
@@ -129,7 +139,8 @@ class PolicyEngine:
                         rule=rule.id,
                         field="masks",
                     )
-        self._rules = tuple(_Compiled(rule) for rule in policy.rules)
+        conditions: dict[Any, Callable[[Request], bool]] = {}
+        self._rules = tuple(_Compiled(rule, conditions) for rule in policy.rules)
         self._by_subject: dict[str, tuple[_Compiled, ...]] = {}
         for compiled in self._rules:
             for subject_id in compiled.rule.subjects:
@@ -155,7 +166,8 @@ class PolicyEngine:
         context: Mapping[str, Any] | None = None,
         now: datetime | None = None,
     ) -> Decision:
-        """Decide one request. Never raises for a request the policy cannot answer: denies."""
+        """Decide one request. A request the policy cannot answer is denied, not an error;
+        only misuse raises (``fields`` given as one string, a naive ``now``)."""
         view = self._views.get(subject.roles)
         if view is None:
             view = self._view(subject.roles)
@@ -167,15 +179,25 @@ class PolicyEngine:
         key = (action, resource.type)
         if subject.id in self._by_subject:
             rules = self._subject_rules(subject, view, key)
-        else:
-            plan = view.plans.get(key)
-            if plan is None:
-                plan = self._plan(view, key)
-            if fields is None and plan.static is not None:
-                return plan.static
-            rules = plan.rules
+            return self._decide(
+                rules, subject, view.roles, key, resource, fields, purpose, context, now
+            )
+        plan = view.plans.get(key)
+        if plan is None:
+            plan = self._plan(view, key)
+        if fields is None and plan.static is not None:
+            return plan.static
         return self._decide(
-            rules, subject, view.roles, key, resource, fields, purpose, context, now
+            plan.rules,
+            subject,
+            view.roles,
+            key,
+            resource,
+            fields,
+            purpose,
+            context,
+            now,
+            plan.decisions,
         )
 
     def evaluate_many(self, requests: Iterable[AccessRequest]) -> list[Decision]:
@@ -219,12 +241,15 @@ class PolicyEngine:
         subject: str | Callable[..., Subject] = "subject",
         fields: Iterable[str] | None = None,
         purpose: str | None = None,
+        context: Mapping[str, Any] | Callable[..., Mapping[str, Any]] | None = None,
     ) -> Callable[[Callable[P, R]], Callable[P, R]]:
         """Decorate a sync or async function so that it runs only when the request is allowed.
 
         *resource* is a `Resource`, the name of a parameter holding one, or a callable
         taking the call's arguments by name; *subject* likewise (default: the parameter
-        named ``subject``).
+        named ``subject``); *context* is a mapping or a callable taking the call's
+        arguments by name. A denial raises `AccessDenied`, a step-up `StepUpRequired`,
+        before the function runs.
 
         Example:
             ```python
@@ -250,7 +275,8 @@ class PolicyEngine:
                     if isinstance(resource, Resource)
                     else _pick(resource, arguments, "resource", fn)
                 )
-                self.require(who, action, what, fields=wanted, purpose=purpose)
+                extra = context(**arguments) if callable(context) else context
+                self.require(who, action, what, fields=wanted, purpose=purpose, context=extra)
 
             if inspect.iscoroutinefunction(fn):
 
@@ -321,7 +347,8 @@ class PolicyEngine:
         return _review.explain(self, request, now or self._clock())
 
     def diff(self, other: PolicyEngine, requests: Iterable[AccessRequest]) -> list[DecisionChange]:
-        """The requests whose outcome, visible fields or masks differ under *other*.
+        """The requests whose outcome, visible or hidden fields, masks or step-up age differ
+        under *other*.
 
         Example:
             ```python
@@ -459,90 +486,145 @@ class PolicyEngine:
         purpose: str | None,
         context: Mapping[str, Any] | None,
         now: datetime | None,
+        cache: dict[Any, Decision] | None = None,
     ) -> Decision:
+        requested = None
+        if fields is not None:
+            if isinstance(fields, str):
+                raise TypeError("fields must be a collection of field names, not one string")
+            requested = frozenset(fields)
+        mask, errors = self._match(rules, subject, roles, resource, purpose, context, now)
+        if cache is None or errors:
+            return _outcome(rules, mask, tuple(errors), key, requested)
+        # The decision depends only on which rules matched (and the fields asked for).
+        cache_key = mask if requested is None else (mask, requested)
+        decision = cache.get(cache_key)
+        if decision is None:
+            decision = _outcome(rules, mask, (), key, requested)
+            if len(cache) >= _DECISIONS_PER_PLAN:
+                cache.clear()
+            cache[cache_key] = decision
+        return decision
+
+    def _match(
+        self,
+        rules: tuple[_Compiled, ...],
+        subject: Subject | None,
+        roles: frozenset[str],
+        resource: Resource | None,
+        purpose: str | None,
+        context: Mapping[str, Any] | None,
+        now: datetime | None,
+    ) -> tuple[int, list[tuple[str, str]]]:
+        """Which rules match: bit 2i for rule i matching, bit 2i+1 for it waiting on MFA."""
         tenant = None
         if resource is not None:
             tenant = resource.tenant if resource.tenant is not None else subject.tenant  # type: ignore[union-attr]
-        granting: list[_Compiled] = []
-        step_up: list[_Compiled] = []
-        denies: list[_Compiled] = []
-        hidden: set[str] = set()
+        mask = 0
         errors: list[tuple[str, str]] = []
         request: Request | None = None
-        for rule in rules:
+        for index, rule in enumerate(rules):
             if not rule.simple:
                 if rule.tenants is not None and tenant not in rule.tenants:
                     continue
                 if rule.purposes is not None and purpose not in rule.purposes:
                     continue
-                if rule.cond is not None:
+                cond = rule.cond
+                if cond is not None:
+                    # Rules sharing a condition share one closure: evaluate it once.
                     if request is None:
                         request = Request(subject, roles, resource, context or _NO_CONTEXT)
-                    try:
-                        matched = rule.cond(request)
-                    except EvaluationError as exc:
-                        errors.append((rule.id, str(exc)))
-                        matched = not rule.allow
-                    if not matched:
+                        seen: dict[Any, bool | str] = {}
+                    result = seen.get(cond)
+                    if result is None:
+                        try:
+                            result = cond(request)
+                        except EvaluationError as exc:
+                            result = str(exc)
+                        seen[cond] = result
+                    if result is False:
                         continue
+                    if result is not True:
+                        errors.append((rule.id, result))
+                        if rule.allow:
+                            continue  # fail closed: an allow that errs does not allow
                 if rule.mfa is not None:
                     if now is None:
                         now = self._clock()
+                    if now.tzinfo is None:
+                        raise TypeError("now must be timezone-aware (datetime.now(UTC))")
                     if not mfa_fresh(subject.mfa_at, rule.mfa, now):  # type: ignore[union-attr]
-                        step_up.append(rule)
+                        mask |= 2 << (index + index)
                         continue
+            mask |= 1 << (index + index)
+        return mask, errors
+
+
+def _outcome(
+    rules: tuple[_Compiled, ...],
+    mask: int,
+    failed: tuple[tuple[str, str], ...],
+    key: tuple[str, str],
+    requested: frozenset[str] | None,
+) -> Decision:
+    granting: list[_Compiled] = []
+    step_up: list[_Compiled] = []
+    denies: list[_Compiled] = []
+    hidden: set[str] = set()
+    for index, rule in enumerate(rules):
+        if mask >> (index + index) & 1:
             if rule.allow:
                 granting.append(rule)
             elif rule.fields is None:
                 denies.append(rule)
             else:
                 hidden |= rule.fields
-        action, resource_type = key
-        failed = tuple(errors)
-        if denies:
-            ids = tuple(sorted(r.id for r in denies))
-            return Decision(Outcome.DENY, f"denied by rule {ids[0]!r}", rule_ids=ids, errors=failed)
-        requested = None
-        if fields is not None:
-            if isinstance(fields, str):
-                raise TypeError("fields must be a collection of field names, not one string")
-            requested = frozenset(fields)
-        visible, complete = _visible(granting, hidden, requested)
-        frozen_hidden = frozenset(hidden if requested is None else hidden & requested)
-        if granting and complete:
-            if visible is not None:
-                granting = [
-                    r for r in granting if r.fields is None or not r.fields.isdisjoint(visible)
-                ]
+        elif mask >> (index + index) & 2:
+            step_up.append(rule)
+    action, resource_type = key
+    if denies:
+        ids = tuple(sorted(r.id for r in denies))
+        return Decision(Outcome.DENY, f"denied by rule {ids[0]!r}", rule_ids=ids, errors=failed)
+    visible, complete = _visible(granting, hidden, requested)
+    frozen_hidden = frozenset(hidden if requested is None else hidden & requested)
+    if granting and complete:
+        if visible is not None:
+            # The rules that grant a visible field; all of them for a request naming no
+            # field (``fields=[]``), where no rule grants anything in particular.
+            granting = [
+                r for r in granting if r.fields is None or not r.fields.isdisjoint(visible)
+            ] or granting
+        return Decision(
+            Outcome.ALLOW,
+            f"allowed by rule {min(r.id for r in granting)!r}",
+            rule_ids=tuple(sorted(r.id for r in granting)),
+            fields=visible,
+            hidden=frozen_hidden,
+            masks=_masks(granting, visible, hidden),
+            errors=failed,
+        )
+    if step_up:
+        _, would = _visible(granting + step_up, hidden, requested)
+        if would:
+            max_age = min(r.mfa for r in step_up if r.mfa is not None)
             return Decision(
-                Outcome.ALLOW,
-                f"allowed by rule {min(r.id for r in granting)!r}",
-                rule_ids=tuple(sorted(r.id for r in granting)),
-                fields=visible,
-                hidden=frozen_hidden,
-                masks=_masks(granting, visible, hidden),
+                Outcome.STEP_UP,
+                f"step-up required: MFA within {_duration(max_age)} "
+                f"(rule {min(r.id for r in step_up)!r})",
+                rule_ids=tuple(sorted(r.id for r in step_up)),
                 errors=failed,
+                step_up_max_age=max_age,
             )
-        if step_up:
-            _, would = _visible(granting + step_up, hidden, requested)
-            if would:
-                max_age = min(r.mfa for r in step_up if r.mfa is not None)
-                return Decision(
-                    Outcome.STEP_UP,
-                    f"step-up required: MFA within {_duration(max_age)} "
-                    f"(rule {min(r.id for r in step_up)!r})",
-                    rule_ids=tuple(sorted(r.id for r in step_up)),
-                    errors=failed,
-                    step_up_max_age=max_age,
-                )
-        if granting and requested is not None:
-            missing = ", ".join(sorted(requested - (visible or frozenset())))
-            reason = f"denied: fields not allowed: {missing}"
-        else:
-            reason = f"denied: no rule allows {action!r} on {resource_type!r}"
-        if failed:
-            reason += f" ({len(failed)} rule(s) failed closed)"
-        return Decision(Outcome.DENY, reason, hidden=frozen_hidden, errors=failed)
+    if granting and requested is not None:
+        missing = ", ".join(sorted(requested - (visible or frozenset())))
+        reason = f"denied: fields not allowed: {missing}"
+    else:
+        reason = f"denied: no rule allows {action!r} on {resource_type!r}"
+    if failed:
+        reason += f" ({len(failed)} rule(s) failed closed)"
+    # A request that named fields learns which of them it could see (a subset of them).
+    shown = None if requested is None else visible
+    return Decision(Outcome.DENY, reason, fields=shown, hidden=frozen_hidden, errors=failed)
 
 
 def _visible(
@@ -570,7 +652,7 @@ def _masks(
 ) -> dict[str, str]:
     masked: dict[str, str] = {}
     candidates = {f for rule in granting for f in rule.masks}
-    for field in candidates:
+    for field in sorted(candidates):
         if field in hidden or (visible is not None and field not in visible):
             continue
         grants = [r for r in granting if r.fields is None or field in r.fields]

@@ -425,7 +425,51 @@ def _boolean(fn: Compiled, what: str) -> Callable[[Request], bool]:
 
 def compile_expr(expr: Expr) -> Callable[[Request], bool]:
     """Turn a parsed condition into a closure ``fn(request) -> bool``."""
+    if isinstance(expr, Compare | And | Or | Not):
+        return _compile(expr)  # these always give a boolean
     return _boolean(_compile(expr), "the condition")
+
+
+_BOOLEAN_NODES: Final = (Compare, And, Or, Not)
+_PLAIN: Final = frozenset({str, int, float, bool})  # values whose == is the language's ==
+
+
+def _operand(expr: Expr, what: str) -> Compiled:
+    fn = _compile(expr)
+    return fn if isinstance(expr, _BOOLEAN_NODES) else _boolean(fn, what)
+
+
+def _attribute(attr: Attr) -> Compiled:
+    """A lookup specialised for the common one-level paths; the general one otherwise."""
+    name = attr.path[0]
+    if len(attr.path) > 1 or name in ("id", "roles", "tenant", "type"):
+        return lambda request: _lookup(request, attr)
+    if attr.root == "context":
+
+        def from_context(request: Request) -> Any:
+            try:
+                return request.context[name]
+            except KeyError:
+                raise EvaluationError(f"context has no key {name!r}") from None
+
+        return from_context
+    if attr.root == "resource":
+
+        def from_resource(request: Request) -> Any:
+            try:
+                return request.resource.attributes[name]
+            except KeyError:
+                raise EvaluationError(f"resource has no attribute {name!r}") from None
+
+        return from_resource
+
+    def from_subject(request: Request) -> Any:
+        try:
+            return request.subject.attributes[name]
+        except KeyError:
+            raise EvaluationError(f"subject has no attribute {name!r}") from None
+
+    return from_subject
 
 
 def _compile(expr: Expr) -> Compiled:
@@ -433,21 +477,29 @@ def _compile(expr: Expr) -> Compiled:
         value = expr.value
         return lambda request: value
     if isinstance(expr, Attr):
-        return lambda request: _lookup(request, expr)
+        return _attribute(expr)
     if isinstance(expr, Not):
-        inner = _boolean(_compile(expr.item), "the operand of 'not'")
+        inner = _operand(expr.item, "the operand of 'not'")
         return lambda request: not inner(request)
     if isinstance(expr, And):
-        parts = [_boolean(_compile(item), "an operand of 'and'") for item in expr.items]
+        parts = [_operand(item, "an operand of 'and'") for item in expr.items]
         return lambda request: all(part(request) for part in parts)
     if isinstance(expr, Or):
-        parts = [_boolean(_compile(item), "an operand of 'or'") for item in expr.items]
+        parts = [_operand(item, "an operand of 'or'") for item in expr.items]
         return lambda request: any(part(request) for part in parts)
     left, right, op = _compile(expr.left), _compile(expr.right), expr.op
-    if op == "==":
-        return lambda request: _equal(left(request), right(request))
-    if op == "!=":
-        return lambda request: not _equal(left(request), right(request))
+    if op in ("==", "!="):
+        negate = op == "!="
+
+        def equal(request: Request) -> bool:
+            a = left(request)
+            b = right(request)
+            kind_a = type(a)
+            if kind_a is type(b) and kind_a in _PLAIN:
+                return (a == b) is not negate
+            return _equal(a, b) is not negate
+
+        return equal
     if op == "in":
         return lambda request: _member(left(request), right(request))
     if op == "not in":

@@ -7,7 +7,9 @@ Codes:
 - ``unused-role``: a declared role that no rule names, no role inherits, and that inherits
   nothing itself.
 - ``shadowed``: an allow rule that an unconditional deny always overrides.
-- ``unreachable``: a rule whose condition can never be true (a constant false or an error).
+- ``unreachable``: a rule whose condition can never be true: a constant false, or for an
+  allow a condition that always fails to evaluate (a deny whose condition always fails
+  closed applies to every request it covers, so it is not reported).
 - ``wildcard-fields``: an allow over every action or every resource type, with no ``fields``:
   it grants every field, including ones added to the schema later.
 """
@@ -72,7 +74,8 @@ def _never_true(rule: Rule) -> bool:
     try:
         return not compile_expr(rule.when)(Request(None, frozenset(), None, {}))
     except EvaluationError:
-        return True
+        # Failing closed, an allow never applies but a deny always does: not unreachable.
+        return rule.allow
 
 
 def lint(policy: Policy) -> list[Finding]:

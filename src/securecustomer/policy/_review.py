@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, ClassVar, Final
 
 import attrs
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["AccessReview", "DecisionChange", "Explanation", "Grant", "Step"]
 
 _FORMULA: Final = ("=", "+", "-", "@", "\t", "\r")
+_LINE_BREAK: Final = re.compile(r"\r\n|\r|\n")
 
 
 def _names(value: frozenset[str] | None) -> str:
@@ -142,7 +144,7 @@ def who_can(policy: Policy, action: str, resource_type: str, field: str | None) 
     for rule in policy.rules:
         if rule.allow and _matches(rule, action, resource_type, field):
             for subject_id in sorted(rule.subjects):
-                if not any(subject_id in d.subjects for d in denies):
+                if not any("*" in d.roles or subject_id in d.subjects for d in denies):
                     grants.append(Grant.of(f"subject:{subject_id}", rule, ()))
     return grants
 
@@ -177,11 +179,16 @@ class AccessReview:
 
     rows: tuple[Mapping[str, str], ...]
     violations: tuple[tuple[str, str], ...] = ()
-    COLUMNS: tuple[str, ...] = _COLUMNS
+    COLUMNS: ClassVar[tuple[str, ...]] = _COLUMNS
 
     def to_csv(self) -> str:
         out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=_COLUMNS, lineterminator="\n")
+        # Every cell quoted: with lineterminator "\n" the csv module would leave a lone "\r"
+        # unquoted, and a reader would split the row there (and a formula after it would
+        # start a row of its own).
+        writer = csv.DictWriter(
+            out, fieldnames=_COLUMNS, lineterminator="\n", quoting=csv.QUOTE_ALL
+        )
         writer.writeheader()
         for row in self.rows:
             writer.writerow({k: _cell(v) for k, v in row.items()})
@@ -189,7 +196,8 @@ class AccessReview:
 
     def to_markdown(self) -> str:
         def esc(value: str) -> str:
-            return value.replace("|", "\\|").replace("\n", " ")
+            # CommonMark ends a line at "\r" too: a raw one would start a new table row.
+            return _LINE_BREAK.sub(" ", value.replace("|", "\\|"))
 
         lines = ["| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
         lines += ["| " + " | ".join(esc(row[c]) for c in _COLUMNS) + " |" for row in self.rows]
@@ -199,7 +207,7 @@ class AccessReview:
 
 
 def _cell(value: str) -> str:
-    return "'" + value if value.startswith(_FORMULA) else value
+    return "'" + value if value.lstrip(" ").startswith(_FORMULA) else value
 
 
 def review(
@@ -332,7 +340,7 @@ def _step(
     if rule.mfa_max_age is not None and not mfa_fresh(subject.mfa_at, rule.mfa_max_age, now):
         return step(False, f"needs MFA within {rule.mfa_max_age} (step-up)")
     scope = "every field" if rule.fields is None else f"fields [{_names(rule.fields)}]"
-    return step(True, f"matched: {rule.effect}s {scope}")
+    return step(True, f"matched: {'allows' if rule.allow else 'denies'} {scope}")
 
 
 @attrs.frozen(slots=True)
@@ -345,11 +353,12 @@ class DecisionChange:
 
 
 def _same(a: Decision, b: Decision) -> bool:
-    return (a.outcome, a.fields, a.hidden, dict(a.masks)) == (
+    return (a.outcome, a.fields, a.hidden, dict(a.masks), a.step_up_max_age) == (
         b.outcome,
         b.fields,
         b.hidden,
         dict(b.masks),
+        b.step_up_max_age,
     )
 
 

@@ -1,0 +1,269 @@
+"""Invariants of `PolicyEngine` on generated policies and requests (Hypothesis)."""
+
+from __future__ import annotations
+
+import copy
+import re
+import string
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from strategies import (
+    POLICY_FIELDS,
+    access_requests,
+    document_roles,
+    policy_documents,
+    policy_requests,
+    policy_rules,
+)
+
+from securecustomer.policy import (
+    AccessRequest,
+    Decision,
+    Outcome,
+    Policy,
+    PolicyEngine,
+    Resource,
+    Subject,
+)
+
+#: A field no rule names: visible only under a decision that shows every field.
+UNNAMED_FIELD = "notes"
+#: How permissive an outcome is.
+RANK = {Outcome.DENY: 0, Outcome.STEP_UP: 1, Outcome.ALLOW: 2}
+
+EXAMPLES = settings(max_examples=100, deadline=None)
+#: Monotonicity needs two overlapping allows with field lists, which only some examples have.
+MORE_EXAMPLES = settings(max_examples=300, deadline=None)
+
+
+@st.composite
+def documents_and_requests(
+    draw: st.DrawFn, *, max_requests: int = 8
+) -> tuple[dict[str, Any], list[AccessRequest]]:
+    document = draw(policy_documents())
+    requests = draw(st.lists(policy_requests(document), min_size=1, max_size=max_requests))
+    return document, requests
+
+
+def requests_around(
+    document: Mapping[str, Any], rule: Mapping[str, Any]
+) -> st.SearchStrategy[AccessRequest]:
+    """Requests against *document*, half of them aimed at *rule*."""
+    return policy_requests(document) | access_requests(document_roles(document), aim=rule)
+
+
+def decide(document: Mapping[str, Any], requests: list[AccessRequest]) -> list[Decision]:
+    engine = PolicyEngine(Policy.from_dict(document))
+    return [
+        engine.evaluate(
+            r.subject,
+            r.action,
+            r.resource,
+            fields=r.fields,
+            purpose=r.purpose,
+            context=r.context,
+            now=r.now,
+        )
+        for r in requests
+    ]
+
+
+def visible(decision: Decision) -> set[str]:
+    return {f for f in (*POLICY_FIELDS, UNNAMED_FIELD) if decision.visible(f)}
+
+
+def with_rule(document: Mapping[str, Any], rule: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(dict(document))
+    out["rules"] = [*out["rules"], {"id": "extra", **rule}]
+    return out
+
+
+def sorted_errors(decision: Decision) -> Decision:
+    """*decision* with its errors in a canonical order (they follow the rule order)."""
+    return attrs.evolve(decision, errors=tuple(sorted(decision.errors)))
+
+
+class TestAddingRules:
+    """An allow only ever grants more, a deny only ever takes away."""
+
+    @MORE_EXAMPLES
+    @given(data=st.data(), document=policy_documents())
+    def test_an_allow_never_takes_away(self, data: st.DataObject, document: dict[str, Any]) -> None:
+        extra = data.draw(policy_rules(sorted(document["roles"]), effect="allow"))
+        bigger = with_rule(document, extra)
+        requests = data.draw(st.lists(requests_around(bigger, extra), min_size=1, max_size=8))
+        before = decide(document, requests)
+        after = decide(bigger, requests)
+        for old, new in zip(before, after, strict=True):
+            assert RANK[old.outcome] <= RANK[new.outcome], (old, new)
+            assert visible(old) <= visible(new), (old, new)
+
+    @MORE_EXAMPLES
+    @given(data=st.data(), document=policy_documents())
+    def test_a_deny_never_grants(self, data: st.DataObject, document: dict[str, Any]) -> None:
+        extra = data.draw(policy_rules(sorted(document["roles"]), effect="deny"))
+        bigger = with_rule(document, extra)
+        requests = data.draw(st.lists(requests_around(bigger, extra), min_size=1, max_size=8))
+        before = decide(document, requests)
+        after = decide(bigger, requests)
+        for old, new in zip(before, after, strict=True):
+            assert RANK[old.outcome] >= RANK[new.outcome], (old, new)
+            assert visible(old) >= visible(new), (old, new)
+
+    def test_the_checks_can_fail(self) -> None:
+        """A deny really does turn an allow into a deny under these comparisons."""
+        document = {
+            "version": 1,
+            "roles": {"agent": {}},
+            "rules": [
+                {
+                    "id": "a",
+                    "effect": "allow",
+                    "roles": ["agent"],
+                    "actions": ["read"],
+                    "resources": ["customer"],
+                },
+            ],
+        }
+        deny = {"effect": "deny", "roles": ["agent"], "actions": ["*"], "resources": ["*"]}
+        request = AccessRequest(Subject("alice", roles=["agent"]), "read", Resource("customer"))
+        [before] = decide(document, [request])
+        [after] = decide(with_rule(document, deny), [request])
+        assert (Outcome.ALLOW, Outcome.DENY) == (before.outcome, after.outcome)
+        assert ({*POLICY_FIELDS, UNNAMED_FIELD}, set()) == (visible(before), visible(after))
+
+
+class TestIrrelevantChanges:
+    """Rule order, role names and rule ids are not part of what a policy means."""
+
+    @EXAMPLES
+    @given(data=st.data(), generated=documents_and_requests())
+    def test_rule_order_does_not_matter(
+        self, data: st.DataObject, generated: tuple[dict[str, Any], list[AccessRequest]]
+    ) -> None:
+        document, requests = generated
+        shuffled = {**document, "rules": data.draw(st.permutations(document["rules"]))}
+        expected = [sorted_errors(d) for d in decide(document, requests)]
+        assert expected == [sorted_errors(d) for d in decide(shuffled, requests)]
+
+    @EXAMPLES
+    @given(data=st.data(), generated=documents_and_requests())
+    def test_renaming_roles_does_not_matter(
+        self, data: st.DataObject, generated: tuple[dict[str, Any], list[AccessRequest]]
+    ) -> None:
+        document, requests = generated
+        old = document_roles(document)
+        names = st.text(string.ascii_letters + string.digits + "-_. ", min_size=1, max_size=8)
+        new = data.draw(
+            st.lists(names.filter(str.strip), min_size=len(old), max_size=len(old), unique=True)
+        )
+        mapping = dict(zip(old, new, strict=True))
+        renamed = rename_roles(document, mapping)
+        renamed_requests = [
+            attrs.evolve(
+                r, subject=attrs.evolve(r.subject, roles=[mapping[x] for x in r.subject.roles])
+            )
+            for r in requests
+        ]
+        # a role name never reaches a decision (reasons name rules and fields only)
+        assert decide(document, requests) == decide(renamed, renamed_requests)
+
+    @EXAMPLES
+    @given(data=st.data(), generated=documents_and_requests())
+    def test_renaming_rule_ids_does_not_matter(
+        self, data: st.DataObject, generated: tuple[dict[str, Any], list[AccessRequest]]
+    ) -> None:
+        document, requests = generated
+        old = [rule["id"] for rule in document["rules"]]
+        ids = st.text(string.ascii_letters + string.digits + "-_", min_size=1, max_size=8)
+        new = data.draw(st.lists(ids, min_size=len(old), max_size=len(old), unique=True))
+        mapping = dict(zip(old, new, strict=True))
+        renamed = {
+            **document,
+            "rules": [{**rule, "id": mapping[rule["id"]]} for rule in document["rules"]],
+        }
+        for before, after in zip(
+            decide(document, requests), decide(renamed, requests), strict=True
+        ):
+            expected = (
+                before.outcome,
+                before.fields,
+                before.hidden,
+                set(before.masks),  # which mask applies may follow the ids, what is masked not
+                tuple(sorted(mapping[i] for i in before.rule_ids)),
+                sorted((mapping[i], message) for i, message in before.errors),
+                before.step_up_max_age,
+            )
+            actual = (
+                after.outcome,
+                after.fields,
+                after.hidden,
+                set(after.masks),
+                after.rule_ids,
+                sorted(after.errors),
+                after.step_up_max_age,
+            )
+            assert expected == actual
+
+
+def rename_roles(document: Mapping[str, Any], mapping: Mapping[str, str]) -> dict[str, Any]:
+    """*document* with every role renamed, in the roles table, rules and conditions."""
+
+    def literal(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return '"' + mapping.get(name, name).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    rules = []
+    for rule in document["rules"]:
+        rule = dict(rule)
+        if "roles" in rule and rule["roles"] != ["*"]:
+            rule["roles"] = [mapping[name] for name in rule["roles"]]
+        if "when" in rule:
+            rule["when"] = re.sub(r'"([^"\\]*)"', literal, rule["when"])
+        rules.append(rule)
+    roles = {
+        mapping[name]: {"inherits": [mapping[p] for p in spec["inherits"]]}
+        for name, spec in document["roles"].items()
+    }
+    return {**document, "roles": roles, "rules": rules}
+
+
+class TestBatchesAndEmptyPolicies:
+    """`evaluate_many` is `evaluate` in a loop; a policy without rules denies everything."""
+
+    @EXAMPLES
+    @given(generated=documents_and_requests())
+    def test_evaluate_many_is_evaluate(
+        self, generated: tuple[dict[str, Any], list[AccessRequest]]
+    ) -> None:
+        document, requests = generated
+        engine = PolicyEngine(Policy.from_dict(document))
+        many = engine.evaluate_many(requests)
+        one_by_one = [
+            engine.evaluate(
+                r.subject,
+                r.action,
+                r.resource,
+                fields=r.fields,
+                purpose=r.purpose,
+                context=r.context,
+                now=r.now,
+            )
+            for r in requests
+        ]
+        assert one_by_one == many
+        assert decide(document, requests) == many  # a fresh engine, with nothing cached
+
+    @EXAMPLES
+    @given(generated=documents_and_requests())
+    def test_no_rules_denies_everything(
+        self, generated: tuple[dict[str, Any], list[AccessRequest]]
+    ) -> None:
+        document, requests = generated
+        decisions = decide({**document, "rules": []}, requests)
+        expected = [(Outcome.DENY, (), set())] * len(requests)
+        assert expected == [(d.outcome, d.rule_ids, visible(d)) for d in decisions]
