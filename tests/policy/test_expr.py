@@ -12,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from securecustomer.policy import Resource, Subject
-from securecustomer.policy._expr import (
+from securecustomer.policy._expr import Request, compile_expr
+from securecustomer.policy._parse import (
     COMPARISONS,
     And,
     Attr,
@@ -23,9 +24,7 @@ from securecustomer.policy._expr import (
     Literal,
     Not,
     Or,
-    Request,
     attributes,
-    compile_expr,
     parse,
     unparse,
 )

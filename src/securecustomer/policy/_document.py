@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 import attrs
 
 from securecustomer.exceptions import PolicyError
-from securecustomer.policy._expr import Expr, ExprSyntaxError, compile_expr, parse, unparse
+from securecustomer.policy._expr import compile_expr
+from securecustomer.policy._parse import Expr, ExprSyntaxError, parse, unparse
 
 if TYPE_CHECKING:
     from securecustomer.policy._lint import Finding

@@ -14,16 +14,16 @@ How a request is decided:
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Final, ParamSpec, TypeVar
 
-from securecustomer.exceptions import AccessDenied, PolicyError, StepUpRequired
+from securecustomer.exceptions import PolicyError
 from securecustomer.policy import _review
+from securecustomer.policy._decide import Compiled, outcome
 from securecustomer.policy._document import Policy, Rule
-from securecustomer.policy._expr import EvaluationError, Request, compile_expr, mfa_fresh, unparse
+from securecustomer.policy._expr import EvaluationError, Request, mfa_fresh
+from securecustomer.policy._guard import apply, make_guard, raise_unless_allowed
 from securecustomer.policy._masks import BUILTIN_MASKS
 from securecustomer.policy._model import AccessRequest, Decision, Outcome, Resource, Subject
 from securecustomer.policy._review import AccessReview, DecisionChange, Explanation, Grant
@@ -42,52 +42,13 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class _Compiled:
-    """A rule with its condition compiled, in the shape the hot loop wants."""
-
-    __slots__ = (
-        "allow",
-        "cond",
-        "fields",
-        "id",
-        "masks",
-        "mfa",
-        "purposes",
-        "rule",
-        "simple",
-        "tenants",
-    )
-
-    def __init__(self, rule: Rule, conditions: dict[Any, Callable[[Request], bool]]) -> None:
-        self.rule = rule
-        self.id = rule.id
-        self.allow = rule.allow
-        self.cond = None
-        if rule.when is not None:
-            key = unparse(rule.when)  # one closure per distinct condition
-            if key not in conditions:
-                conditions[key] = compile_expr(rule.when)
-            self.cond = conditions[key]
-        self.fields = rule.fields
-        self.masks = rule.masks
-        self.mfa = rule.mfa_max_age
-        self.purposes = rule.purposes
-        self.tenants = rule.tenants
-        self.simple = (
-            self.cond is None
-            and self.mfa is None
-            and self.purposes is None
-            and self.tenants is None
-        )
-
-
 class _Plan:
     """The candidate rules of one (role set, action, resource type), and decisions made
     from them, by which rules matched (``static`` when none has a condition)."""
 
     __slots__ = ("decisions", "rules", "static")
 
-    def __init__(self, rules: tuple[_Compiled, ...], static: Decision | None) -> None:
+    def __init__(self, rules: tuple[Compiled, ...], static: Decision | None) -> None:
         self.rules = rules
         self.static = static
         self.decisions: dict[Any, Decision] = {}
@@ -140,8 +101,8 @@ class PolicyEngine:
                         field="masks",
                     )
         conditions: dict[Any, Callable[[Request], bool]] = {}
-        self._rules = tuple(_Compiled(rule, conditions) for rule in policy.rules)
-        self._by_subject: dict[str, tuple[_Compiled, ...]] = {}
+        self._rules = tuple(Compiled(rule, conditions) for rule in policy.rules)
+        self._by_subject: dict[str, tuple[Compiled, ...]] = {}
         for compiled in self._rules:
             for subject_id in compiled.rule.subjects:
                 self._by_subject[subject_id] = (*self._by_subject.get(subject_id, ()), compiled)
@@ -231,7 +192,7 @@ class PolicyEngine:
         decision = self.evaluate(
             subject, action, resource, fields=fields, purpose=purpose, context=context, now=now
         )
-        return _raise_unless_allowed(decision, subject, action, resource)
+        return raise_unless_allowed(decision, subject, action, resource)
 
     def guard(
         self,
@@ -260,41 +221,9 @@ class PolicyEngine:
             def show(subject: Subject, customer_id: int) -> dict: ...
             ```
         """
-        wanted = None if fields is None else frozenset(fields)
-
-        def decorate(fn: Callable[P, R]) -> Callable[P, R]:
-            signature = inspect.signature(fn)
-
-            def check(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-                bound = signature.bind(*args, **kwargs)
-                bound.apply_defaults()
-                arguments = bound.arguments
-                who = _pick(subject, arguments, "subject", fn)
-                what = (
-                    resource
-                    if isinstance(resource, Resource)
-                    else _pick(resource, arguments, "resource", fn)
-                )
-                extra = context(**arguments) if callable(context) else context
-                self.require(who, action, what, fields=wanted, purpose=purpose, context=extra)
-
-            if inspect.iscoroutinefunction(fn):
-
-                @functools.wraps(fn)
-                async def async_guarded(*args: P.args, **kwargs: P.kwargs) -> Any:
-                    check(args, kwargs)
-                    return await fn(*args, **kwargs)  # type: ignore[misc,unused-ignore]
-
-                return async_guarded  # type: ignore[return-value,unused-ignore]
-
-            @functools.wraps(fn)
-            def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
-                check(args, kwargs)
-                return fn(*args, **kwargs)
-
-            return guarded
-
-        return decorate
+        return make_guard(
+            self.require, action, resource, subject, fields=fields, purpose=purpose, context=context
+        )
 
     def apply(self, decision: Decision, record: Mapping[str, Any]) -> dict[str, Any]:
         """`apply` with this engine's masks (built-in ones plus those given to the engine)."""
@@ -438,7 +367,7 @@ class PolicyEngine:
         self._views[assigned] = view
         return view
 
-    def _candidates(self, roles: frozenset[str], key: tuple[str, str]) -> list[_Compiled]:
+    def _candidates(self, roles: frozenset[str], key: tuple[str, str]) -> list[Compiled]:
         action, resource_type = key
         out = []
         for compiled in self._rules:
@@ -462,7 +391,7 @@ class PolicyEngine:
 
     def _subject_rules(
         self, subject: Subject, view: _View, key: tuple[str, str]
-    ) -> tuple[_Compiled, ...]:
+    ) -> tuple[Compiled, ...]:
         action, resource_type = key
         own = {
             c.id
@@ -477,7 +406,7 @@ class PolicyEngine:
 
     def _decide(
         self,
-        rules: tuple[_Compiled, ...],
+        rules: tuple[Compiled, ...],
         subject: Subject | None,
         roles: frozenset[str],
         key: tuple[str, str],
@@ -495,12 +424,12 @@ class PolicyEngine:
             requested = frozenset(fields)
         mask, errors = self._match(rules, subject, roles, resource, purpose, context, now)
         if cache is None or errors:
-            return _outcome(rules, mask, tuple(errors), key, requested)
+            return outcome(rules, mask, tuple(errors), key, requested)
         # The decision depends only on which rules matched (and the fields asked for).
         cache_key = mask if requested is None else (mask, requested)
         decision = cache.get(cache_key)
         if decision is None:
-            decision = _outcome(rules, mask, (), key, requested)
+            decision = outcome(rules, mask, (), key, requested)
             if len(cache) >= _DECISIONS_PER_PLAN:
                 cache.clear()
             cache[cache_key] = decision
@@ -508,7 +437,7 @@ class PolicyEngine:
 
     def _match(
         self,
-        rules: tuple[_Compiled, ...],
+        rules: tuple[Compiled, ...],
         subject: Subject | None,
         roles: frozenset[str],
         resource: Resource | None,
@@ -558,168 +487,3 @@ class PolicyEngine:
                         continue
             mask |= 1 << (index + index)
         return mask, errors
-
-
-def _outcome(
-    rules: tuple[_Compiled, ...],
-    mask: int,
-    failed: tuple[tuple[str, str], ...],
-    key: tuple[str, str],
-    requested: frozenset[str] | None,
-) -> Decision:
-    granting: list[_Compiled] = []
-    step_up: list[_Compiled] = []
-    denies: list[_Compiled] = []
-    hidden: set[str] = set()
-    for index, rule in enumerate(rules):
-        if mask >> (index + index) & 1:
-            if rule.allow:
-                granting.append(rule)
-            elif rule.fields is None:
-                denies.append(rule)
-            else:
-                hidden |= rule.fields
-        elif mask >> (index + index) & 2:
-            step_up.append(rule)
-    action, resource_type = key
-    if denies:
-        ids = tuple(sorted(r.id for r in denies))
-        return Decision(Outcome.DENY, f"denied by rule {ids[0]!r}", rule_ids=ids, errors=failed)
-    visible, complete = _visible(granting, hidden, requested)
-    frozen_hidden = frozenset(hidden if requested is None else hidden & requested)
-    if granting and complete:
-        if visible is not None:
-            # The rules that grant a visible field; all of them for a request naming no
-            # field (``fields=[]``), where no rule grants anything in particular.
-            granting = [
-                r for r in granting if r.fields is None or not r.fields.isdisjoint(visible)
-            ] or granting
-        return Decision(
-            Outcome.ALLOW,
-            f"allowed by rule {min(r.id for r in granting)!r}",
-            rule_ids=tuple(sorted(r.id for r in granting)),
-            fields=visible,
-            hidden=frozen_hidden,
-            masks=_masks(granting, visible, hidden),
-            errors=failed,
-        )
-    if step_up:
-        _, would = _visible(granting + step_up, hidden, requested)
-        if would:
-            max_age = min(r.mfa for r in step_up if r.mfa is not None)
-            return Decision(
-                Outcome.STEP_UP,
-                f"step-up required: MFA within {_duration(max_age)} "
-                f"(rule {min(r.id for r in step_up)!r})",
-                rule_ids=tuple(sorted(r.id for r in step_up)),
-                errors=failed,
-                step_up_max_age=max_age,
-            )
-    if granting and requested is not None:
-        missing = ", ".join(sorted(requested - (visible or frozenset())))
-        reason = f"denied: fields not allowed: {missing}"
-    else:
-        reason = f"denied: no rule allows {action!r} on {resource_type!r}"
-    if failed:
-        reason += f" ({len(failed)} rule(s) failed closed)"
-    # A request that named fields learns which of them it could see (a subset of them).
-    shown = None if requested is None else visible
-    return Decision(Outcome.DENY, reason, fields=shown, hidden=frozen_hidden, errors=failed)
-
-
-def _visible(
-    granting: list[_Compiled], hidden: set[str], requested: frozenset[str] | None
-) -> tuple[frozenset[str] | None, bool]:
-    """(visible fields, whether the request is satisfied)."""
-    every = False
-    granted: set[str] = set()
-    for rule in granting:
-        if rule.fields is None:
-            every = True
-        else:
-            granted |= rule.fields
-    if requested is None:
-        if every:
-            return None, True
-        shown = frozenset(granted - hidden)
-        return shown, bool(shown)
-    shown = frozenset(f for f in requested if (every or f in granted) and f not in hidden)
-    return shown, shown == requested
-
-
-def _masks(
-    granting: list[_Compiled], visible: frozenset[str] | None, hidden: set[str]
-) -> dict[str, str]:
-    masked: dict[str, str] = {}
-    candidates = {f for rule in granting for f in rule.masks}
-    for field in sorted(candidates):
-        if field in hidden or (visible is not None and field not in visible):
-            continue
-        grants = [r for r in granting if r.fields is None or field in r.fields]
-        if all(field in r.masks for r in grants):
-            masked[field] = min(grants, key=lambda r: r.id).masks[field]
-    return masked
-
-
-def _duration(value: timedelta) -> str:
-    seconds = int(value.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
-def _pick(spec: Any, arguments: Mapping[str, Any], what: str, fn: Callable[..., Any]) -> Any:
-    if callable(spec):
-        return spec(**arguments)
-    if spec not in arguments:
-        raise TypeError(f"guard on {fn.__qualname__}: no parameter named {spec!r} for the {what}")
-    return arguments[spec]
-
-
-def _raise_unless_allowed(
-    decision: Decision, subject: Subject, action: str, resource: Resource
-) -> Decision:
-    if decision.outcome is Outcome.ALLOW:
-        return decision
-    what = f"{subject.id!r} may not {action!r} {resource.type!r}"
-    if decision.outcome is Outcome.STEP_UP:
-        raise StepUpRequired(
-            f"{what} without a fresh MFA: {decision.reason}",
-            decision=decision,
-            max_age=decision.step_up_max_age,
-        )
-    raise AccessDenied(f"{what}: {decision.reason}", decision=decision)
-
-
-def apply(
-    decision: Decision,
-    record: Mapping[str, Any],
-    *,
-    masks: Mapping[str, Callable[[Any], Any]] | None = None,
-) -> dict[str, Any]:
-    """A copy of *record* with the fields *decision* hides removed and its masks applied.
-
-    Raises `AccessDenied` unless the decision allows. *masks* defaults to the built-in ones.
-
-    Example:
-        ```python
-        apply(decision, {"name": "Ada", "email": "ada@example.com", "ssn": "078-05-1120"})
-        # {'name': 'Ada', 'email': 'a***@example.com'}
-        ```
-    """
-    if decision.outcome is not Outcome.ALLOW:
-        raise AccessDenied(f"cannot show a record: {decision.reason}", decision=decision)
-    functions = BUILTIN_MASKS if masks is None else masks
-    out: dict[str, Any] = {}
-    for field, value in record.items():
-        if not decision.visible(field):
-            continue
-        mask = decision.masks.get(field)
-        if mask is None:
-            out[field] = value
-        elif mask not in functions:
-            raise PolicyError(f"unknown mask {mask!r} for field {field!r}")
-        else:
-            out[field] = functions[mask](value)
-    return out
