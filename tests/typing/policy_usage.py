@@ -50,9 +50,9 @@ def use() -> None:
     try:
         engine.require(agent, "delete", row)
     except StepUpRequired as exc:
-        max_age: object = exc.max_age
+        print(exc.max_age)
     except AccessDenied as exc:
-        denied: object = exc.decision
+        print(exc.decision)
     many: list[Decision] = engine.evaluate_many([AccessRequest(agent, "read", row)])
     grants: list[Grant] = engine.who_can("read", "customer", field="email")
     review: AccessReview = engine.review({"user-7": ["agent"]})
