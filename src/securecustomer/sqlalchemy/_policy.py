@@ -9,8 +9,15 @@ error. ``subject.*`` and ``context.*`` are known when the filter is built and be
 literals. What cannot be translated exactly (nested resource paths, encrypted or decimal
 columns, lists stored in a column) raises `UnsupportedQueryError` instead of over-returning.
 
-String comparisons are made byte-exact on every dialect (``COLLATE "C"`` on PostgreSQL,
-binary casts on MySQL/MariaDB) so that they order and compare like Python strings.
+String comparisons are made code-point exact on every dialect, whatever the column's own
+collation or character set (``COLLATE "C"`` on PostgreSQL, ``COLLATE BINARY`` on SQLite, a
+binary cast of the utf8mb4 text on MySQL/MariaDB), so that they order and compare like
+Python strings. Numbers compare exactly as Python compares them: an integer column is never
+rounded to a float against a float (nor a float column against an integer), NaN, infinities
+and integers beyond 64 bits become the constants they amount to instead of values the
+database cannot bind, and a single-precision float column (``FLOAT`` on MySQL/MariaDB,
+``REAL`` on PostgreSQL) is compared as the shortest decimal text the text-protocol drivers
+read it as. A naive datetime column never equals an aware value (as in Python).
 """
 
 from __future__ import annotations
@@ -20,7 +27,6 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 import sqlalchemy as sa
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 
 from securecustomer.exceptions import UnsupportedQueryError
@@ -40,6 +46,16 @@ from securecustomer.policy._expr import (
     mfa_fresh,
 )
 from securecustomer.policy._model import Resource, Subject
+from securecustomer.sqlalchemy._policy_sql import (
+    _ORDERED,
+    _aware_check,
+    _bind,
+    _Column,
+    _compare,
+    _new_column,
+    _pair_test,
+    _test,
+)
 
 if TYPE_CHECKING:
     from securecustomer.policy._document import Rule
@@ -50,32 +66,6 @@ __all__ = ["query_filter", "row_resource"]
 Clause = ColumnElement[bool]
 _TRUE: Final = sa.true()
 _FALSE: Final = sa.false()
-
-
-class _Exact(ColumnElement[Any]):
-    """A string expression compared byte by byte (code point order), whatever the collation."""
-
-    inherit_cache = True
-
-    def __init__(self, expr: ColumnElement[Any]) -> None:
-        self.expr = expr
-        self.type = expr.type
-
-
-@compiles(_Exact)
-def _exact_default(element: _Exact, compiler: Any, **kw: Any) -> str:
-    return str(compiler.process(element.expr, **kw))
-
-
-@compiles(_Exact, "postgresql")
-def _exact_postgresql(element: _Exact, compiler: Any, **kw: Any) -> str:
-    return f'({compiler.process(element.expr, **kw)} COLLATE "C")'
-
-
-@compiles(_Exact, "mysql")
-@compiles(_Exact, "mariadb")
-def _exact_mysql(element: _Exact, compiler: Any, **kw: Any) -> str:
-    return f"CAST({compiler.process(element.expr, **kw)} AS BINARY)"
 
 
 class _Tri:
@@ -92,46 +82,6 @@ class _Tri:
         if value is None:
             return cls(_FALSE, _FALSE, _TRUE)
         return cls(_TRUE, _FALSE, _FALSE) if value else cls(_FALSE, _TRUE, _FALSE)
-
-
-class _Column:
-    """A row value: the SQL expression and the kind of its non-NULL values."""
-
-    __slots__ = ("expr", "kind", "name")
-
-    def __init__(self, expr: ColumnElement[Any], kind_: str, name: str) -> None:
-        self.expr, self.kind, self.name = expr, kind_, name
-
-
-_ORDERED: Final = ("number", "string", "datetime", "date")
-_KINDS: Final = {
-    bool: "bool",
-    int: "number",
-    float: "number",
-    str: "string",
-    dt.datetime: "datetime",
-    dt.date: "date",
-}
-
-
-def _column_kind(expr: Any, name: str) -> str:
-    try:
-        python_type = expr.type.python_type
-    except NotImplementedError:
-        python_type = None
-    found = _KINDS.get(python_type)
-    if found is None:
-        raise UnsupportedQueryError(
-            f"resource.{name}: a column of type {expr.type!r} cannot be filtered in SQL "
-            "(only booleans, numbers, strings, dates and datetimes can; encrypted columns "
-            "cannot be compared in the database)"
-        )
-    if found == "number" and getattr(expr.type, "asdecimal", False):
-        raise UnsupportedQueryError(
-            f"resource.{name}: a Numeric column returns Decimal values, which the policy "
-            "language does not compare; use Numeric(asdecimal=False) or Float"
-        )
-    return found
 
 
 class _Translator:
@@ -170,16 +120,14 @@ class _Translator:
         if name == "type":
             return "const", self.resource_type
         if name == "id":
-            key = _primary_key(self.model)
-            return "column", _Column(key, _column_kind(key, name), name)
+            return "column", _new_column(_primary_key(self.model), name)
         if name == "tenant":
             if self.tenant is None:
                 return "const", None
             return "column", _Column(self.tenant, "string", name)
         if name not in self.attributes:
             return "error", None  # the row has no such attribute: evaluate fails closed too
-        expr = self.attributes[name]
-        return "column", _Column(expr, _column_kind(expr, name), name)
+        return "column", _new_column(self.attributes[name], name)
 
     def condition(self, expr: Expr) -> _Tri:
         if isinstance(expr, Not):
@@ -225,7 +173,7 @@ class _Translator:
         left, right = self.operand(expr.left), self.operand(expr.right)
         if left[0] == "error" or right[0] == "error":
             return _Tri.const(None)
-        if left[0] == "bool" or right[0] == "bool":  # pragma: no cover - the parser forbids it
+        if left[0] == "bool" or right[0] == "bool":  # "(resource.level > 1) == true" parses
             raise UnsupportedQueryError("a comparison of conditions cannot be filtered in SQL")
         op = expr.op
         if left[0] == "const" and right[0] == "const":
@@ -256,7 +204,7 @@ class _Translator:
         if kind(value) == "null":
             t: Clause = col.is_(None)
         elif kind(value) == column.kind:
-            t = sa.and_(col.is_not(None), _compare("==", column, _bind(value, col)))
+            t = sa.and_(col.is_not(None), _test("==", column, value))
         else:
             t = _FALSE
         return _Tri(t, sa.not_(t), _FALSE)
@@ -271,7 +219,7 @@ class _Translator:
             return _Tri.const(None)
         _aware_check(column, value)
         col = column.expr
-        test = _compare(op, column, _bind(value, col))
+        test = _test(op, column, value)
         present = col.is_not(None)
         return _Tri(sa.and_(present, test), sa.and_(present, sa.not_(test)), col.is_(None))
 
@@ -283,7 +231,7 @@ class _Translator:
         has_null = any(item is None for item in items)
         t: Clause = _FALSE
         if same:
-            tests = [_compare("==", value, _bind(item, col)) for item in same]
+            tests = [_test("==", value, item) for item in same]
             t = sa.and_(col.is_not(None), sa.or_(*tests))
         if has_null:
             t = sa.or_(col.is_(None), t)
@@ -294,54 +242,13 @@ class _Translator:
         if op in ("==", "!="):
             t: Clause = sa.and_(a.expr.is_(None), b.expr.is_(None))
             if a.kind == b.kind:
-                t = sa.or_(t, sa.and_(both, _compare("==", a, b.expr)))
+                t = sa.or_(t, sa.and_(both, _pair_test("==", a, b)))
             tri = _Tri(t, sa.not_(t), _FALSE)
             return _Tri(tri.f, tri.t, tri.e) if op == "!=" else tri
         if a.kind != b.kind or a.kind not in _ORDERED:
             return _Tri.const(None)
-        test = _compare(op, a, b.expr)
+        test = _pair_test(op, a, b)
         return _Tri(sa.and_(both, test), sa.and_(both, sa.not_(test)), sa.not_(both))
-
-
-def _compare(op: str, column: _Column, other: Any) -> Clause:
-    left: Any = column.expr
-    if column.kind == "string":
-        left, other = _Exact(left), _Exact(other)
-    if op == "==":
-        return left == other  # type: ignore[no-any-return]
-    if op == "<":
-        return left < other  # type: ignore[no-any-return]
-    if op == "<=":
-        return left <= other  # type: ignore[no-any-return]
-    if op == ">":
-        return left > other  # type: ignore[no-any-return]
-    return left >= other  # type: ignore[no-any-return]
-
-
-def _bind(value: Any, column: Any) -> Any:
-    """A bound literal typed by the Python value (an int column compared with 1.5 must not
-    cast 1.5 to an integer), but by the column for datetimes (their time-zone flag)."""
-    if isinstance(value, bool):
-        return sa.literal(value, sa.Boolean())
-    if isinstance(value, int):
-        return sa.literal(value, sa.BigInteger())
-    if isinstance(value, float):
-        return sa.literal(value, sa.Float())
-    if isinstance(value, str):
-        return sa.literal(value, sa.String())
-    if isinstance(value, dt.datetime):
-        return sa.literal(value, column.type)
-    return sa.literal(value, sa.Date())
-
-
-def _aware_check(column: _Column, value: Any) -> None:
-    if column.kind == "datetime":
-        aware_column = bool(getattr(column.expr.type, "timezone", False))
-        if aware_column != (value.tzinfo is not None):
-            raise UnsupportedQueryError(
-                f"resource.{column.name}: comparing a naive and an aware datetime; make the "
-                "column DateTime(timezone=True) or the value naive"
-            )
 
 
 def compile_value(attr: Attr, request: Request) -> Any:
