@@ -880,6 +880,31 @@ class TestGuard:
         assert "shown" == show(subject=AGENT)
         assert ["user-1", "user-1"] == calls
 
+    def test_context(self) -> None:
+        """A context mapping or a callable over the call's arguments reaches conditions."""
+        engine = engine_for(rule("business-hours", when="context.hour < 18"))
+
+        @engine.guard("read", CUSTOMER, context=lambda hour, **_: {"hour": hour})
+        def show(subject: Subject, hour: int) -> str:
+            return "shown"
+
+        @engine.guard("read", CUSTOMER, context={"hour": 20})
+        def late(subject: Subject) -> str:
+            return "shown"
+
+        @engine.guard("read", CUSTOMER)
+        def no_context(subject: Subject) -> str:
+            return "shown"
+
+        assert "shown" == show(AGENT, 9)
+        with pytest.raises(AccessDenied):
+            show(AGENT, 19)
+        with pytest.raises(AccessDenied):
+            late(AGENT)
+        with pytest.raises(AccessDenied) as info:
+            no_context(AGENT)  # the condition cannot be evaluated: fails closed
+        assert (("business-hours", "context has no key 'hour'"),) == info.value.decision.errors
+
     def test_resource_parameter(self, engine: PolicyEngine) -> None:
         @engine.guard("read", "row")
         def show(subject: Subject, row: Resource) -> object:
