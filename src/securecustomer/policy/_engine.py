@@ -46,12 +46,27 @@ class _Plan:
     """The candidate rules of one (role set, action, resource type), and decisions made
     from them, by which rules matched (``static`` when none has a condition)."""
 
-    __slots__ = ("decisions", "rules", "static")
+    __slots__ = ("base", "decisions", "fast", "rules", "static")
 
     def __init__(self, rules: tuple[Compiled, ...], static: Decision | None) -> None:
         self.rules = rules
         self.static = static
         self.decisions: dict[Any, Decision] = {}
+        # The fast path, when every rule is simple or limited only by a condition: the
+        # bits of the simple rules, and each distinct condition with the bits it sets.
+        self.base = 0
+        groups: dict[Callable[[Request], bool], int] = {}
+        fast = True
+        for index, rule in enumerate(rules):
+            bit = 1 << (index + index)
+            if rule.simple:
+                self.base |= bit
+            elif rule.cond is not None and rule.tenants is None and rule.purposes is None:
+                fast = fast and rule.mfa is None
+                groups[rule.cond] = groups.get(rule.cond, 0) | bit
+            else:
+                fast = False
+        self.fast = tuple(groups.items()) if fast and groups else None
 
 
 class _View:
@@ -146,8 +161,24 @@ class PolicyEngine:
         plan = view.plans.get(key)
         if plan is None:
             plan = self._plan(view, key)
-        if fields is None and plan.static is not None:
-            return plan.static
+        if fields is None:
+            if plan.static is not None:
+                return plan.static
+            if plan.fast is not None:
+                # Which rules match, condition by condition; any error takes the general
+                # path below, which records it in the decision.
+                request = Request(subject, view.roles, resource, context or _NO_CONTEXT)
+                mask = plan.base
+                try:
+                    for cond, bits in plan.fast:
+                        if cond(request):
+                            mask |= bits
+                except EvaluationError:
+                    pass
+                else:
+                    decision = plan.decisions.get(mask)
+                    if decision is not None:
+                        return decision
         return self._decide(
             plan.rules,
             subject,
