@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import zoneinfo
 from collections.abc import Iterable, Mapping, Sequence
@@ -85,19 +86,32 @@ POLICY_NOW: Final = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
 
 @st.composite
 def role_hierarchies(draw: st.DrawFn, *, max_roles: int = 5) -> dict[str, tuple[str, ...]]:
-    """Role name -> the roles it inherits; acyclic (a role inherits only roles drawn before it)."""
+    """Role name -> the roles it inherits; acyclic (a role inherits only roles drawn before it).
+
+    The dict is in topological order: a role comes after every role it inherits. Chains
+    are common (a role often inherits the one just before it), so that tests see
+    inheritance two and three levels deep.
+    """
     count = draw(st.integers(1, max_roles))
     order = draw(st.permutations([f"role{i}" for i in range(count)]))
     hierarchy: dict[str, tuple[str, ...]] = {}
     for index, name in enumerate(order):
         earlier = order[:index]
-        if earlier:  # two times in three a role inherits, so that chains are common
+        parents: set[str] = set()
+        if earlier:
             some = st.sets(st.sampled_from(earlier), min_size=1, max_size=2)
-            parents = draw(st.one_of(st.just(set()), some, some))
-        else:
-            parents = set()
+            parents = draw(st.one_of(st.just(set()), st.just({earlier[-1]}), some))
         hierarchy[name] = tuple(sorted(parents))
     return hierarchy
+
+
+def _basic_and_senior(hierarchy: Mapping[str, Any]) -> tuple[st.SearchStrategy[str], ...]:
+    """Roles favouring the inherited (early) ones, and roles favouring the inheriting ones:
+    rules granted to basic roles and users holding senior ones exercise inheritance."""
+    order = list(hierarchy)
+    half = (len(order) + 1) // 2
+    anyone = st.sampled_from(order)
+    return anyone | st.sampled_from(order[:half]), anyone | st.sampled_from(order[-half:])
 
 
 def policy_roles_table(hierarchy: Mapping[str, Iterable[str]]) -> dict[str, Any]:
@@ -133,18 +147,16 @@ class RbacWorld:
 def rbac_worlds(draw: st.DrawFn, *, max_rules: int = 10) -> RbacWorld:
     """An `RbacWorld`; rules name two of the three actions and types, so some never match."""
     roles = draw(role_hierarchies())
-    names = sorted(roles)
+    basic, senior = _basic_and_senior(roles)
     assignments = {
-        (user, tenant): frozenset(draw(st.sets(st.sampled_from(names), max_size=3)))
+        (user, tenant): frozenset(draw(st.sets(senior, max_size=2)))
         for user in POLICY_USERS
         for tenant in POLICY_TENANTS
     }
     rule = st.builds(
         RbacRule,
         effect=st.sampled_from(("allow", "deny")),
-        principal=st.one_of(
-            st.sampled_from(names), st.sampled_from(names), st.sampled_from(POLICY_USERS)
-        ),
+        principal=st.one_of(basic, basic, st.sampled_from(POLICY_USERS)),
         tenant=st.sampled_from(POLICY_TENANTS),
         resource=st.sampled_from(POLICY_TYPES[:2]),
         action=st.sampled_from(POLICY_ACTIONS[:2]),
@@ -208,11 +220,9 @@ def _some(names: Sequence[str]) -> st.SearchStrategy[tuple[str, ...] | None]:
 def conditional_worlds(draw: st.DrawFn, *, max_rules: int = 8) -> ConditionalWorld:
     """A `ConditionalWorld`: permit/forbid rules over roles, single users or anyone."""
     roles = draw(role_hierarchies())
-    names = sorted(roles)
-    members = {
-        user: frozenset(draw(st.sets(st.sampled_from(names), max_size=2))) for user in POLICY_USERS
-    }
-    role = st.tuples(st.just("role"), st.sampled_from(names))
+    basic, senior = _basic_and_senior(roles)
+    members = {user: frozenset(draw(st.sets(senior, max_size=2))) for user in POLICY_USERS}
+    role = st.tuples(st.just("role"), basic)
     principal = st.one_of(
         role,
         role,
@@ -231,35 +241,55 @@ def conditional_worlds(draw: st.DrawFn, *, max_rules: int = 8) -> ConditionalWor
     return ConditionalWorld(roles=roles, members=members, rules=tuple(rules))
 
 
-@st.composite
-def policy_conditions(draw: st.DrawFn, roles: Sequence[str]) -> str:
-    """A ``when`` condition; some requests lack what it reads or have the wrong type there.
+@functools.cache
+def _sampled(values: tuple[Any, ...]) -> st.SearchStrategy[Any]:
+    """``st.sampled_from`` built once per tuple: building strategies dominates otherwise."""
+    return st.sampled_from(values)
+
+
+@functools.cache
+def _subsets(values: tuple[Any, ...], max_size: int) -> st.SearchStrategy[list[Any]]:
+    """Non-empty lists of distinct *values*, at most *max_size* long."""
+    return st.lists(_sampled(values), min_size=1, max_size=max_size, unique=True)
+
+
+@functools.cache
+def _names_or_any(names: tuple[str, ...]) -> st.SearchStrategy[list[str]]:
+    """``["*"]`` or one or two of *names* (twice as likely)."""
+    return st.one_of(st.just(["*"]), _subsets(names, 2), _subsets(names, 2))
+
+
+@functools.cache
+def _sometimes(strategy: st.SearchStrategy[Any], one_in: int) -> st.SearchStrategy[Any]:
+    """A value of *strategy* once in *one_in* draws, else ``None``."""
+    return st.integers(1, one_in).flatmap(lambda n: strategy if n == 1 else st.none())
+
+
+_CONDITION_ATOMS: Final = (
+    st.integers(0, 3).map(lambda n: f"context.level >= {n}"),
+    st.sampled_from(("sales", "support")).map(lambda dept: f'subject.dept == "{dept}"'),
+    st.just("resource.owner == subject.id"),
+    st.just('resource.region in ["eu", "us"]'),
+    st.just("context.urgent"),
+    st.just("subject.tenant == resource.tenant"),
+)
+
+
+@functools.cache
+def policy_conditions(roles: tuple[str, ...]) -> st.SearchStrategy[str]:
+    """``when`` conditions; some requests lack what they read or have the wrong type there.
 
     Role names appear only as the quoted literal of ``"ROLE" in subject.roles``, so a test
     can rename roles inside a condition by rewriting quoted literals.
     """
-    atom = st.one_of(
-        st.integers(0, 3).map(lambda n: f"context.level >= {n}"),
-        st.sampled_from(("sales", "support")).map(lambda dept: f'subject.dept == "{dept}"'),
-        st.just("resource.owner == subject.id"),
-        st.just('resource.region in ["eu", "us"]'),
-        st.just("context.urgent"),
-        st.just("subject.tenant == resource.tenant"),
-        st.sampled_from(roles).map(lambda role: f'"{role}" in subject.roles'),
-    )
-    parts = draw(st.lists(atom, min_size=1, max_size=3))
-    text = draw(st.sampled_from((" and ", " or "))).join(f"({part})" for part in parts)
-    return f"not ({text})" if draw(st.booleans()) else text
+    has_role = _sampled(roles).map(lambda role: f'"{role}" in subject.roles')
+    parts = st.lists(st.one_of(*_CONDITION_ATOMS, has_role), min_size=1, max_size=3)
 
+    def join(parts: list[str], joiner: str, negated: bool) -> str:
+        text = joiner.join(f"({part})" for part in parts)
+        return f"not ({text})" if negated else text
 
-def _names_or_any(names: Sequence[str]) -> st.SearchStrategy[list[str]]:
-    subsets = st.lists(st.sampled_from(names), min_size=1, max_size=2, unique=True)
-    return st.one_of(st.just(["*"]), subsets, subsets)
-
-
-def _sometimes(strategy: st.SearchStrategy[Any], *, one_in: int) -> st.SearchStrategy[Any]:
-    """A value of *strategy* once in *one_in* draws, else ``None``."""
-    return st.integers(1, one_in).flatmap(lambda n: strategy if n == 1 else st.none())
+    return st.builds(join, parts, st.sampled_from((" and ", " or ")), st.booleans())
 
 
 @st.composite
@@ -271,35 +301,33 @@ def policy_rules(
     Tenants, purposes and MFA are rarer than roles, actions and types, so that generated
     requests often match a rule and reach fields, masks and deny-with-fields.
     """
-    effect = effect or draw(st.sampled_from(("allow", "allow", "deny")))
+    roles = tuple(roles)
+    effect = effect or draw(_sampled(("allow", "allow", "deny")))
     rule: dict[str, Any] = {"effect": effect}
-    who = draw(st.sampled_from(("roles", "roles", "subjects", "both")))
+    who = draw(_sampled(("roles", "roles", "subjects", "both")))
     if who in ("roles", "both"):
         rule["roles"] = draw(_names_or_any(roles))
     if who in ("subjects", "both"):
-        rule["subjects"] = draw(st.lists(st.sampled_from(POLICY_USERS), min_size=1, unique=True))
+        rule["subjects"] = draw(_subsets(POLICY_USERS, len(POLICY_USERS)))
     rule["actions"] = draw(_names_or_any(POLICY_ACTIONS))
     rule["resources"] = draw(_names_or_any(POLICY_TYPES))
-    some = st.lists(st.sampled_from(POLICY_TENANTS), min_size=1, unique=True)
-    if tenants := draw(_sometimes(some, one_in=4)):
+    if tenants := draw(_sometimes(_subsets(POLICY_TENANTS, 2), 4)):
         rule["tenants"] = tenants
-    some = st.lists(st.sampled_from(POLICY_FIELDS), min_size=1, max_size=3, unique=True)
-    fields = draw(
-        st.one_of(st.none(), some) if effect == "deny" else st.one_of(st.none(), some, some)
-    )
+    fields = draw(_sometimes(_subsets(POLICY_FIELDS, 3), 2 if effect == "deny" else 3))
+    if fields is None and effect == "allow" and draw(st.booleans()):
+        fields = draw(_subsets(POLICY_FIELDS, 3))  # allows list fields two times in three
     if fields is not None:
         rule["fields"] = fields
     if effect == "allow":
-        maskable = fields if fields is not None else list(POLICY_FIELDS)
-        masks = draw(st.dictionaries(st.sampled_from(maskable), st.sampled_from(POLICY_MASKS)))
+        maskable = tuple(fields) if fields is not None else POLICY_FIELDS
+        masks = draw(st.dictionaries(_sampled(maskable), _sampled(POLICY_MASKS)))
         if masks:
             rule["masks"] = masks
-        if draw(_sometimes(st.just("15m"), one_in=5)):
+        if draw(_sometimes(st.just("15m"), 5)):
             rule["mfa_max_age"] = "15m"
-    if condition := draw(_sometimes(policy_conditions(roles), one_in=2)):
+    if condition := draw(_sometimes(policy_conditions(roles), 2)):
         rule["when"] = condition
-    some = st.lists(st.sampled_from(POLICY_PURPOSES), min_size=1, unique=True)
-    if purposes := draw(_sometimes(some, one_in=4)):
+    if purposes := draw(_sometimes(_subsets(POLICY_PURPOSES, 2), 4)):
         rule["purposes"] = purposes
     return rule
 
@@ -324,17 +352,22 @@ def document_roles(document: Mapping[str, Any]) -> list[str]:
 _MISSING: Final = object()
 
 
-def _attributes(draw: st.DrawFn, choices: Mapping[str, Sequence[Any]]) -> dict[str, Any]:
+def _attributes(draw: st.DrawFn, choices: Mapping[str, tuple[Any, ...]]) -> dict[str, Any]:
     """For each key, one of its choices or (as often as any one choice) no such key."""
-    drawn = {key: draw(st.sampled_from((*values, _MISSING))) for key, values in choices.items()}
+    drawn = {key: draw(_sampled((*values, _MISSING))) for key, values in choices.items()}
     return {key: value for key, value in drawn.items() if value is not _MISSING}
 
 
-def _pick(draw: st.DrawFn, names: object, default: Sequence[str]) -> str:
+def _pick(draw: st.DrawFn, names: object, default: tuple[str, ...]) -> str:
     """One of a rule's *names*, or of *default* when the rule says any (``["*"]``) or nothing."""
     if isinstance(names, list) and names != ["*"]:
-        return draw(st.sampled_from(names))
-    return draw(st.sampled_from(default))
+        return draw(_sampled(tuple(names)))
+    return draw(_sampled(default))
+
+
+#: A fresh MFA (within the generated "15m") and a stale one.
+_MFA_TIMES: Final = (POLICY_NOW - dt.timedelta(minutes=5), POLICY_NOW - dt.timedelta(hours=1))
+_REQUESTED_FIELDS: Final = st.none() | st.sets(st.sampled_from(POLICY_FIELDS), max_size=3)
 
 
 @st.composite
@@ -347,22 +380,21 @@ def access_requests(
     the rule applies before its condition and MFA are checked; attributes stay random.
     """
     aim = aim or {}
-    held = set(draw(st.sets(st.sampled_from(roles), max_size=2)))
+    held = set(draw(st.sets(_sampled(tuple(roles)), max_size=2)))
     if aim.get("roles", ["*"]) != ["*"]:
-        held.add(draw(st.sampled_from(aim["roles"])))
+        held.add(draw(_sampled(tuple(aim["roles"]))))
     user = _pick(draw, aim.get("subjects"), POLICY_USERS)
-    tenant = draw(st.sampled_from((*POLICY_TENANTS, *POLICY_TENANTS, None)))
+    tenant = draw(_sampled((*POLICY_TENANTS, *POLICY_TENANTS, None)))
     if "tenants" in aim:
-        tenant = draw(st.sampled_from(aim["tenants"]))
-    stale = (POLICY_NOW - dt.timedelta(minutes=5), POLICY_NOW - dt.timedelta(hours=1))
+        tenant = draw(_sampled(tuple(aim["tenants"])))
     subject = Subject(
         user,
         roles=held,
         attributes=_attributes(draw, {"dept": ("sales", "support", 7)}),
         tenant=tenant,
-        mfa_at=draw(st.sampled_from((None, *stale))),
+        mfa_at=draw(_sampled((None, *_MFA_TIMES))),
     )
-    other = [t for t in POLICY_TENANTS if t != tenant]
+    other = tuple(t for t in POLICY_TENANTS if t != tenant)
     resource = Resource(
         _pick(draw, aim.get("resources"), POLICY_TYPES),
         id=draw(st.integers(1, 3)),
@@ -370,15 +402,15 @@ def access_requests(
             draw, {"owner": (*POLICY_USERS, user, user), "region": ("eu", "us", "apac", 7)}
         ),
         # mostly the subject's own tenant, sometimes none, sometimes another one
-        tenant=draw(st.sampled_from((tenant, tenant, tenant, tenant, None, *other))),
+        tenant=draw(_sampled((tenant, tenant, tenant, tenant, None, *other))),
     )
-    purposes = aim.get("purposes", (*POLICY_PURPOSES, None))
+    purposes = tuple(aim.get("purposes", (*POLICY_PURPOSES, None)))
     return AccessRequest(
         subject,
         _pick(draw, aim.get("actions"), POLICY_ACTIONS),
         resource,
-        fields=draw(st.none() | st.sets(st.sampled_from(POLICY_FIELDS), max_size=3)),
-        purpose=draw(st.sampled_from(purposes)),
+        fields=draw(_REQUESTED_FIELDS),
+        purpose=draw(_sampled(purposes)),
         context=_attributes(draw, {"level": (0, 1, 2, 3, 4, "high"), "urgent": (True, False, 1)}),
         now=POLICY_NOW,
     )

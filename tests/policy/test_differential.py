@@ -21,8 +21,8 @@ Cedar (permit/forbid with a role hierarchy; `ConditionalWorld` from strategies.p
   (ours ``roles=[R]``), user U -> ``principal == User::"U"`` (ours ``subjects=[U]``), anyone ->
   ``principal`` (ours ``roles=["*"]``).
 - actions -> ``action in [Action::"read", ...]`` (ours ``actions``; any -> ``action`` / ``["*"]``).
-- resource type t -> the entity ``Type::"t"``; several -> ``when { [Type::"a", ...].contains(
-  resource) }`` (ours ``resources``; any -> ``resource`` / ``["*"]``).
+- resource type t -> the entity ``Type::"t"``; a rule's types -> ``when { [Type::"a", ...]
+  .contains(resource) }`` (ours ``resources``; any -> no such clause / ``["*"]``).
 - condition -> ``when { context.level >= 2 && ... }`` with ``&&``/``||``/``!`` for
   ``and``/``or``/``not`` (ours ``when = "context.level >= 2 and ..."``).
 - request (U, action, t, level) -> principal ``User::"U"``, ``Action::"action"``,
@@ -139,6 +139,7 @@ def rbac_world(
     assignments: dict[tuple[str, str], set[str]],
     rules: list[tuple[str, ...]],
 ) -> RbacWorld:
+    """A hand-written `RbacWorld`; users and tenants not in *assignments* hold no roles."""
     everyone = {(user, tenant): frozenset() for user in POLICY_USERS for tenant in POLICY_TENANTS}
     everyone.update({key: frozenset(value) for key, value in assignments.items()})
     return RbacWorld(
@@ -149,7 +150,7 @@ def rbac_world(
 class TestCasbin:
     """Allow/deny with per-tenant roles and inheritance agree with pycasbin's RBAC-with-domains."""
 
-    @settings(max_examples=150, deadline=None)
+    @settings(max_examples=300, deadline=None)
     @given(world=rbac_worlds())
     def test_every_request_agrees(self, world: RbacWorld) -> None:
         assert [] == rbac_disagreements(world)
@@ -216,6 +217,7 @@ def _joined(condition: LevelCondition, *, cedar: bool) -> str:
 
 
 def cedar_policy_text(rule: ConditionalRule) -> str:
+    """One Cedar ``permit``/``forbid`` statement for *rule*."""
     principal = "principal"
     if rule.principal is not None:
         kind, name = rule.principal
@@ -234,6 +236,8 @@ def cedar_policy_text(rule: ConditionalRule) -> str:
 
 
 def cedar_entities(world: ConditionalWorld) -> list[dict[str, Any]]:
+    """Users (parents: their roles) and roles (parents: the roles they inherit), as JSON."""
+
     def uid(kind: str, name: str) -> dict[str, str]:
         return {"type": kind, "id": name}
 
@@ -308,6 +312,7 @@ def conditional_world(
     members: dict[str, set[str]],
     rules: list[ConditionalRule],
 ) -> ConditionalWorld:
+    """A hand-written `ConditionalWorld`; users not in *members* hold no roles."""
     everyone = {user: frozenset(members.get(user, ())) for user in POLICY_USERS}
     return ConditionalWorld(roles=roles, members=everyone, rules=tuple(rules))
 
@@ -315,7 +320,7 @@ def conditional_world(
 class TestCedar:
     """Permit/forbid over a role hierarchy and a context condition agree with Cedar."""
 
-    @settings(max_examples=150, deadline=None)
+    @settings(max_examples=300, deadline=None)
     @given(world=conditional_worlds())
     def test_every_request_agrees(self, world: ConditionalWorld) -> None:
         assert [] == cedar_disagreements(world)

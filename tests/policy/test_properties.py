@@ -35,9 +35,9 @@ UNNAMED_FIELD = "notes"
 #: How permissive an outcome is.
 RANK = {Outcome.DENY: 0, Outcome.STEP_UP: 1, Outcome.ALLOW: 2}
 
-EXAMPLES = settings(max_examples=100, deadline=None)
+EXAMPLES = settings(max_examples=150, deadline=None)
 #: Monotonicity needs two overlapping allows with field lists, which only some examples have.
-MORE_EXAMPLES = settings(max_examples=300, deadline=None)
+MORE_EXAMPLES = settings(max_examples=400, deadline=None)
 
 
 @st.composite
@@ -57,6 +57,7 @@ def requests_around(
 
 
 def decide(document: Mapping[str, Any], requests: list[AccessRequest]) -> list[Decision]:
+    """Each request's decision under *document*, from a fresh engine."""
     engine = PolicyEngine(Policy.from_dict(document))
     return [
         engine.evaluate(
@@ -73,10 +74,12 @@ def decide(document: Mapping[str, Any], requests: list[AccessRequest]) -> list[D
 
 
 def visible(decision: Decision) -> set[str]:
+    """The fields *decision* lets a caller see, out of every field the generators name."""
     return {f for f in (*POLICY_FIELDS, UNNAMED_FIELD) if decision.visible(f)}
 
 
 def with_rule(document: Mapping[str, Any], rule: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of *document* with *rule* added last, as rule ``extra``."""
     out = copy.deepcopy(dict(document))
     out["rules"] = [*out["rules"], {"id": "extra", **rule}]
     return out
@@ -85,6 +88,28 @@ def with_rule(document: Mapping[str, Any], rule: Mapping[str, Any]) -> dict[str,
 def sorted_errors(decision: Decision) -> Decision:
     """*decision* with its errors in a canonical order (they follow the rule order)."""
     return attrs.evolve(decision, errors=tuple(sorted(decision.errors)))
+
+
+def rename_roles(document: Mapping[str, Any], mapping: Mapping[str, str]) -> dict[str, Any]:
+    """*document* with every role renamed, in the roles table, rules and conditions."""
+
+    def literal(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return '"' + mapping.get(name, name).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    rules = []
+    for rule in document["rules"]:
+        rule = dict(rule)
+        if "roles" in rule and rule["roles"] != ["*"]:
+            rule["roles"] = [mapping[name] for name in rule["roles"]]
+        if "when" in rule:
+            rule["when"] = re.sub(r'"([^"\\]*)"', literal, rule["when"])
+        rules.append(rule)
+    roles = {
+        mapping[name]: {"inherits": [mapping[p] for p in spec["inherits"]]}
+        for name, spec in document["roles"].items()
+    }
+    return {**document, "roles": roles, "rules": rules}
 
 
 class TestAddingRules:
@@ -142,11 +167,13 @@ class TestIrrelevantChanges:
 
     @EXAMPLES
     @given(data=st.data(), generated=documents_and_requests())
-    def test_rule_order_does_not_matter(
+    def test_rule_and_role_order_do_not_matter(
         self, data: st.DataObject, generated: tuple[dict[str, Any], list[AccessRequest]]
     ) -> None:
         document, requests = generated
-        shuffled = {**document, "rules": data.draw(st.permutations(document["rules"]))}
+        roles = data.draw(st.permutations(list(document["roles"].items())))
+        rules = data.draw(st.permutations(document["rules"]))
+        shuffled = {**document, "roles": dict(roles), "rules": rules}
         expected = [sorted_errors(d) for d in decide(document, requests)]
         assert expected == [sorted_errors(d) for d in decide(shuffled, requests)]
 
@@ -208,28 +235,6 @@ class TestIrrelevantChanges:
                 after.step_up_max_age,
             )
             assert expected == actual
-
-
-def rename_roles(document: Mapping[str, Any], mapping: Mapping[str, str]) -> dict[str, Any]:
-    """*document* with every role renamed, in the roles table, rules and conditions."""
-
-    def literal(match: re.Match[str]) -> str:
-        name = match.group(1)
-        return '"' + mapping.get(name, name).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-    rules = []
-    for rule in document["rules"]:
-        rule = dict(rule)
-        if "roles" in rule and rule["roles"] != ["*"]:
-            rule["roles"] = [mapping[name] for name in rule["roles"]]
-        if "when" in rule:
-            rule["when"] = re.sub(r'"([^"\\]*)"', literal, rule["when"])
-        rules.append(rule)
-    roles = {
-        mapping[name]: {"inherits": [mapping[p] for p in spec["inherits"]]}
-        for name, spec in document["roles"].items()
-    }
-    return {**document, "roles": roles, "rules": rules}
 
 
 class TestBatchesAndEmptyPolicies:
