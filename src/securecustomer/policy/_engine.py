@@ -22,7 +22,7 @@ from securecustomer.exceptions import PolicyError
 from securecustomer.policy import _review
 from securecustomer.policy._decide import Compiled, outcome
 from securecustomer.policy._document import Policy, Rule
-from securecustomer.policy._expr import EvaluationError, Request, mfa_fresh
+from securecustomer.policy._expr import EvaluationError, Request, compile_direct, mfa_fresh
 from securecustomer.policy._guard import apply, make_guard, raise_unless_allowed
 from securecustomer.policy._masks import BUILTIN_MASKS
 from securecustomer.policy._model import AccessRequest, Decision, Outcome, Resource, Subject
@@ -48,14 +48,16 @@ class _Plan:
 
     __slots__ = ("base", "decisions", "fast", "rules", "static")
 
-    def __init__(self, rules: tuple[Compiled, ...], static: Decision | None) -> None:
+    def __init__(
+        self, rules: tuple[Compiled, ...], static: Decision | None, roles: frozenset[str]
+    ) -> None:
         self.rules = rules
         self.static = static
         self.decisions: dict[Any, Decision] = {}
         # The fast path, when every rule is simple or limited only by a condition: the
         # bits of the simple rules, and each distinct condition with the bits it sets.
         self.base = 0
-        groups: dict[Callable[[Request], bool], int] = {}
+        groups: dict[Any, int] = {}
         fast = True
         for index, rule in enumerate(rules):
             bit = 1 << (index + index)
@@ -63,10 +65,12 @@ class _Plan:
                 self.base |= bit
             elif rule.cond is not None and rule.tenants is None and rule.purposes is None:
                 fast = fast and rule.mfa is None
-                groups[rule.cond] = groups.get(rule.cond, 0) | bit
+                groups[rule.rule.when] = groups.get(rule.rule.when, 0) | bit
             else:
                 fast = False
-        self.fast = tuple(groups.items()) if fast and groups else None
+        self.fast = None
+        if fast and groups:
+            self.fast = tuple((compile_direct(when, roles), bits) for when, bits in groups.items())
 
 
 class _View:
@@ -167,11 +171,11 @@ class PolicyEngine:
             if plan.fast is not None:
                 # Which rules match, condition by condition; any error takes the general
                 # path below, which records it in the decision.
-                request = Request(subject, view.roles, resource, context or _NO_CONTEXT)
                 mask = plan.base
+                given = context or _NO_CONTEXT
                 try:
                     for cond, bits in plan.fast:
-                        if cond(request):
+                        if cond(subject, resource, given):
                             mask |= bits
                 except EvaluationError:
                     pass
@@ -193,20 +197,59 @@ class PolicyEngine:
         )
 
     def evaluate_many(self, requests: Iterable[AccessRequest]) -> list[Decision]:
-        """Decide many requests (same answers as `evaluate`, one call)."""
+        """Decide many requests: the same answers as `evaluate`, with less overhead per
+        request (the cached paths run inline; anything else goes through `evaluate`)."""
         evaluate = self.evaluate
-        return [
-            evaluate(
-                r.subject,
-                r.action,
-                r.resource,
-                fields=r.fields,
-                purpose=r.purpose,
-                context=r.context,
-                now=r.now,
+        views = self._views
+        by_subject = self._by_subject
+        out: list[Decision] = []
+        append = out.append
+        for r in requests:
+            subject, resource = r.subject, r.resource
+            view = views.get(subject.roles)
+            if (
+                r.fields is not None
+                or view is None
+                or view.violation is not None
+                or (resource.tenant is not None and resource.tenant != subject.tenant)
+                or subject.id in by_subject
+            ):
+                append(
+                    evaluate(
+                        subject,
+                        r.action,
+                        resource,
+                        fields=r.fields,
+                        purpose=r.purpose,
+                        context=r.context,
+                        now=r.now,
+                    )
+                )
+                continue
+            plan = view.plans.get((r.action, resource.type))
+            if plan is not None:
+                if plan.static is not None:
+                    append(plan.static)
+                    continue
+                if plan.fast is not None:
+                    mask = plan.base
+                    try:
+                        for cond, bits in plan.fast:
+                            if cond(subject, resource, r.context):
+                                mask |= bits
+                    except EvaluationError:
+                        pass
+                    else:
+                        decision = plan.decisions.get(mask)
+                        if decision is not None:
+                            append(decision)
+                            continue
+            append(
+                evaluate(
+                    subject, r.action, resource, purpose=r.purpose, context=r.context, now=r.now
+                )
             )
-            for r in requests
-        ]
+        return out
 
     def require(
         self,
@@ -416,7 +459,7 @@ class PolicyEngine:
         static = None
         if all(rule.simple for rule in rules):
             static = self._decide(rules, None, view.roles, key, None, None, None, None, None)
-        plan = _Plan(rules, static)
+        plan = _Plan(rules, static, view.roles)
         view.plans[key] = plan
         return plan
 

@@ -247,3 +247,87 @@ CLOCK_SKEW: Final = timedelta(minutes=1)
 def mfa_fresh(mfa_at: datetime | None, max_age: timedelta, now: datetime) -> bool:
     """Whether an MFA at *mfa_at* is recent enough at *now* (one minute of clock skew)."""
     return mfa_at is not None and now - max_age <= mfa_at <= now + CLOCK_SKEW
+
+
+# --- the engine's fast path ---------------------------------------------------------------
+
+Direct = Callable[[Any, Any, Mapping[str, Any]], bool]
+
+
+def _source(expr: Expr) -> tuple[int, str] | None:
+    """(0 subject / 1 resource / 2 context, key) of a one-level, non-built-in attribute."""
+    if not isinstance(expr, Attr) or len(expr.path) > 1:
+        return None
+    if expr.path[0] in ("id", "roles", "tenant", "type"):
+        return None
+    return ("subject", "resource", "context").index(expr.root), expr.path[0]
+
+
+_MISSING: Final = (
+    "subject has no attribute {!r}",
+    "resource has no attribute {!r}",
+    "context has no key {!r}",
+)
+
+
+def _direct_equal(expr: Compare) -> Direct | None:
+    """``attr == attr`` / ``attr == literal`` (and ``!=``) read straight from the subject's
+    and resource's attribute maps and the context: no request object, one call."""
+    left = _source(expr.left)
+    if left is None or expr.op not in ("==", "!="):
+        return None
+    negate = expr.op == "!="
+    index_a, key_a = left
+    missing_a = _MISSING[index_a].format(key_a)
+    right = _source(expr.right)
+    if right is not None:
+        index_b, key_b = right
+        missing_b = _MISSING[index_b].format(key_b)
+
+        def attr_equal(subject: Any, resource: Any, context: Mapping[str, Any]) -> bool:
+            maps = (subject.attributes, resource.attributes, context)
+            try:
+                x = maps[index_a][key_a]
+            except KeyError:
+                raise EvaluationError(missing_a) from None
+            try:
+                y = maps[index_b][key_b]
+            except KeyError:
+                raise EvaluationError(missing_b) from None
+            kind_x = type(x)
+            if kind_x is type(y) and kind_x in _PLAIN:
+                return (x == y) is not negate
+            return _equal(x, y) is not negate
+
+        return attr_equal
+    if not isinstance(expr.right, Literal) or type(expr.right.value) not in _PLAIN:
+        return None
+    value = expr.right.value
+    kind_value = type(value)
+
+    def literal_equal(subject: Any, resource: Any, context: Mapping[str, Any]) -> bool:
+        maps = (subject.attributes, resource.attributes, context)
+        try:
+            x = maps[index_a][key_a]
+        except KeyError:
+            raise EvaluationError(missing_a) from None
+        if type(x) is kind_value:
+            return (x == value) is not negate
+        return _equal(x, value) is not negate
+
+    return literal_equal
+
+
+def compile_direct(expr: Expr, roles: frozenset[str]) -> Direct:
+    """The condition as ``fn(subject, resource, context) -> bool`` for subjects whose
+    effective roles are *roles*: same results and errors as `compile_expr`."""
+    if isinstance(expr, Compare):
+        direct = _direct_equal(expr)
+        if direct is not None:
+            return direct
+    general = compile_expr(expr)
+
+    def through_request(subject: Any, resource: Any, context: Mapping[str, Any]) -> bool:
+        return general(Request(subject, roles, resource, context))
+
+    return through_request
