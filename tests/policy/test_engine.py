@@ -1334,3 +1334,60 @@ class TestFastPath:
                     expected = Outcome.ALLOW if allowed and not denied else Outcome.DENY
                     assert expected == decision.outcome, (mine, theirs, action, context)
                     assert len(decision.errors) == sum("failed closed" in s.why for s in steps)
+
+
+class TestCaches:
+    """The engine's caches are bounded and never change an answer."""
+
+    def test_evaluate_many_on_warm_plans(self) -> None:
+        engine = engine_for(
+            rule("same-region", when="resource.region == subject.region"),
+            deny("flagged", when="context.flag == true"),
+        )
+        subjects = [
+            Subject(f"u{i}", roles=["agent"], attributes={"region": r})
+            for i, r in enumerate(["eu", "us"])
+        ] + [Subject("u-none", roles=["agent"])]
+        requests = [
+            AccessRequest(
+                s, "read", Resource("customer", id=n, attributes={"region": r}), context=c
+            )
+            for s in subjects
+            for n, r in enumerate(["eu", "us"])
+            for c in ({}, {"flag": True}, {"flag": False})
+        ]
+        expected = [
+            engine.evaluate(r.subject, r.action, r.resource, context=r.context) for r in requests
+        ]
+        assert expected == engine.evaluate_many(requests)  # plans now warm: the inline path
+        assert expected == engine.evaluate_many(requests)
+        assert {Outcome.ALLOW, Outcome.DENY} == {d.outcome for d in expected}
+        assert any(d.errors for d in expected)
+
+    def test_many_role_sets(self) -> None:
+        engine = engine_for(rule("agents"), roles={"agent": {}})
+        first = engine.evaluate(AGENT, "read", CUSTOMER)
+        for n in range(4200):  # more role sets than the cache keeps
+            engine.evaluate(Subject("x", roles=["agent", f"extra-{n}"]), "read", CUSTOMER)
+        assert first == engine.evaluate(AGENT, "read", CUSTOMER)
+        assert (
+            Outcome.DENY
+            == engine.evaluate(Subject("x", roles=["nobody"]), "read", CUSTOMER).outcome
+        )
+
+    def test_many_decisions_per_plan(self) -> None:
+        rules = [rule(f"r{i}", when=f"context.c{i} == true", fields=[f"f{i}"]) for i in range(9)]
+        engine = engine_for(*rules)
+        combos = list(itertools.product([True, False], repeat=9))  # 512 sets of matched rules
+        for _ in range(2):
+            for combo in combos:
+                context = {f"c{i}": on for i, on in enumerate(combo)}
+                decision = engine.evaluate(AGENT, "read", CUSTOMER, context=context)
+                shown = {f"f{i}" for i, on in enumerate(combo) if on}
+                assert (shown or None) == (decision.fields if decision.allowed else None)
+
+    def test_naive_now_is_refused(self) -> None:
+        engine = engine_for(rule("mfa", mfa_max_age="5m"))
+        subject = Subject("u", roles=["agent"], mfa_at=NOW)
+        with pytest.raises(TypeError, match="timezone-aware"):
+            engine.evaluate(subject, "read", CUSTOMER, now=NOW.replace(tzinfo=None))
