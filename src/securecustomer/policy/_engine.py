@@ -157,7 +157,7 @@ class PolicyEngine:
         if tenant is not None and tenant != subject.tenant:
             return self._tenant_mismatch
         key = (action, resource.type)
-        if subject.id in self._by_subject:
+        if self._by_subject and subject.id in self._by_subject:
             rules = self._subject_rules(subject, view, key)
             return self._decide(
                 rules, subject, view.roles, key, resource, fields, purpose, context, now
@@ -172,10 +172,9 @@ class PolicyEngine:
                 # Which rules match, condition by condition; any error takes the general
                 # path below, which records it in the decision.
                 mask = plan.base
-                given = context or _NO_CONTEXT
                 try:
                     for cond, bits in plan.fast:
-                        if cond(subject, resource, given):
+                        if cond(subject, resource, context or _NO_CONTEXT):
                             mask |= bits
                 except EvaluationError:
                     pass

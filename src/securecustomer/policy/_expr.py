@@ -284,6 +284,24 @@ def _direct_equal(expr: Compare) -> Direct | None:
         index_b, key_b = right
         missing_b = _MISSING[index_b].format(key_b)
 
+        if (index_a, index_b) == (1, 0):  # resource.x == subject.y, the commonest
+
+            def resource_subject(subject: Any, resource: Any, context: Mapping[str, Any]) -> bool:
+                try:
+                    x = resource.attributes[key_a]
+                except KeyError:
+                    raise EvaluationError(missing_a) from None
+                try:
+                    y = subject.attributes[key_b]
+                except KeyError:
+                    raise EvaluationError(missing_b) from None
+                kind_x = type(x)
+                if kind_x is type(y) and kind_x in _PLAIN:
+                    return (x == y) is not negate
+                return _equal(x, y) is not negate
+
+            return resource_subject
+
         def attr_equal(subject: Any, resource: Any, context: Mapping[str, Any]) -> bool:
             maps = (subject.attributes, resource.attributes, context)
             try:
