@@ -489,7 +489,7 @@ class TestReview:
         review = shared_engine().review({"bob": ["admin"], "erin": ["clerk"]})
         delete = next(row for row in review.rows if row["rule"] == "admins-delete")
         never = next(row for row in review.rows if row["rule"] == "clerks-never-delete")
-        assert ("0:15:00", "*", "clerk") == (
+        assert ("15m", "*", "clerk") == (
             delete["mfa_max_age"],
             never["resources"],
             never["via"],
@@ -765,7 +765,7 @@ class TestExplainSteps:
                 None,
                 {},
                 False,
-                "needs MFA within 0:15:00 (step-up)",
+                "needs MFA within 15m (step-up)",
             ),
             (
                 rule("r", mfa_max_age="15m"),
@@ -774,7 +774,7 @@ class TestExplainSteps:
                 None,
                 {},
                 False,
-                "needs MFA within 0:15:00 (step-up)",
+                "needs MFA within 15m (step-up)",
             ),
             (
                 rule("r", mfa_max_age="15m"),

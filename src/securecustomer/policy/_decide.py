@@ -23,7 +23,7 @@ from securecustomer.policy._document import Rule
 from securecustomer.policy._expr import Request, compile_expr, unparse
 from securecustomer.policy._model import Decision, Outcome
 
-__all__ = ["Compiled", "outcome"]
+__all__ = ["Compiled", "duration_text", "outcome"]
 
 
 class Compiled:
@@ -114,7 +114,7 @@ def outcome(
             max_age = min(r.mfa for r in step_up if r.mfa is not None)
             return Decision(
                 Outcome.STEP_UP,
-                f"step-up required: MFA within {_duration(max_age)} "
+                f"step-up required: MFA within {duration_text(max_age)} "
                 f"(rule {min(r.id for r in step_up)!r})",
                 rule_ids=tuple(sorted(r.id for r in step_up)),
                 errors=failed,
@@ -166,7 +166,7 @@ def _masks(
     return masked
 
 
-def _duration(value: timedelta) -> str:
+def duration_text(value: timedelta) -> str:
     seconds = int(value.total_seconds())
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds % size == 0:

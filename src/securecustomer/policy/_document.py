@@ -7,6 +7,7 @@ grant every field.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -99,7 +100,8 @@ class Rule:
 
 @attrs.frozen(slots=True)
 class Policy:
-    """A validated policy document. Build one with ``from_toml``, ``from_json``, ``from_dict``.
+    """A validated policy document. Build one with ``from_toml``, ``from_json``,
+    ``from_yaml``, ``from_file`` or ``from_dict``.
 
     Example:
         ```python
@@ -162,7 +164,9 @@ class Policy:
         try:
             import yaml  # type: ignore[import-untyped,unused-ignore]
         except ImportError:  # pragma: no cover - depends on the environment
-            raise ImportError("Policy.from_yaml needs PyYAML: pip install pyyaml") from None
+            raise ImportError(
+                "Policy.from_yaml needs PyYAML: pip install 'securecustomer[yaml]'"
+            ) from None
         looks = "\n" in str(text_or_path) or ":" in str(text_or_path)
         text, source = _read(text_or_path, looks_like_text=looks)
         try:
@@ -201,9 +205,21 @@ class Policy:
         return lint(self)
 
 
+def _is_file(text: str) -> bool:
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):  # too long for a file name, or a NUL byte
+        return False
+
+
 def _read(text_or_path: str | os.PathLike[str], *, looks_like_text: bool) -> tuple[str, str | None]:
-    if isinstance(text_or_path, str) and looks_like_text:
-        return text_or_path, None
+    """A ``str`` is document text when it has a line break, a path when such a file exists,
+    and otherwise whatever *looks_like_text* guesses; a ``PathLike`` is always a path."""
+    if isinstance(text_or_path, str):
+        if "\n" in text_or_path:
+            return text_or_path, None
+        if looks_like_text and not _is_file(text_or_path):
+            return text_or_path, None
     path = Path(text_or_path)
     try:
         return path.read_text(encoding="utf-8"), str(path)
@@ -256,8 +272,10 @@ class _Loader:
         unknown = sorted((key for key in table if key not in allowed), key=str)
         if unknown:
             key = unknown[0]
+            close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+            hint = f", did you mean {close[0]!r}?" if close else ""
             self.error(
-                f"unknown key {key!r} (expected one of {', '.join(sorted(allowed))})",
+                f"unknown key {key!r}{hint} (expected one of {', '.join(sorted(allowed))})",
                 rule=rule,
                 field=str(key) if prefix is None else f"{prefix}.{key}",
             )

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, ClassVar, Final
 
 import attrs
 
+from securecustomer.policy._decide import duration_text
 from securecustomer.policy._expr import EvaluationError, Request, compile_expr, mfa_fresh
 from securecustomer.policy._model import AccessRequest, Decision, Resource, Subject
 
@@ -249,7 +250,7 @@ def _row(subject: Subject, rule: Rule, via: tuple[str, ...]) -> dict[str, str]:
         "fields": _names(rule.fields),
         "masks": ", ".join(f"{k}={v}" for k, v in sorted(rule.masks.items())),
         "condition": rule.condition or "",
-        "mfa_max_age": "" if rule.mfa_max_age is None else str(rule.mfa_max_age),
+        "mfa_max_age": "" if rule.mfa_max_age is None else duration_text(rule.mfa_max_age),
         "purposes": "" if rule.purposes is None else _names(rule.purposes),
         "tenants": "" if rule.tenants is None else _names(rule.tenants),
         "rule": rule.id,
@@ -338,7 +339,7 @@ def _step(
         if not ok:
             return step(False, f"condition is false: {rule.condition}")
     if rule.mfa_max_age is not None and not mfa_fresh(subject.mfa_at, rule.mfa_max_age, now):
-        return step(False, f"needs MFA within {rule.mfa_max_age} (step-up)")
+        return step(False, f"needs MFA within {duration_text(rule.mfa_max_age)} (step-up)")
     scope = "every field" if rule.fields is None else f"fields [{_names(rule.fields)}]"
     return step(True, f"matched: {'allows' if rule.allow else 'denies'} {scope}")
 
