@@ -1,0 +1,43 @@
+"""A tamper-evident audit trail: one decorator, a keyed hash chain, signed checkpoints.
+
+Example:
+    ```python
+    import secrets
+    from securecustomer.audit import AuditTrail, MemoryAuditSink, actor, audited, default_trail
+
+    trail = AuditTrail(MemoryAuditSink(), key=secrets.token_bytes(32))
+    default_trail.bind(trail)
+
+    @audited("read", resource="customer", resource_id="customer_id", subject="customer_id")
+    def show_customer(customer_id: int) -> dict: ...
+
+    with actor("user-7", request_id="req-1"):
+        show_customer(42)
+    assert trail.verify().ok
+    ```
+"""
+
+from securecustomer.audit._chain import Checkpoint, Record, VerificationReport
+from securecustomer.audit._context import Actor, actor, current_actor, propagate
+from securecustomer.audit._decorator import TrailSlot, audited, default_trail
+from securecustomer.audit._event import SCHEMA_VERSION, AuditEvent
+from securecustomer.audit._trail import AuditSink, AuditTrail, Linker, MemoryAuditSink
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Actor",
+    "AuditEvent",
+    "AuditSink",
+    "AuditTrail",
+    "Checkpoint",
+    "Linker",
+    "MemoryAuditSink",
+    "Record",
+    "TrailSlot",
+    "VerificationReport",
+    "actor",
+    "audited",
+    "current_actor",
+    "default_trail",
+    "propagate",
+]

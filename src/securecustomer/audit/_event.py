@@ -1,0 +1,124 @@
+"""`AuditEvent`: one structured, versioned record of an access to customer data.
+
+Key names are stable and documented (``docs/audit.md``); ``schema`` says which version of
+them an event follows. An event never carries argument or return values unless the
+decorator was told to record them by name (``extra``), and refers to a data subject only
+through a keyed pseudonym.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+from typing import Any, Final
+
+import attrs
+
+__all__ = ["OUTCOMES", "SCHEMA_VERSION", "AuditEvent", "canonical"]
+
+SCHEMA_VERSION: Final = 1
+OUTCOMES: Final = ("success", "denied", "error")
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def _frozen_map(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return _EMPTY if not value else MappingProxyType(dict(value))
+
+
+def _names(value: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(value, str):
+        raise TypeError("fields must be a collection of field names, not one string")
+    return tuple(value)
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is None:
+        raise ValueError("an audit event's timestamp must be timezone-aware")
+    return value.astimezone(dt.UTC)
+
+
+def _outcome(instance: Any, attribute: Any, value: str) -> None:
+    if value not in OUTCOMES:
+        raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, not {value!r}")
+
+
+@attrs.frozen(slots=True)
+class AuditEvent:
+    """What happened, who did it, to what, and how it ended.
+
+    Example:
+        ```python
+        AuditEvent(action="read", actor="user-7", resource_type="customer",
+                   resource_id="42", subject="ps_3kq...", fields=("email",))
+        ```
+    """
+
+    action: str
+    actor: str | None = None
+    resource_type: str | None = None
+    resource_id: str | None = None
+    subject: str | None = None
+    fields: tuple[str, ...] = attrs.field(default=(), converter=_names)
+    outcome: str = attrs.field(default="success", validator=_outcome)
+    error_type: str | None = None
+    reason: str | None = None
+    duration_ms: float | None = None
+    request_id: str | None = None
+    actor_attributes: Mapping[str, Any] = attrs.field(default=None, converter=_frozen_map)
+    extra: Mapping[str, Any] = attrs.field(default=None, converter=_frozen_map)
+    timestamp: dt.datetime = attrs.field(factory=lambda: dt.datetime.now(dt.UTC), converter=_aware)
+    id: str = attrs.field(factory=lambda: uuid.uuid4().hex)
+    schema: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event as JSON-ready values under its stable key names."""
+        return {
+            "schema": self.schema,
+            "id": self.id,
+            "timestamp": self.timestamp.isoformat(timespec="microseconds"),
+            "action": self.action,
+            "actor": self.actor,
+            "actor_attributes": dict(self.actor_attributes),
+            "resource_type": self.resource_type,
+            "resource_id": self.resource_id,
+            "subject": self.subject,
+            "fields": list(self.fields),
+            "outcome": self.outcome,
+            "error_type": self.error_type,
+            "reason": self.reason,
+            "duration_ms": self.duration_ms,
+            "request_id": self.request_id,
+            "extra": dict(self.extra),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AuditEvent:
+        """The inverse of `to_dict` (what a sink reads back)."""
+        return cls(
+            schema=data["schema"],
+            id=data["id"],
+            timestamp=dt.datetime.fromisoformat(data["timestamp"]),
+            action=data["action"],
+            actor=data["actor"],
+            actor_attributes=data["actor_attributes"],
+            resource_type=data["resource_type"],
+            resource_id=data["resource_id"],
+            subject=data["subject"],
+            fields=data["fields"],
+            outcome=data["outcome"],
+            error_type=data["error_type"],
+            reason=data["reason"],
+            duration_ms=data["duration_ms"],
+            request_id=data["request_id"],
+            extra=data["extra"],
+        )
+
+
+def canonical(data: Mapping[str, Any]) -> bytes:
+    """One byte string per event dict: sorted keys, no spaces, ASCII (what is hashed)."""
+    return json.dumps(
+        data, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    ).encode("ascii")

@@ -1,0 +1,179 @@
+"""`AuditTrail`: events appended to a sink as a keyed hash chain; checkpoints; verify.
+
+A sink owns the storage *and* the critical section of an append: it finds its current head
+and stores the records the trail's ``link`` makes from it, as one atomic step (a lock, a
+transaction). That is what keeps concurrent writers from forking the chain.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Literal, Protocol, runtime_checkable
+
+import structlog
+
+from securecustomer.audit._chain import (
+    ChainKeys,
+    Checkpoint,
+    Record,
+    VerificationReport,
+    verify_chain,
+)
+from securecustomer.audit._event import AuditEvent
+from securecustomer.exceptions import AuditError
+
+__all__ = ["AuditSink", "AuditTrail", "Linker", "MemoryAuditSink"]
+
+Linker = Callable[[Record | None, Sequence[AuditEvent]], list[Record]]
+_log = structlog.get_logger("securecustomer.audit")
+
+
+@runtime_checkable
+class AuditSink(Protocol):
+    """Where records are kept. ``append`` must be atomic with respect to other writers:
+    read the head, call ``link(head, events)``, store what it returns, in one step."""
+
+    def append(self, events: Sequence[AuditEvent], link: Linker) -> list[Record]: ...
+
+    def records(self) -> Iterator[Record]: ...
+
+
+class MemoryAuditSink:
+    """Records in a list (tests and demos). Thread-safe."""
+
+    def __init__(self) -> None:
+        self._records: list[Record] = []
+        self._lock = threading.Lock()
+
+    def append(self, events: Sequence[AuditEvent], link: Linker) -> list[Record]:
+        with self._lock:
+            new = link(self._records[-1] if self._records else None, events)
+            self._records.extend(new)
+            return new
+
+    def records(self) -> Iterator[Record]:
+        with self._lock:
+            return iter(list(self._records))
+
+    @property
+    def stored(self) -> list[Record]:
+        """The records themselves, to inspect or tamper with in tests."""
+        return self._records
+
+
+class AuditTrail:
+    """Appends `AuditEvent`s to *sink* as a keyed hash chain.
+
+    *key* is a secret of at least 32 bytes (keep it like a database password); the chain
+    MAC key, the Ed25519 checkpoint key and the pseudonym key are derived from it.
+    ``on_failure="raise"`` (the default) makes an audited call fail when its event cannot
+    be stored (no audit, no access); ``"log"`` logs the failure and lets the call through.
+    ``batch_size`` > 1 buffers events and stores them together (call `flush`, or use the
+    trail as a context manager); buffered events are lost if the process dies.
+
+    Example:
+        ```python
+        trail = AuditTrail(MemoryAuditSink(), key=secrets.token_bytes(32))
+        trail.append(AuditEvent(action="read", actor="user-7", resource_type="customer"))
+        checkpoint = trail.checkpoint()          # store it elsewhere
+        assert trail.verify(checkpoints=[checkpoint]).ok
+        ```
+    """
+
+    def __init__(
+        self,
+        sink: AuditSink,
+        *,
+        key: bytes,
+        on_failure: Literal["raise", "log"] = "raise",
+        batch_size: int = 1,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        if on_failure not in ("raise", "log"):
+            raise ValueError("on_failure must be 'raise' or 'log'")
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.sink = sink
+        self.on_failure = on_failure
+        self.batch_size = batch_size
+        self._keys = ChainKeys(key)
+        self._clock = clock
+        self._buffer: list[AuditEvent] = []
+        self._lock = threading.Lock()
+        self._head: Record | None = None
+
+    def __repr__(self) -> str:
+        return f"<AuditTrail sink={type(self.sink).__name__} on_failure={self.on_failure!r}>"
+
+    def __getstate__(self) -> None:
+        raise TypeError("an AuditTrail holds keys and cannot be pickled")
+
+    def __enter__(self) -> AuditTrail:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.flush()
+
+    @property
+    def public_key(self) -> str:
+        """The checkpoint verification key (hex), safe to publish."""
+        from securecustomer.audit._chain import public_key_hex
+
+        return public_key_hex(self._keys.public_key)
+
+    def pseudonym(self, subject_id: object) -> str:
+        """The keyed pseudonym under which events refer to a data subject."""
+        return self._keys.pseudonym(subject_id)
+
+    def append(self, event: AuditEvent) -> None:
+        """Store *event* (or buffer it, with ``batch_size`` > 1). Raises `AuditError` when
+        the sink fails and ``on_failure="raise"``."""
+        with self._lock:
+            self._buffer.append(event)
+            if len(self._buffer) < self.batch_size:
+                return
+            pending, self._buffer = self._buffer, []
+        self._store(pending)
+
+    def flush(self) -> None:
+        """Store every buffered event now."""
+        with self._lock:
+            pending, self._buffer = self._buffer, []
+        if pending:
+            self._store(pending)
+
+    def _store(self, events: list[AuditEvent]) -> None:
+        try:
+            stored = self.sink.append(events, self._keys.link)
+        except Exception as exc:
+            if self.on_failure == "raise":
+                raise AuditError(
+                    f"the audit sink {type(self.sink).__name__} could not store "
+                    f"{len(events)} event(s): {type(exc).__name__}"
+                ) from exc
+            _log.error(
+                "audit_sink_failed",
+                sink=type(self.sink).__name__,
+                lost=len(events),
+                error_type=type(exc).__name__,
+            )
+            return
+        if stored:
+            self._head = stored[-1]
+
+    def checkpoint(self) -> Checkpoint:
+        """Flush, then sign the trail's current head (the last record in the sink)."""
+        self.flush()
+        head = None
+        for head in self.sink.records():  # noqa: B007 - the last one is the head
+            pass
+        if head is None:
+            raise AuditError("an empty trail has no checkpoint")
+        return self._keys.sign(head.seq, head.hash, self._clock())
+
+    def verify(self, checkpoints: Sequence[Checkpoint] = ()) -> VerificationReport:
+        """Check every record of the sink, and that it still reaches each checkpoint."""
+        self.flush()
+        return verify_chain(self._keys, self.sink.records(), checkpoints)
