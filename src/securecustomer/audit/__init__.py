@@ -21,23 +21,52 @@ from securecustomer.audit._chain import Checkpoint, Record, VerificationReport
 from securecustomer.audit._context import Actor, actor, current_actor, propagate
 from securecustomer.audit._decorator import TrailSlot, audited, default_trail
 from securecustomer.audit._event import SCHEMA_VERSION, AuditEvent
+from securecustomer.audit._jsonl import JsonlAuditSink
+from securecustomer.audit._monitor import (
+    AccessMonitor,
+    Alert,
+    BulkExportRule,
+    DenialBurstRule,
+    FirstAccessRule,
+    MonitorRule,
+    OutsideHoursRule,
+    VolumeRule,
+)
+from securecustomer.audit._redact import make_redact_pii, redact_pii
+from securecustomer.audit._sql import SqlAuditSink, audit_table
+from securecustomer.audit._structlog import StructlogAuditSink, records_from_lines
 from securecustomer.audit._trail import AuditSink, AuditTrail, Linker, MemoryAuditSink
 
 __all__ = [
-    "SCHEMA_VERSION",
+    "AccessMonitor",
     "Actor",
+    "Alert",
     "AuditEvent",
     "AuditSink",
     "AuditTrail",
+    "BulkExportRule",
     "Checkpoint",
+    "DenialBurstRule",
+    "FirstAccessRule",
+    "JsonlAuditSink",
     "Linker",
     "MemoryAuditSink",
+    "MonitorRule",
+    "OutsideHoursRule",
     "Record",
+    "SCHEMA_VERSION",
+    "SqlAuditSink",
+    "StructlogAuditSink",
     "TrailSlot",
     "VerificationReport",
+    "VolumeRule",
     "actor",
+    "audit_table",
     "audited",
     "current_actor",
     "default_trail",
+    "make_redact_pii",
     "propagate",
+    "records_from_lines",
+    "redact_pii",
 ]

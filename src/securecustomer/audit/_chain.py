@@ -10,8 +10,8 @@ elsewhere) detects it.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
-import hashlib
 import hmac
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
@@ -31,6 +31,7 @@ from securecustomer.audit._event import AuditEvent, canonical
 __all__ = ["GENESIS", "Checkpoint", "ChainKeys", "Record", "VerificationReport", "verify_chain"]
 
 GENESIS: Final = "00" * 32
+_PSEUDONYMS: Final = 4096
 _DOMAIN: Final = b"sc-audit-v1"
 
 
@@ -42,6 +43,21 @@ class Record:
     prev: str
     hash: str
     event: Mapping[str, Any]
+    body: bytes | None = attrs.field(default=None, eq=False, repr=False)
+
+    def canonical_event(self) -> bytes:
+        """The event's canonical JSON (what the hash covers), computed once."""
+        return self.body if self.body is not None else canonical(self.event)
+
+    def line(self) -> bytes:
+        """The record's canonical JSON: equal to ``canonical(self.to_dict())``, built
+        without encoding the event again."""
+        return b'{"event":%s,"hash":"%s","prev":"%s","seq":%d}' % (
+            self.canonical_event(),
+            self.hash.encode("ascii"),
+            self.prev.encode("ascii"),
+            self.seq,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {"seq": self.seq, "prev": self.prev, "hash": self.hash, "event": dict(self.event)}
@@ -60,7 +76,7 @@ class ChainKeys:
     Holds secrets: no repr of them, no pickling, compared by identity.
     """
 
-    __slots__ = ("_chain", "_pseudonym", "_signing", "public_key")
+    __slots__ = ("_chain", "_pseudonym", "_pseudonyms", "_signing", "public_key")
 
     def __init__(self, secret: bytes) -> None:
         if not isinstance(secret, bytes | bytearray) or len(secret) < 32:
@@ -75,6 +91,7 @@ class ChainKeys:
             derive(b"securecustomer audit checkpoint ed25519 v1")
         )
         self.public_key: Ed25519PublicKey = self._signing.public_key()
+        self._pseudonyms: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"<ChainKeys public_key={public_key_hex(self.public_key)[:16]}...>"
@@ -82,28 +99,41 @@ class ChainKeys:
     def __getstate__(self) -> None:
         raise TypeError("audit trail keys cannot be pickled")
 
-    def link(self, head: Record | None, events: Sequence[AuditEvent]) -> list[Record]:
-        """The records that append *events* after *head* (``None``: an empty trail)."""
+    def link(
+        self, head: Record | None, events: Sequence[AuditEvent | Mapping[str, Any]]
+    ) -> list[Record]:
+        """The records that append *events* (events, or their `AuditEvent.to_dict`) after
+        *head* (``None``: an empty trail)."""
         seq, prev = (0, GENESIS) if head is None else (head.seq, head.hash)
         out = []
         for event in events:
             seq += 1
-            data = event.to_dict()
-            digest = self.digest(seq, prev, data)
-            out.append(Record(seq, prev, digest, data))
+            data = event.to_dict() if isinstance(event, AuditEvent) else event
+            body = canonical(data)
+            digest = self.digest_body(seq, prev, body)
+            out.append(Record(seq, prev, digest, data, body))
             prev = digest
         return out
 
     def digest(self, seq: int, prev: str, event: Mapping[str, Any]) -> str:
-        message = _DOMAIN + seq.to_bytes(8, "big") + bytes.fromhex(prev) + canonical(event)
-        return hmac.new(self._chain, message, hashlib.sha256).hexdigest()
+        return self.digest_body(seq, prev, canonical(event))
+
+    def digest_body(self, seq: int, prev: str, body: bytes) -> str:
+        message = _DOMAIN + seq.to_bytes(8, "big") + bytes.fromhex(prev) + body
+        return hmac.digest(self._chain, message, "sha256").hex()
 
     def pseudonym(self, subject_id: object) -> str:
-        """A stable keyed pseudonym for a data subject: ``ps_`` and 26 base32 characters."""
-        import base64
-
-        mac = hmac.new(self._pseudonym, str(subject_id).encode(), hashlib.sha256).digest()
-        return "ps_" + base64.b32encode(mac[:16]).decode().rstrip("=").lower()
+        """A stable keyed pseudonym for a data subject: ``ps_`` and 26 base32 characters
+        (the last few thousand are remembered: the same id always gives the same one)."""
+        text = str(subject_id)
+        found = self._pseudonyms.get(text)
+        if found is None:
+            mac = hmac.digest(self._pseudonym, text.encode(), "sha256")
+            found = "ps_" + base64.b32encode(mac[:16]).decode().rstrip("=").lower()
+            if len(self._pseudonyms) >= _PSEUDONYMS:
+                self._pseudonyms.clear()
+            self._pseudonyms[text] = found
+        return found
 
     def sign(self, seq: int, digest: str, at: dt.datetime) -> Checkpoint:
         unsigned = Checkpoint(seq, digest, at, "", public_key_hex(self.public_key))

@@ -117,8 +117,11 @@ class AuditEvent:
         )
 
 
+_CANONICAL: Final = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+)
+
+
 def canonical(data: Mapping[str, Any]) -> bytes:
     """One byte string per event dict: sorted keys, no spaces, ASCII (what is hashed)."""
-    return json.dumps(
-        data, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    ).encode("ascii")
+    return _CANONICAL.encode(data).encode("ascii")

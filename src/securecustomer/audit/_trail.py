@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from typing import Literal, Protocol, runtime_checkable
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import structlog
 
@@ -24,9 +24,14 @@ from securecustomer.audit._chain import (
 from securecustomer.audit._event import AuditEvent
 from securecustomer.exceptions import AuditError
 
-__all__ = ["AuditSink", "AuditTrail", "Linker", "MemoryAuditSink"]
+if TYPE_CHECKING:
+    from securecustomer.audit._monitor import AccessMonitor
 
-Linker = Callable[[Record | None, Sequence[AuditEvent]], list[Record]]
+__all__ = ["AuditSink", "AuditTrail", "EventLike", "Linker", "MemoryAuditSink"]
+
+EventLike = AuditEvent | Mapping[str, Any]
+"""An event, or its `AuditEvent.to_dict` form: what sinks pass on to ``link``."""
+Linker = Callable[[Record | None, Sequence[EventLike]], list[Record]]
 _log = structlog.get_logger("securecustomer.audit")
 
 
@@ -35,7 +40,7 @@ class AuditSink(Protocol):
     """Where records are kept. ``append`` must be atomic with respect to other writers:
     read the head, call ``link(head, events)``, store what it returns, in one step."""
 
-    def append(self, events: Sequence[AuditEvent], link: Linker) -> list[Record]: ...
+    def append(self, events: Sequence[EventLike], link: Linker) -> list[Record]: ...
 
     def records(self) -> Iterator[Record]: ...
 
@@ -47,7 +52,7 @@ class MemoryAuditSink:
         self._records: list[Record] = []
         self._lock = threading.Lock()
 
-    def append(self, events: Sequence[AuditEvent], link: Linker) -> list[Record]:
+    def append(self, events: Sequence[EventLike], link: Linker) -> list[Record]:
         with self._lock:
             new = link(self._records[-1] if self._records else None, events)
             self._records.extend(new)
@@ -72,6 +77,8 @@ class AuditTrail:
     be stored (no audit, no access); ``"log"`` logs the failure and lets the call through.
     ``batch_size`` > 1 buffers events and stores them together (call `flush`, or use the
     trail as a context manager); buffered events are lost if the process dies.
+    *monitor* (an `AccessMonitor`) observes each event once it is stored; a monitor that
+    fails is logged and never fails the audited call.
 
     Example:
         ```python
@@ -90,6 +97,7 @@ class AuditTrail:
         on_failure: Literal["raise", "log"] = "raise",
         batch_size: int = 1,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        monitor: AccessMonitor | None = None,
     ) -> None:
         if on_failure not in ("raise", "log"):
             raise ValueError("on_failure must be 'raise' or 'log'")
@@ -100,7 +108,8 @@ class AuditTrail:
         self.batch_size = batch_size
         self._keys = ChainKeys(key)
         self._clock = clock
-        self._buffer: list[AuditEvent] = []
+        self.monitor = monitor
+        self._buffer: list[EventLike] = []
         self._lock = threading.Lock()
         self._head: Record | None = None
 
@@ -137,6 +146,16 @@ class AuditTrail:
             pending, self._buffer = self._buffer, []
         self._store(pending)
 
+    def append_data(self, data: dict[str, Any]) -> None:
+        """`append` for an event already in its `AuditEvent.to_dict` form (what
+        `audited` builds, to spare an object per call)."""
+        with self._lock:
+            self._buffer.append(data)
+            if len(self._buffer) < self.batch_size:
+                return
+            pending, self._buffer = self._buffer, []
+        self._store(pending)
+
     def flush(self) -> None:
         """Store every buffered event now."""
         with self._lock:
@@ -144,7 +163,7 @@ class AuditTrail:
         if pending:
             self._store(pending)
 
-    def _store(self, events: list[AuditEvent]) -> None:
+    def _store(self, events: list[EventLike]) -> None:
         try:
             stored = self.sink.append(events, self._keys.link)
         except Exception as exc:
@@ -162,6 +181,14 @@ class AuditTrail:
             return
         if stored:
             self._head = stored[-1]
+        if self.monitor is not None:
+            for event in events:
+                try:
+                    if not isinstance(event, AuditEvent):
+                        event = AuditEvent.from_dict(event)
+                    self.monitor.observe(event)
+                except Exception as exc:
+                    _log.error("audit_monitor_failed", error_type=type(exc).__name__)
 
     def checkpoint(self) -> Checkpoint:
         """Flush, then sign the trail's current head (the last record in the sink)."""

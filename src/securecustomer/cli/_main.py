@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from securecustomer import __version__
+from securecustomer.cli._audit import add_audit_parser, run_audit
 from securecustomer.cli._keys import add_keys_parser, run_keys
 from securecustomer.exceptions import SecureCustomerError
 
@@ -24,6 +25,7 @@ def _parser() -> argparse.ArgumentParser:
         "--dir", metavar="DIR", help="keep the key file and key store in DIR (default: a temp dir)"
     )
     add_keys_parser(commands)
+    add_audit_parser(commands)
     return parser
 
 
@@ -40,6 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_demo(args.dir)
         if args.command == "keys":
             return run_keys(args)
+        if args.command == "audit":
+            return run_audit(args)
     except SecureCustomerError as exc:
         print(f"securecustomer: error: {exc}", file=sys.stderr)
         return 1

@@ -1,0 +1,246 @@
+"""`SqlAuditSink`: the trail in one append-only table (SQLite, PostgreSQL, MariaDB).
+
+One append is one transaction: take the dialect's lock, read the head row, link, insert.
+
+- PostgreSQL: ``pg_advisory_xact_lock`` on a key derived from the table name (released at
+  commit or rollback);
+- MariaDB / MySQL: ``GET_LOCK`` on a name derived from the table name, held around the
+  transaction and released after it; the head is read with ``SELECT ... FOR UPDATE`` so
+  it is the latest committed row, not a snapshot;
+- SQLite: ``BEGIN IMMEDIATE`` (the database's write lock, taken before the head is read).
+
+The primary key on ``seq`` is the final guard: two writers that still read the same head
+(another program writing the table without the lock) cannot both store the same ``seq``;
+the loser gets an ``IntegrityError``, rolls back and retries from the new head. Driver
+errors become `AuditError` here, with the error's type only (never parameters, which hold
+event content).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Final
+
+from sqlalchemy import (
+    CHAR,
+    BigInteger,
+    Column,
+    DateTime,
+    Engine,
+    MetaData,
+    Table,
+    Text,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+
+from securecustomer.audit._chain import GENESIS, Record
+from securecustomer.audit._trail import EventLike, Linker
+from securecustomer.exceptions import AuditError
+
+__all__ = ["SqlAuditSink", "audit_table"]
+
+_PAGE: Final = 1000
+_RETRIES: Final = 50
+_LOCK_WAIT: Final = 60  # seconds MariaDB's GET_LOCK waits
+_BUSY: Final = ("locked", "deadlock", "lock wait timeout", "could not serialize")
+
+
+def audit_table(metadata: MetaData, name: str = "audit_events") -> Table:
+    """Define the audit table in *metadata* (for ``create_all`` or an Alembic migration)."""
+    return Table(
+        name,
+        metadata,
+        Column("seq", BigInteger, primary_key=True, autoincrement=False),
+        Column("prev", CHAR(64), nullable=False),
+        Column("hash", CHAR(64), nullable=False),
+        Column("event", Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb"), nullable=False),
+        Column("recorded_at", DateTime, nullable=False),  # naive UTC; not covered by the hash
+    )
+
+
+class SqlAuditSink:
+    """An `AuditSink` in one append-only table of the application's database.
+
+    Columns: ``seq`` (BIGINT primary key), ``prev`` and ``hash`` (CHAR(64), hex), ``event``
+    (the event's canonical JSON, which is what the hash covers) and ``recorded_at`` (when
+    the row was written, naive UTC; informational, not covered by the hash). Any number of
+    threads and processes may append at once: see the module docstring.
+
+    Create the table with ``sink.create()``, with ``metadata.create_all()`` when you pass
+    your own *metadata*, or in an Alembic migration from ``sink.table`` (or `audit_table`).
+    Grant the application INSERT and SELECT on it, not UPDATE or DELETE.
+
+    Example:
+        ```python
+        sink = SqlAuditSink(engine)
+        sink.create()
+        trail = AuditTrail(sink, key=audit_key)
+        ```
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        table: str = "audit_events",
+        metadata: MetaData | None = None,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self.engine = engine
+        self.metadata = metadata if metadata is not None else MetaData()
+        existing = self.metadata.tables.get(table)
+        self.table = existing if existing is not None else audit_table(self.metadata, table)
+        self._clock = clock
+        digest = hashlib.sha256(b"securecustomer.audit:" + table.encode()).digest()
+        self._pg_key = int.from_bytes(digest[:8], "big", signed=True)
+        self._lock_name = "sc_audit_" + digest[:16].hex()
+
+    def __repr__(self) -> str:
+        return f"<SqlAuditSink {self.table.name!r} on {self.engine.url.render_as_string()!r}>"
+
+    def _error(self, exc: BaseException) -> AuditError:
+        cause = getattr(exc, "orig", None) or exc
+        return AuditError(f"audit table {self.table.name!r}: {type(cause).__name__}")
+
+    def create(self) -> None:
+        """Create the audit table if it does not exist."""
+        try:
+            with self.engine.begin() as conn:
+                self.table.create(conn, checkfirst=True)
+        except SQLAlchemyError as exc:
+            raise self._error(exc) from exc
+
+    # -- appending -------------------------------------------------------------------------
+
+    def append(self, events: Sequence[EventLike], link: Linker) -> list[Record]:
+        """Link *events* after the head row and insert them, in one locked transaction."""
+        for attempt in range(_RETRIES):
+            try:
+                with self._transaction() as conn:
+                    return self._append_in(conn, events, link)
+            except IntegrityError as exc:  # another writer stored this seq first
+                if attempt == _RETRIES - 1:
+                    raise self._error(exc) from exc
+            except OperationalError as exc:
+                message = str(getattr(exc, "orig", exc)).lower()
+                if attempt == _RETRIES - 1 or not any(m in message for m in _BUSY):
+                    raise self._error(exc) from exc
+            except SQLAlchemyError as exc:
+                raise self._error(exc) from exc
+            time.sleep(random.uniform(0, 0.01 * min(attempt + 1, 10)))  # noqa: S311 - jitter
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _append_in(
+        self, conn: Connection, events: Sequence[EventLike], link: Linker
+    ) -> list[Record]:
+        t = self.table
+        query = select(t).order_by(t.c.seq.desc()).limit(1)
+        if conn.dialect.name in ("mysql", "mariadb"):
+            query = query.with_for_update()
+        row = conn.execute(query).first()
+        new = link(None if row is None else _record(row), events)
+        if new:
+            at = self._clock().astimezone(dt.UTC).replace(tzinfo=None)
+            conn.execute(
+                insert(t),
+                [
+                    {
+                        "seq": r.seq,
+                        "prev": r.prev,
+                        "hash": r.hash,
+                        "event": r.canonical_event().decode("ascii"),
+                        "recorded_at": at,
+                    }
+                    for r in new
+                ],
+            )
+        return new
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        dialect = self.engine.dialect.name
+        if dialect == "sqlite":
+            with self.engine.connect() as conn:
+                # the driver must not open its own deferred transaction: take the write lock
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.exec_driver_sql("ROLLBACK")
+                    raise
+                conn.exec_driver_sql("COMMIT")
+        elif dialect in ("mysql", "mariadb"):
+            with self.engine.connect() as conn:
+                got = conn.execute(
+                    text("SELECT GET_LOCK(:name, :wait)"),
+                    {"name": self._lock_name, "wait": _LOCK_WAIT},
+                ).scalar()
+                conn.commit()
+                if got != 1:
+                    raise AuditError(
+                        f"audit table {self.table.name!r}: lock not granted in {_LOCK_WAIT} s"
+                    )
+                try:
+                    with conn.begin():
+                        yield conn
+                finally:
+                    conn.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": self._lock_name})
+                    conn.commit()
+        elif dialect == "postgresql":
+            # READ COMMITTED: the head is read after the lock is granted, never from a
+            # snapshot taken before it (as REPEATABLE READ or SERIALIZABLE would)
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(isolation_level="READ COMMITTED")
+                with conn.begin():
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": self._pg_key})
+                    yield conn
+        else:
+            with self.engine.begin() as conn:
+                yield conn
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def records(self) -> Iterator[Record]:
+        """Every stored record in ``seq`` order (read in pages of 1,000 rows)."""
+        t = self.table
+        after: int | None = None
+        last: Record | None = None
+        while True:
+            query = select(t).order_by(t.c.seq).limit(_PAGE)
+            if after is not None:
+                query = query.where(t.c.seq > after)
+            try:
+                with self.engine.connect() as conn:
+                    rows = conn.execute(query).all()
+            except SQLAlchemyError as exc:
+                raise self._error(exc) from exc
+            for row in rows:
+                try:
+                    record = _record(row)
+                except (ValueError, TypeError):
+                    prev = GENESIS if last is None else last.hash
+                    record = Record(int(row.seq), prev, "", {})  # unreadable: cannot verify
+                last = record
+                yield record
+            if len(rows) < _PAGE:
+                return
+            after = int(rows[-1].seq)
+
+
+def _record(row: Any) -> Record:
+    event = json.loads(row.event)
+    if not isinstance(event, dict):
+        raise TypeError("event is not an object")
+    return Record(int(row.seq), str(row.prev).strip(), str(row.hash).strip(), event)

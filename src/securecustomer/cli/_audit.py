@@ -1,0 +1,169 @@
+"""``securecustomer audit verify`` and ``securecustomer audit report``."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import datetime as dt
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from securecustomer.exceptions import ConfigurationError
+
+__all__ = ["add_audit_parser", "run_audit"]
+
+
+def add_audit_parser(commands: Any) -> None:
+    audit = commands.add_parser("audit", help="verify an audit trail, report on its events")
+    actions = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
+    verify = actions.add_parser(
+        "verify", help="check the hash chain (and checkpoints); exit 1 if it was tampered with"
+    )
+    _source_options(verify)
+    _key_options(verify, required=True)
+    verify.add_argument(
+        "--checkpoint",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a checkpoint saved as JSON (trail.checkpoint().to_dict()); repeatable",
+    )
+    report = actions.add_parser("report", help="list the events of an actor, a period")
+    _source_options(report)
+    _key_options(report, required=False)
+    report.add_argument("--actor", help="only this actor's events")
+    report.add_argument("--action", help="only this action")
+    report.add_argument("--since", type=_when, help="ISO date or datetime (UTC if naive)")
+    report.add_argument("--until", type=_when, help="ISO date or datetime (UTC if naive)")
+    report.add_argument("--format", choices=("text", "json"), default="text")
+
+
+def _source_options(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--jsonl", metavar="PATH", help="a JsonlAuditSink file")
+    source.add_argument("--sql", metavar="URL", help="a SQLAlchemy URL of a SqlAuditSink")
+    parser.add_argument(
+        "--table", default="audit_events", help="the SQL table (default: %(default)s)"
+    )
+
+
+def _key_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    key = parser.add_mutually_exclusive_group(required=required)
+    key.add_argument("--key-env", metavar="VAR", help="environment variable holding the trail key")
+    key.add_argument("--key-file", metavar="PATH", help="file holding the trail key")
+
+
+def _when(text: str) -> dt.datetime:
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO date or datetime: {text!r}") from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+def _key(args: argparse.Namespace) -> bytes | None:
+    if args.key_env:
+        raw = os.environ.get(args.key_env)
+        if raw is None:
+            raise ConfigurationError(f"the environment variable {args.key_env!r} is not set")
+        where = f"environment variable {args.key_env!r}"
+    elif args.key_file:
+        try:
+            raw = Path(args.key_file).read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigurationError(f"cannot read the key file {args.key_file!r}: {exc}") from None
+        where = f"key file {args.key_file!r}"
+    else:
+        return None
+    return decode_key(raw, where)
+
+
+def decode_key(raw: str, where: str) -> bytes:
+    """A trail key written as hex or base64 (at least 32 bytes)."""
+    text = raw.strip()
+    for decode in (bytes.fromhex, lambda s: base64.b64decode(s, validate=True)):
+        try:
+            key = decode(text)
+        except (ValueError, binascii.Error):
+            continue
+        if len(key) >= 32:
+            return key
+    raise ConfigurationError(
+        f"the {where} does not hold a key of 32 bytes or more in hex or base64"
+    )
+
+
+def _sink(args: argparse.Namespace) -> Any:
+    from securecustomer import audit
+
+    if args.jsonl:
+        return audit.JsonlAuditSink(args.jsonl)
+    import sqlalchemy as sa
+
+    return audit.SqlAuditSink(sa.create_engine(args.sql), table=args.table)
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    from securecustomer.audit import AuditTrail, Checkpoint
+
+    sink = _sink(args)
+    key = _key(args)
+    if args.audit_command == "verify":
+        assert key is not None  # noqa: S101 - the option is required
+        checkpoints = []
+        for path in args.checkpoint:
+            try:
+                checkpoints.append(Checkpoint.from_dict(json.loads(Path(path).read_text())))
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise ConfigurationError(f"cannot read the checkpoint {path!r}: {exc}") from None
+        report = AuditTrail(sink, key=key).verify(checkpoints=checkpoints)
+        if report.ok:
+            print(f"ok: {report.checked} records verified", end="")
+            print(f", {len(checkpoints)} checkpoint(s) reached" if checkpoints else "")
+            return 0
+        print(
+            f"TAMPERED: record {report.first_bad}: {report.problem} "
+            f"({report.checked} records verified before it)"
+        )
+        return 1
+    if key is not None:
+        report = AuditTrail(sink, key=key).verify()
+        if not report.ok:
+            print(
+                f"warning: the trail does not verify at record {report.first_bad}: "
+                f"{report.problem}",
+                file=sys.stderr,
+            )
+    for line in _report(sink, args):
+        print(line)
+    return 0
+
+
+def _report(sink: Any, args: argparse.Namespace) -> Iterator[str]:
+    for record in sink.records():
+        event = record.event
+        stamp = dt.datetime.fromisoformat(event["timestamp"])
+        if args.actor is not None and event["actor"] != args.actor:
+            continue
+        if args.action is not None and event["action"] != args.action:
+            continue
+        if (args.since is not None and stamp < args.since) or (
+            args.until is not None and stamp >= args.until
+        ):
+            continue
+        if args.format == "json":
+            yield json.dumps({"seq": record.seq, **event}, sort_keys=True)
+            continue
+        target = "/".join(str(p) for p in (event["resource_type"], event["resource_id"]) if p)
+        fields = f" fields={','.join(event['fields'])}" if event["fields"] else ""
+        subject = f" subject={event['subject']}" if event["subject"] else ""
+        error = f" ({event['error_type']})" if event["error_type"] else ""
+        yield (
+            f"{record.seq:>6} {event['timestamp']} {event['actor'] or '-'} {event['action']} "
+            f"{target or '-'}{subject}{fields} {event['outcome']}{error}"
+        )
