@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import secrets
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ from securecustomer.audit import (
     audited,
     default_trail,
 )
+from securecustomer.audit._event import canonical
 from securecustomer.audit._trail import EventLike, Linker
 from securecustomer.exceptions import AccessDenied, AuditError, ConfigurationError
 
@@ -445,3 +447,33 @@ class TestDefaultTrail:
         assert 1 == len(sink.stored)
         with pytest.raises(ConfigurationError):
             default_trail.get()
+
+
+class TestEventForm:
+    """The decorator builds event dicts directly (its hot path): they are exactly what
+    AuditEvent.to_dict gives for the same event, byte for byte once encoded."""
+
+    def test_same_as_audit_event(self) -> None:
+        sink = MemoryAuditSink()
+        trail = AuditTrail(sink, key=secrets.token_bytes(32))
+
+        @audited(
+            "read",
+            resource="customer",
+            resource_id="cid",
+            subject="cid",
+            fields=["name"],
+            record=["note"],
+            trail=trail,
+        )
+        def show(cid: int, note: str = "n") -> int:
+            return cid
+
+        with actor("user-7", request_id="req", ip="192.0.2.1", zone="b"):
+            show(42, note="é")
+            show(43)
+        for record in sink.stored:
+            rebuilt = AuditEvent.from_dict(record.event).to_dict()
+            assert canonical(rebuilt) == record.canonical_event()
+            assert record.line() == canonical(record.to_dict())
+        assert trail.verify().ok

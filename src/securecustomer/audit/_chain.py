@@ -105,12 +105,15 @@ class ChainKeys:
         """The records that append *events* (events, or their `AuditEvent.to_dict`) after
         *head* (``None``: an empty trail)."""
         seq, prev = (0, GENESIS) if head is None else (head.seq, head.hash)
+        raw = bytes.fromhex(prev)
+        key = self._chain
         out = []
         for event in events:
             seq += 1
             data = event.to_dict() if isinstance(event, AuditEvent) else event
             body = canonical(data)
-            digest = self.digest_body(seq, prev, body)
+            raw = hmac.digest(key, _DOMAIN + seq.to_bytes(8, "big") + raw + body, "sha256")
+            digest = raw.hex()
             out.append(Record(seq, prev, digest, data, body))
             prev = digest
         return out

@@ -33,6 +33,11 @@ class Actor:
     id: str
     attributes: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen)
     request_id: str | None = None
+    plain: dict[str, Any] = attrs.field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        # The attributes as the dict each event of this actor holds (copied once).
+        object.__setattr__(self, "plain", dict(self.attributes))
 
 
 _CURRENT: contextvars.ContextVar[Actor | None] = contextvars.ContextVar(

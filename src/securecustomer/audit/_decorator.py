@@ -9,17 +9,16 @@ pseudonym, never as the id given.
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import inspect
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ParamSpec, TypeVar
 
 from securecustomer.audit._context import current_actor
-from securecustomer.audit._event import SCHEMA_VERSION
+from securecustomer.audit._event import SCHEMA_VERSION, utc_now
 from securecustomer.audit._trail import AuditTrail
+from securecustomer.crypto._nonces import nonce
 from securecustomer.exceptions import AuthorizationError, ConfigurationError
 
 __all__ = ["TrailSlot", "audited", "default_trail"]
@@ -145,6 +144,7 @@ def audited(
                 raise TypeError(f"@audited on {fn.__qualname__}: no parameter {name!r} to record")
 
         getters = _Arguments(signature)
+        get_actor = current_actor
         needs_all = any(callable(spec) for spec in (resource, resource_id, subject, fields))
 
         def emit(
@@ -162,7 +162,7 @@ def audited(
                 arguments: Mapping[str, Any] = bound.arguments
             else:
                 arguments = getters.view(args, kwargs)
-            who = current_actor()
+            who = get_actor()
             subject_id = _value(subject, arguments)
             touched: tuple[str, ...] = ()
             if fixed_fields is not None:
@@ -170,27 +170,30 @@ def audited(
             elif fields is not None:
                 named = _value(fields, arguments) or ()  # type: ignore[arg-type]
                 touched = (named,) if isinstance(named, str) else tuple(named)
-            extra = {name: arguments[name] for name in wanted if name != "return"}
-            if "return" in wanted and outcome == "success":
-                extra["return"] = result
+            extra = {}
+            if wanted:
+                extra = {name: arguments[name] for name in wanted if name != "return"}
+                if "return" in wanted and outcome == "success":
+                    extra["return"] = result
             reason = None
-            decision = getattr(exc, "decision", None)
-            if decision is not None:
-                reason = getattr(decision, "reason", None)
-            identity = _value(resource_id, arguments)
+            if exc is not None:
+                decision = getattr(exc, "decision", None)
+                if decision is not None:
+                    reason = getattr(decision, "reason", None)
+            identity = subject_id if resource_id == subject else _value(resource_id, arguments)
             # The dict of AuditEvent.to_dict, built directly (the hot path of every call).
             target.append_data(
                 {
                     "schema": SCHEMA_VERSION,
-                    "id": os.urandom(16).hex(),
-                    "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
+                    "id": nonce().hex(),
+                    "timestamp": utc_now(),
                     "action": action,
                     "actor": None if who is None else who.id,
-                    "actor_attributes": {} if who is None else dict(who.attributes),
+                    "actor_attributes": {} if who is None else who.plain,
                     "resource_type": resource(**arguments) if callable(resource) else resource,
                     "resource_id": None if identity is None else str(identity),
                     "subject": None if subject_id is None else target.pseudonym(subject_id),
-                    "fields": list(touched),
+                    "fields": touched,  # a tuple encodes as the list it reads back as
                     "outcome": outcome,
                     "error_type": None if exc is None else type(exc).__name__,
                     "reason": reason,

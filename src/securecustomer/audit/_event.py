@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import uuid
+import time
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, Final
 
 import attrs
 
-__all__ = ["OUTCOMES", "SCHEMA_VERSION", "AuditEvent", "canonical"]
+from securecustomer.crypto._nonces import nonce
+
+__all__ = ["OUTCOMES", "SCHEMA_VERSION", "AuditEvent", "canonical", "utc_now"]
 
 SCHEMA_VERSION: Final = 1
 OUTCOMES: Final = ("success", "denied", "error")
@@ -70,7 +72,7 @@ class AuditEvent:
     actor_attributes: Mapping[str, Any] = attrs.field(default=None, converter=_frozen_map)
     extra: Mapping[str, Any] = attrs.field(default=None, converter=_frozen_map)
     timestamp: dt.datetime = attrs.field(factory=lambda: dt.datetime.now(dt.UTC), converter=_aware)
-    id: str = attrs.field(factory=lambda: uuid.uuid4().hex)
+    id: str = attrs.field(factory=lambda: nonce().hex())
     schema: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,6 +122,21 @@ class AuditEvent:
 _CANONICAL: Final = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
 )
+
+
+_SECOND: list[tuple[int, str]] = [(-1, "")]  # the last whole second seen, and its ISO text
+
+
+def utc_now() -> str:
+    """The current UTC time as ``AuditEvent.to_dict`` writes it (microseconds, +00:00),
+    formatted once per second rather than once per event. Thread-safe: the cached pair is
+    replaced in one assignment, never half-updated."""
+    second, micro = divmod(time.time_ns() // 1000, 1_000_000)
+    cached_second, text = _SECOND[0]
+    if cached_second != second:
+        text = dt.datetime.fromtimestamp(second, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _SECOND[0] = (second, text)
+    return f"{text}.{micro:06d}+00:00"
 
 
 def canonical(data: Mapping[str, Any]) -> bytes:
