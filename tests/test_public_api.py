@@ -38,6 +38,7 @@ EXPECTED = {
         "default_trail",
         "make_redact_pii",
         "propagate",
+        "propagate_to_threads",
         "records_from_lines",
         "redact_pii",
     ],

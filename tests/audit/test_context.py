@@ -141,3 +141,41 @@ class TestThreads:
             task = propagate(report)
         assert ("user-1", 1, 2) == task(1, b=2)
         assert actor_id() is None
+
+
+class TestPropagateToThreads:
+    """propagate_to_threads() (opt-in, process-wide): plain threads and thread pools see
+    the actor that started them. Run in a subprocess: it changes the whole process."""
+
+    def test_plain_threads_and_pools(self) -> None:
+        import subprocess
+        import sys
+        import textwrap
+
+        code = textwrap.dedent(
+            """
+            import threading
+            from concurrent.futures import ThreadPoolExecutor
+            from securecustomer.audit import actor, current_actor, propagate_to_threads
+
+            def who():
+                found = current_actor()
+                return None if found is None else found.id
+
+            seen = []
+            with actor("before"):
+                t = threading.Thread(target=lambda: seen.append(who())); t.start(); t.join()
+            propagate_to_threads()
+            propagate_to_threads()  # twice is once
+            with actor("user-7"):
+                t = threading.Thread(target=lambda: seen.append(who())); t.start(); t.join()
+                with ThreadPoolExecutor(2) as pool:
+                    seen.append(pool.submit(who).result())
+            t = threading.Thread(target=lambda: seen.append(who())); t.start(); t.join()
+            print(seen)
+            """
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        assert "[None, 'user-7', 'user-7', None]" == result.stdout.strip()

@@ -18,7 +18,13 @@ Example:
 """
 
 from securecustomer.audit._chain import Checkpoint, Record, VerificationReport
-from securecustomer.audit._context import Actor, actor, current_actor, propagate
+from securecustomer.audit._context import (
+    Actor,
+    actor,
+    current_actor,
+    propagate,
+    propagate_to_threads,
+)
 from securecustomer.audit._decorator import TrailSlot, audited, default_trail
 from securecustomer.audit._event import SCHEMA_VERSION, AuditEvent
 from securecustomer.audit._jsonl import JsonlAuditSink
@@ -67,6 +73,7 @@ __all__ = [
     "default_trail",
     "make_redact_pii",
     "propagate",
+    "propagate_to_threads",
     "records_from_lines",
     "redact_pii",
 ]

@@ -2,21 +2,24 @@
 
 `actor` sets them for a ``with`` block; they follow ``await`` and tasks started inside the
 block. A thread started inside it sees them when its target is wrapped with `propagate`
-(Python gives a new thread an empty context); ``asyncio.to_thread`` copies the context by
-itself.
+(Python gives a new thread an empty context), or in every thread and thread pool once
+`propagate_to_threads` was called at start-up; ``asyncio.to_thread`` copies the context
+by itself.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import threading
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from types import MappingProxyType
 from typing import Any, ParamSpec, TypeVar
 
 import attrs
 
-__all__ = ["Actor", "actor", "current_actor", "propagate"]
+__all__ = ["Actor", "actor", "current_actor", "propagate", "propagate_to_threads"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -82,3 +85,38 @@ def propagate(fn: Callable[P, R]) -> Callable[P, R]:
         return context.copy().run(fn, *args, **kwargs)
 
     return run
+
+
+_installed = False
+_install_lock = threading.Lock()
+
+
+def propagate_to_threads() -> None:
+    """Opt in, once at start-up: every thread started with `threading.Thread` and every
+    task submitted to a `concurrent.futures.ThreadPoolExecutor` afterwards runs in a copy
+    of the context that started it, so it sees the current `actor` without `propagate`.
+
+    This wraps ``Thread.start`` and ``ThreadPoolExecutor.submit`` for the whole process (as
+    OpenTelemetry's threading instrumentation does); it is never done implicitly.
+    """
+    global _installed
+    with _install_lock:
+        if _installed:
+            return
+        original_start = threading.Thread.start
+        original_submit = ThreadPoolExecutor.submit
+
+        def start(self: threading.Thread) -> None:
+            context = contextvars.copy_context()
+            run = self.run
+            self.run = lambda: context.run(run)  # type: ignore[method-assign]
+            original_start(self)
+
+        def submit(
+            self: ThreadPoolExecutor, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+        ) -> Future[Any]:
+            return original_submit(self, contextvars.copy_context().run, fn, *args, **kwargs)
+
+        threading.Thread.start = start  # type: ignore[method-assign]
+        ThreadPoolExecutor.submit = submit  # type: ignore[method-assign,assignment]
+        _installed = True
