@@ -6,22 +6,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from clock import FakeClock
 
 from securecustomer import Keyring, LocalKeyProvider
 from securecustomer.keys import FileKeyStore, MemoryKeyStore
-
-
-class FakeClock:
-    """A monotonic clock that only moves when a test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

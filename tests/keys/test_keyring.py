@@ -11,7 +11,7 @@ from pathlib import Path
 
 import attrs
 import pytest
-from conftest import FakeClock
+from clock import FakeClock
 
 from securecustomer import Context, Keyring, LocalKeyProvider
 from securecustomer.exceptions import (

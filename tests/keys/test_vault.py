@@ -20,7 +20,7 @@ import hvac.adapters
 import hvac.exceptions
 import pytest
 import requests
-from conftest import FakeClock
+from clock import FakeClock
 from vaultserver import VaultServer, VaultServerUnavailableError
 
 from securecustomer import Context, Keyring
