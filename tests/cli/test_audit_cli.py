@@ -128,7 +128,11 @@ class TestReport:
         url = f"sqlite:///{tmp_path / 'audit.db'}"
         sink = SqlAuditSink(sa.create_engine(url))
         sink.create()
-        _fill(AuditTrail(sink, key=KEY))
+        trail = AuditTrail(sink, key=KEY)
+        _fill(trail)
+        checkpoint = trail.checkpoint()  # the SQL sink finds its head in one query
+        assert (6, list(sink.records())[-1].hash) == (checkpoint.seq, checkpoint.hash)
+        assert trail.verify(checkpoints=[checkpoint]).ok
         assert 0 == main(
             ["audit", "report", "--sql", url, "--action", "export", "--format", "json"]
         )

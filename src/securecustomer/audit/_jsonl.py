@@ -158,6 +158,27 @@ class JsonlAuditSink:
         finally:
             os.close(fd)
 
+    def head(self) -> Record | None:
+        """The last complete record (what a checkpoint signs), read from the end of the
+        current file under the lock, without reading the rest."""
+        try:
+            with self._thread_lock, self._locked(fcntl.LOCK_EX):
+                try:
+                    fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+                except FileNotFoundError:
+                    rotated = self.rotated_files()
+                    if not rotated:
+                        return None
+                    fd = os.open(rotated[-1], os.O_RDWR | os.O_CLOEXEC)
+                try:
+                    return self._head(fd, os.fstat(fd).st_size)
+                finally:
+                    os.close(fd)
+        except OSError as exc:
+            raise AuditError(
+                f"audit file {str(self.path)!r}: {type(exc).__name__} ({exc.strerror})"
+            ) from exc
+
     def _head(self, fd: int, size: int) -> Record | None:
         """The last complete record of the current file (truncating a torn last line),
         or of the newest rotated file when the current one is empty."""

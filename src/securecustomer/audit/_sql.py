@@ -212,6 +212,16 @@ class SqlAuditSink:
 
     # -- reading ---------------------------------------------------------------------------
 
+    def head(self) -> Record | None:
+        """The record with the highest ``seq`` (what a checkpoint signs), in one query."""
+        t = self.table
+        try:
+            with self.engine.connect() as conn:
+                row = conn.execute(select(t).order_by(t.c.seq.desc()).limit(1)).first()
+        except SQLAlchemyError as exc:
+            raise self._error(exc) from exc
+        return None if row is None else _record(row)
+
     def records(self) -> Iterator[Record]:
         """Every stored record in ``seq`` order (read in pages of 1,000 rows)."""
         t = self.table

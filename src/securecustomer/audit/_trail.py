@@ -111,7 +111,6 @@ class AuditTrail:
         self.monitor = monitor
         self._buffer: list[EventLike] = []
         self._lock = threading.Lock()
-        self._head: Record | None = None
 
     def __repr__(self) -> str:
         return f"<AuditTrail sink={type(self.sink).__name__} on_failure={self.on_failure!r}>"
@@ -165,7 +164,7 @@ class AuditTrail:
 
     def _store(self, events: list[EventLike]) -> None:
         try:
-            stored = self.sink.append(events, self._keys.link)
+            self.sink.append(events, self._keys.link)
         except Exception as exc:
             if self.on_failure == "raise":
                 raise AuditError(
@@ -179,8 +178,6 @@ class AuditTrail:
                 error_type=type(exc).__name__,
             )
             return
-        if stored:
-            self._head = stored[-1]
         if self.monitor is not None:
             for event in events:
                 try:
@@ -193,9 +190,13 @@ class AuditTrail:
     def checkpoint(self) -> Checkpoint:
         """Flush, then sign the trail's current head (the last record in the sink)."""
         self.flush()
-        head = None
-        for head in self.sink.records():  # noqa: B007 - the last one is the head
-            pass
+        find_head = getattr(self.sink, "head", None)
+        if callable(find_head):  # a sink that can find its head cheaply (SQL, JSON lines)
+            head: Record | None = find_head()
+        else:
+            head = None
+            for head in self.sink.records():  # noqa: B007 - the last one is the head
+                pass
         if head is None:
             raise AuditError("an empty trail has no checkpoint")
         return self._keys.sign(head.seq, head.hash, self._clock())
