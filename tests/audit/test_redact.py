@@ -233,3 +233,12 @@ class TestInAPipeline:
         line = json.loads(out.getvalue())
         assert {"event": f"signup from {MASK}", "password": MASK, "plan": "pro"} == line
         assert "hunter2" not in out.getvalue()
+
+
+class TestWithAnonymize:
+    """With securecustomer.anonymize present, its detect_pii findings are masked too
+    (a date of birth in context, which the built-in detectors leave), but not IPs."""
+
+    def test_date_of_birth_in_context(self) -> None:
+        out = run({"event": "customer born 1990-05-01 logged in from 192.168.10.20"})
+        assert "customer born [REDACTED] logged in from 192.168.10.20" == out["event"]

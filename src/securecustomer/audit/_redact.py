@@ -110,6 +110,10 @@ def _phone_ok(text: str) -> bool:
     return 8 <= sum(char.isdigit() for char in text) <= 15
 
 
+# IP addresses stay in log lines (operators need them); detect_pii reports them too.
+_KEPT_KINDS: Final = frozenset({"ip_address"})
+
+
 @functools.cache
 def _external_detector() -> Callable[[str], Iterable[Any]] | None:
     try:
@@ -140,7 +144,8 @@ def _detect(text: str, mask: str) -> str:
     if external is not None:
         # Spans (start, end) or objects with .start/.end; anything else raises and the
         # caller fails closed.
-        for start, end in sorted((_span(f) for f in external(text)), reverse=True):
+        found = [f for f in external(text) if getattr(f, "kind", None) not in _KEPT_KINDS]
+        for start, end in sorted((_span(f) for f in found), reverse=True):
             if not 0 <= start <= end <= len(text):
                 raise ValueError("detect_pii returned a span outside the text")
             text = text[:start] + mask + text[end:]

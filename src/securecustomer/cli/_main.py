@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from securecustomer import __version__
+from securecustomer.cli._anonymize import add_anonymize_parser, run_anonymize
 from securecustomer.cli._audit import add_audit_parser, run_audit
 from securecustomer.cli._keys import add_keys_parser, run_keys
 from securecustomer.exceptions import SecureCustomerError
@@ -26,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_keys_parser(commands)
     add_audit_parser(commands)
+    add_anonymize_parser(commands)
     return parser
 
 
@@ -44,7 +46,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_keys(args)
         if args.command == "audit":
             return run_audit(args)
+        if args.command == "anonymize":
+            return run_anonymize(args)
     except SecureCustomerError as exc:
+        print(f"securecustomer: error: {exc}", file=sys.stderr)
+        return 1
+    except ImportError as exc:  # an optional dependency (pyarrow for Parquet, ...)
         print(f"securecustomer: error: {exc}", file=sys.stderr)
         return 1
     return 2  # pragma: no cover - argparse rejects unknown commands

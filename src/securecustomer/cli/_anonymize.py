@@ -1,0 +1,161 @@
+"""``securecustomer anonymize IN OUT --plan plan.toml``: stream a CSV or Parquet file.
+
+Memory stays bounded: CSV is read and written row by row with the ``csv`` module,
+Parquet batch by batch (``ParquetFile.iter_batches``). Progress goes to stderr as one
+line rewritten every ``--progress-every`` rows. The output is written to a temporary
+file next to ``OUT`` and renamed at the end, so a failure never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+from securecustomer.anonymize._anonymizer import Anonymizer
+from securecustomer.exceptions import AnonymizationError, ConfigurationError
+
+__all__ = ["add_anonymize_parser", "run_anonymize"]
+
+_BATCH_ROWS = 10_000
+
+
+def add_anonymize_parser(commands: Any) -> None:
+    parser = commands.add_parser(
+        "anonymize", help="apply an anonymisation plan to a CSV or Parquet file"
+    )
+    parser.add_argument("input", metavar="IN", help="the file to read")
+    parser.add_argument("output", metavar="OUT", help="the file to write (replaced if present)")
+    parser.add_argument("--plan", required=True, metavar="PLAN", help="a TOML anonymisation plan")
+    parser.add_argument(
+        "--format",
+        choices=("csv", "parquet"),
+        help="the file format (default: from IN's suffix, .parquet/.pq or else csv)",
+    )
+    parser.add_argument(
+        "--progress-every",
+        type=int,
+        default=100_000,
+        metavar="N",
+        help="update the progress line every N rows; 0 for none (default: %(default)s)",
+    )
+
+
+class _Progress:
+    """A one-line counter on a stream, like tqdm's without a dependency."""
+
+    def __init__(self, stream: TextIO, every: int) -> None:
+        self.stream = stream
+        self.every = every
+        self.rows = 0
+        self._next = every
+
+    def advance(self, rows: int) -> None:
+        self.rows += rows
+        if self.every > 0 and self.rows >= self._next:
+            self.stream.write(f"\ranonymize: {self.rows:,} rows")
+            self.stream.flush()
+            self._next = (self.rows // self.every + 1) * self.every
+
+    def close(self) -> None:
+        if self.every > 0:
+            self.stream.write(f"\ranonymize: {self.rows:,} rows done\n")
+            self.stream.flush()
+
+
+def _format(args: argparse.Namespace) -> str:
+    if args.format:
+        return str(args.format)
+    return "parquet" if Path(args.input).suffix.lower() in {".parquet", ".pq"} else "csv"
+
+
+def _anonymize_csv(
+    anonymizer: Anonymizer, source: Path, target: TextIO, progress: _Progress
+) -> None:
+    with source.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None:
+            raise ConfigurationError(f"{source}: the CSV file has no header row")
+        writer = csv.DictWriter(
+            target, fieldnames=anonymizer.output_fields(reader.fieldnames), lineterminator="\n"
+        )
+        writer.writeheader()
+        for row in anonymizer.apply_many(_cells(reader, source)):
+            writer.writerow(row)
+            progress.advance(1)
+
+
+def _cells(reader: csv.DictReader[str], source: Path) -> Iterator[dict[str, str | None]]:
+    for row in reader:
+        if None in row:
+            raise ConfigurationError(
+                f"{source}, line {reader.line_num}: more cells than the header has columns"
+            )
+        # CSV has no NULL: an empty cell stays empty and is never passed to a transform.
+        yield {key: (value if value != "" else None) for key, value in row.items()}
+
+
+def _anonymize_parquet(
+    anonymizer: Anonymizer, source: Path, target: str, progress: _Progress
+) -> None:
+    try:
+        parquet = importlib.import_module("pyarrow.parquet")
+    except ImportError as exc:
+        raise ImportError(
+            "Parquet support needs the 'pyarrow' package: pip install pyarrow"
+        ) from exc
+    reader = parquet.ParquetFile(source)
+    writer: Any = None
+    try:
+        for batch in reader.iter_batches(batch_size=_BATCH_ROWS):
+            table = anonymizer.apply_table(batch)
+            if writer is None:
+                writer = parquet.ParquetWriter(target, table.schema)
+            elif table.schema != writer.schema:
+                try:
+                    table = table.cast(writer.schema)
+                except (ValueError, TypeError, NotImplementedError) as exc:
+                    raise AnonymizationError(
+                        f"{source}: transformed columns changed type between batches "
+                        f"({table.schema.types} after {writer.schema.types})"
+                    ) from exc
+            writer.write_table(table)
+            progress.advance(table.num_rows)
+        if writer is None:  # no rows: keep the planned columns of the input's schema
+            empty = anonymizer.apply_table(reader.schema_arrow.empty_table())
+            writer = parquet.ParquetWriter(target, empty.schema)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def run_anonymize(args: argparse.Namespace, *, stderr: TextIO | None = None) -> int:
+    """Run ``securecustomer anonymize``; returns the exit status."""
+    anonymizer = Anonymizer.from_plan(args.plan)
+    source = Path(args.input)
+    if not source.is_file():
+        raise ConfigurationError(f"{source}: no such file")
+    output = Path(args.output)
+    progress = _Progress(sys.stderr if stderr is None else stderr, args.progress_every)
+    fd, temporary = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
+    done = False
+    try:
+        if _format(args) == "csv":
+            with os.fdopen(fd, "w", newline="", encoding="utf-8") as target:
+                _anonymize_csv(anonymizer, source, target, progress)
+        else:
+            os.close(fd)
+            _anonymize_parquet(anonymizer, source, temporary, progress)
+        os.replace(temporary, output)
+        done = True
+    finally:
+        if not done:
+            Path(temporary).unlink(missing_ok=True)
+    progress.close()
+    return 0
