@@ -181,3 +181,24 @@ class TestParquet:
         with pytest.raises(AnonymizationError, match="field 'customer_id'"):
             _run(str(source), str(target), "--plan", str(plan))
         assert ["in.parquet", "plan.toml"] == sorted(p.name for p in tmp_path.iterdir())
+
+
+class TestCsvTypes:
+    """CSV cells are text: number and date transforms named in a plan parse them, and
+    through the real command line (securecustomer.cli.main)."""
+
+    def test_numbers_and_dates(self, tmp_path: Path) -> None:
+        from securecustomer.cli import main
+
+        plan = tmp_path / "plan.toml"
+        plan.write_text(
+            '[fields]\nage = "age_band"\njoined = { generalize_date = { to = "year" } }\n'
+            "spent = { generalize_number = { width = 100 } }\n",
+            encoding="utf-8",
+        )
+        source, target = tmp_path / "in.csv", tmp_path / "out.csv"
+        _write_csv(source, [{"age": "34", "joined": "2024-03-05", "spent": "250.5"}])
+        assert 0 == main(["anonymize", str(source), str(target), "--plan", str(plan)])
+        assert "age,joined,spent\n30-39,2024,200-299\n" == target.read_text(encoding="utf-8")
+        _write_csv(source, [{"age": "thirty", "joined": "2024-03-05", "spent": "1"}])
+        assert 1 == main(["anonymize", str(source), str(target), "--plan", str(plan)])

@@ -3,8 +3,10 @@ encryption, generalization, date shifting, noise, k-anonymity, and a per-field A
 
 Example:
     ```python
-    from securecustomer.anonymize import Anonymizer, mask_email, Pseudonymizer
+    from securecustomer.anonymize import Anonymizer, Pseudonymizer, mask_email
 
+    key = bytes.fromhex(os.environ["ANALYTICS_PSEUDONYM_KEY"])   # 16 random bytes or more
+    rows = [{"customer_id": 1001, "email": "ada@example.com", "notes": "VIP"}]
     plan = Anonymizer({
         "email": mask_email,
         "customer_id": Pseudonymizer(key, domain="customer"),

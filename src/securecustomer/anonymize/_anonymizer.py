@@ -46,6 +46,7 @@ variable (``key_env`` at the top, or per field inside the parameters) holding it
 from __future__ import annotations
 
 import binascii
+import datetime as dt
 import functools
 import importlib
 import inspect
@@ -82,6 +83,36 @@ _NAMED: Final[dict[str, tuple[str, str, bool]]] = {
 }
 
 _MIN_KEY_BYTES: Final = 16
+
+
+def _number(text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def _date(text: str) -> dt.date | dt.datetime:
+    value = dt.datetime.fromisoformat(text)
+    return value.date() if len(text) <= 10 else value
+
+
+# Plans also read CSV files, whose cells are text: these transforms parse a string first
+# (a cell that does not parse raises, naming the field, never the value).
+_TEXT_PARSERS: Final[dict[str, Callable[[str], Any]]] = {
+    "generalize_number": _number,
+    "age_band": _number,
+    "generalize_date": _date,
+}
+
+
+def _parsed(transform: Callable[[Any], Any], parse: Callable[[str], Any], value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            value = parse(value.strip())
+        except ValueError:
+            raise AnonymizationError("a text value does not parse for this transform") from None
+    return transform(value)
 
 
 def _optional(module: str, extra: str) -> ModuleType:
@@ -300,7 +331,9 @@ class _Loader:
             safe = isinstance(exc, ConfigurationError | TypeError)
             message = str(exc) if safe else type(exc).__name__
             raise self.error(f"bad parameters for {name!r}: {message}", field) from None
-        return functools.partial(function, **params) if params else function
+        bound = functools.partial(function, **params) if params else function
+        parse = _TEXT_PARSERS.get(name)
+        return bound if parse is None else functools.partial(_parsed, bound, parse)
 
     def key(self, field: str, key_env: Any) -> bytes:
         if not isinstance(key_env, str) or not key_env:
