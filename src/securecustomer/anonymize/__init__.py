@@ -3,6 +3,8 @@ encryption, generalization, date shifting, noise, k-anonymity, and a per-field A
 
 Example:
     ```python
+    import os
+
     from securecustomer.anonymize import Anonymizer, Pseudonymizer, mask_email
 
     key = bytes.fromhex(os.environ["ANALYTICS_PSEUDONYM_KEY"])   # 16 random bytes or more
