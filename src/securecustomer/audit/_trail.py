@@ -19,6 +19,7 @@ from securecustomer.audit._chain import (
     Checkpoint,
     Record,
     VerificationReport,
+    public_key_hex,
     verify_chain,
 )
 from securecustomer.audit._event import AuditEvent
@@ -127,8 +128,6 @@ class AuditTrail:
     @property
     def public_key(self) -> str:
         """The checkpoint verification key (hex), safe to publish."""
-        from securecustomer.audit._chain import public_key_hex
-
         return public_key_hex(self._keys.public_key)
 
     def pseudonym(self, subject_id: object) -> str:
@@ -138,16 +137,11 @@ class AuditTrail:
     def append(self, event: AuditEvent) -> None:
         """Store *event* (or buffer it, with ``batch_size`` > 1). Raises `AuditError` when
         the sink fails and ``on_failure="raise"``."""
-        with self._lock:
-            self._buffer.append(event)
-            if len(self._buffer) < self.batch_size:
-                return
-            pending, self._buffer = self._buffer, []
-        self._store(pending)
+        self.append_data(event)
 
-    def append_data(self, data: dict[str, Any]) -> None:
-        """`append` for an event already in its `AuditEvent.to_dict` form (what
-        `audited` builds, to spare an object per call)."""
+    def append_data(self, data: EventLike) -> None:
+        """`append` that also takes an event already in its `AuditEvent.to_dict` form
+        (what `audited` builds, to spare an object per call)."""
         with self._lock:
             self._buffer.append(data)
             if len(self._buffer) < self.batch_size:

@@ -108,7 +108,7 @@ class _Translator:
             return self.resource_operand(expr)
         if isinstance(expr, Attr):
             try:
-                return "const", compile_value(expr, self.request)
+                return "const", _lookup(self.request, expr)
             except EvaluationError:
                 return "error", None
         return "bool", self.condition(expr)
@@ -249,11 +249,6 @@ class _Translator:
             return _Tri.const(None)
         test = _pair_test(op, a, b)
         return _Tri(sa.and_(both, test), sa.and_(both, sa.not_(test)), sa.not_(both))
-
-
-def compile_value(attr: Attr, request: Request) -> Any:
-    """The value of a ``subject.*`` or ``context.*`` path for this request."""
-    return _lookup(request, attr)
 
 
 def _expression(value: Any) -> Any:
