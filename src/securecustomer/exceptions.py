@@ -24,6 +24,7 @@ Catch the branch that matches what you can do about the failure::
     │   └── StepUpRequired                     allowed only after a fresh MFA (re-authenticate)
     ├── PolicyError (ValueError)               a policy document that cannot be loaded
     ├── AuditError                             the audit trail could not record or verify
+    ├── LegalHoldError                         a legal hold forbids erasing or deleting the data
     └── AnonymizationError (ValueError)        a transform cannot be applied to its input
 
 Messages and attributes never carry key material, plaintext or ciphertext: only
@@ -50,6 +51,7 @@ __all__ = [
     "KeyStateError",
     "KeyStoreError",
     "KeyUnwrapError",
+    "LegalHoldError",
     "PolicyError",
     "SecureCustomerError",
     "StepUpRequired",
@@ -196,6 +198,19 @@ class PolicyError(SecureCustomerError, ValueError):
 
 class AuditError(SecureCustomerError):
     """The audit trail could not record or verify events."""
+
+
+class LegalHoldError(SecureCustomerError):
+    """A legal hold forbids erasing or deleting a data subject's records.
+
+    ``subject`` is the held subject's id as given; ``hold_ids`` the holds that block it.
+    Nothing was changed when this is raised.
+    """
+
+    def __init__(self, message: str, *, subject: str, hold_ids: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.subject = subject
+        self.hold_ids = hold_ids
 
 
 class AnonymizationError(SecureCustomerError, ValueError):
