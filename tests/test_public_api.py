@@ -171,6 +171,7 @@ EXPECTED = {
         "DataInventory",
         "ErasureMode",
         "ErasureReceipt",
+        "INFO_KEY",
         "KeyCompromiseResponse",
         "LegalHold",
         "LegalHolds",

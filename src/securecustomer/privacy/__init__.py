@@ -22,6 +22,7 @@ from securecustomer.privacy._assess import RiskReport, assess
 from securecustomer.privacy._breach import NOTIFICATION_WINDOW, BreachScope, breach_scope
 from securecustomer.privacy._classify import (
     CATEGORIES,
+    INFO_KEY,
     Classification,
     Sensitivity,
     classification_of,
@@ -34,6 +35,8 @@ from securecustomer.privacy._consent import (
     consent_table,
 )
 from securecustomer.privacy._emergency import KeyCompromiseResponse, respond_to_key_compromise
+from securecustomer.privacy._erase import ErasureReceipt, erase_subject
+from securecustomer.privacy._export import SubjectExport, export_subject
 from securecustomer.privacy._holds import LegalHold, LegalHolds, legal_hold_table
 from securecustomer.privacy._inventory import ColumnEntry, DataInventory, RiskFinding, Severity
 from securecustomer.privacy._retention import (
@@ -44,11 +47,7 @@ from securecustomer.privacy._retention import (
 )
 from securecustomer.privacy._subjects import (
     ErasureMode,
-    ErasureReceipt,
-    SubjectExport,
     SubjectModel,
-    erase_subject,
-    export_subject,
     register_subject,
     registered_subject_models,
 )
@@ -63,6 +62,7 @@ __all__ = [
     "DataInventory",
     "ErasureMode",
     "ErasureReceipt",
+    "INFO_KEY",
     "KeyCompromiseResponse",
     "LegalHold",
     "LegalHolds",

@@ -1,20 +1,37 @@
-"""`breach_scope`: what an incident touched, read from the audit trail."""
+"""`breach_scope`: what an incident touched, read from the audit trail.
+
+The trail is read once, record by record, into counters: a trail of millions of events
+needs memory for the distinct subjects, resources and actors it touched, not for its
+records. A trail that does not verify is still read (the responder needs the scope
+anyway), and the scope says so loudly in every form it is rendered in.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
 
 from securecustomer.audit import AuditEvent, AuditTrail, Record
+from securecustomer.exceptions import ConfigurationError, KeyNotFoundError
 from securecustomer.keys import Keyring
 
 __all__ = ["NOTIFICATION_WINDOW", "BreachScope", "breach_scope"]
 
 #: GDPR article 33: notify the supervisory authority within 72 hours of becoming aware.
 NOTIFICATION_WINDOW = dt.timedelta(hours=72)
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat(timespec="seconds") if value is not None else None
 
 
 @attrs.frozen
@@ -27,8 +44,13 @@ class BreachScope:
     - ``resources``: resource type -> number of distinct resource ids.
     - ``events``: matching events; ``actors``: who acted; ``first_seen`` / ``last_seen``.
     - ``trail_verified``: whether the trail's chain verified when it was read (a scope
-      read from a trail that does not verify is reported with ``trail_problems``).
+      read from a trail that does not verify is reported with ``trail_problems``);
+      None when the records came from elsewhere and were not verified.
     - ``notify_by``: ``discovered_at`` + 72 hours (GDPR article 33).
+
+    `to_dict`, `to_json` and `to_markdown` leave ``identified`` out unless asked
+    (``include_identified=True``): those are raw subject ids, the responder's own data
+    for notifying the subjects (article 34), not for a report sent elsewhere.
     """
 
     criteria: Mapping[str, str]
@@ -45,14 +67,151 @@ class BreachScope:
     trail_verified: bool | None
     trail_problems: tuple[str, ...] = ()
 
-    def to_dict(self) -> dict[str, Any]:
-        raise NotImplementedError
+    def to_dict(self, *, include_identified: bool = False) -> dict[str, Any]:
+        """JSON-ready values, sorted so that equal scopes give equal JSON."""
+        data: dict[str, Any] = {
+            "criteria": dict(sorted(self.criteria.items())),
+            "events": self.events,
+            "subject_count": len(self.subjects),
+            "subjects": sorted(self.subjects),
+            "fields": dict(sorted(self.fields.items())),
+            "resources": dict(sorted(self.resources.items())),
+            "actors": sorted(self.actors),
+            "first_seen": _iso(self.first_seen),
+            "last_seen": _iso(self.last_seen),
+            "discovered_at": _iso(self.discovered_at),
+            "notify_by": _iso(self.notify_by),
+            "trail_verified": self.trail_verified,
+            "trail_problems": list(self.trail_problems),
+        }
+        if include_identified:
+            data["identified"] = dict(sorted(self.identified.items()))
+        return data
 
-    def to_json(self, *, indent: int | None = 2) -> str:
-        raise NotImplementedError
+    def to_json(self, *, indent: int | None = 2, include_identified: bool = False) -> str:
+        return json.dumps(
+            self.to_dict(include_identified=include_identified), indent=indent, sort_keys=True
+        )
 
-    def to_markdown(self) -> str:
-        raise NotImplementedError
+    def hours_left(self, now: dt.datetime | None = None) -> float:
+        """Hours until ``notify_by`` (negative once it has passed)."""
+        return ((self.notify_by - (now or _utcnow())).total_seconds()) / 3600
+
+    def to_markdown(
+        self, *, now: dt.datetime | None = None, include_identified: bool = False
+    ) -> str:
+        """A notification-ready summary: integrity of the source, the deadline, the window,
+        and the approximate numbers and categories of subjects and records concerned."""
+        lines = ["# Personal data breach: scope", ""]
+        if self.trail_verified is False:
+            lines += [
+                "> **WARNING: THE AUDIT TRAIL DID NOT VERIFY.** It was altered, cut or "
+                "damaged; the scope below may be incomplete or wrong.",
+                *(f"> - {problem}" for problem in self.trail_problems),
+                "",
+            ]
+        elif self.trail_verified is None:
+            lines += ["> **Note:** the records were not verified against the trail's chain.", ""]
+        left = self.hours_left(now)
+        status = f"{left:.0f} hours left" if left >= 0 else f"OVERDUE by {-left:.0f} hours"
+        lines += [
+            f"- **Notify the supervisory authority by:** {_iso(self.notify_by)} ({status})",
+            f"- **Discovered at:** {_iso(self.discovered_at)}",
+            f"- **Activity seen:** {_iso(self.first_seen) or 'none'} to "
+            f"{_iso(self.last_seen) or 'none'}",
+            "- **Criteria:** " + "; ".join(f"{k} = {v}" for k, v in sorted(self.criteria.items())),
+            f"- **Events:** {self.events}",
+            f"- **Data subjects concerned:** {len(self.subjects)}",
+            f"- **Actors:** {', '.join(sorted(self.actors)) or 'none recorded'}",
+            "",
+            "## Records concerned",
+            "",
+            "| resource type | distinct records |",
+            "|---|---|",
+            *(f"| {kind} | {count} |" for kind, count in sorted(self.resources.items())),
+            "",
+            "## Categories of data (fields)",
+            "",
+            "| field | events |",
+            "|---|---|",
+            *(f"| {name} | {count} |" for name, count in sorted(self.fields.items())),
+        ]
+        if include_identified and self.identified:
+            lines += ["", "## Identified subjects", ""]
+            lines += [f"- {sid} ({ps})" for ps, sid in sorted(self.identified.items())]
+        return "\n".join(lines) + "\n"
+
+
+def _aware(name: str, value: dt.datetime | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ConfigurationError(f"{name} must be a timezone-aware datetime, not a naive one")
+    return value.astimezone(dt.UTC)
+
+
+@attrs.define
+class _Tally:
+    events: int = 0
+    subjects: set[str] = attrs.Factory(set)
+    fields: Counter[str] = attrs.Factory(Counter)
+    resources: dict[str, set[str]] = attrs.Factory(dict)
+    actors: set[str] = attrs.Factory(set)
+    first: dt.datetime | None = None
+    last: dt.datetime | None = None
+    unreadable: int = 0
+
+    def add(self, event: Mapping[str, Any], at: dt.datetime) -> None:
+        self.events += 1
+        kind = event.get("resource_type")
+        if event.get("subject"):
+            self.subjects.add(str(event["subject"]))
+        for name in event.get("fields") or ():
+            self.fields[f"{kind}.{name}" if kind else str(name)] += 1
+        if kind and event.get("resource_id") is not None:
+            self.resources.setdefault(str(kind), set()).add(str(event["resource_id"]))
+        if event.get("actor"):
+            self.actors.add(str(event["actor"]))
+        self.first = at if self.first is None else min(self.first, at)
+        self.last = at if self.last is None else max(self.last, at)
+
+
+@attrs.frozen
+class _Filter:
+    actor: str | None
+    since: dt.datetime | None
+    until: dt.datetime | None
+    actions: frozenset[str] | None
+    outcomes: frozenset[str]
+    key_id: int | None
+    key_table: str | None
+    key_column: str | None
+    key_subject: str | None
+
+    def matches(self, event: Mapping[str, Any], at: dt.datetime) -> bool:
+        if self.actor is not None and event.get("actor") != self.actor:
+            return False
+        if (self.since is not None and at < self.since) or (
+            self.until is not None and at > self.until
+        ):
+            return False
+        if self.actions is not None and event.get("action") not in self.actions:
+            return False
+        if event.get("outcome") not in self.outcomes:
+            return False
+        return self.key_id is None or self._under_key(event)
+
+    def _under_key(self, event: Mapping[str, Any]) -> bool:
+        extra = event.get("extra") or {}
+        listed = extra.get("key_ids") if isinstance(extra, Mapping) else None
+        if isinstance(listed, list | tuple) and self.key_id in listed:
+            return True
+        if self.key_subject is not None:
+            return bool(event.get("subject") == self.key_subject)
+        if self.key_table is not None:
+            fields = event.get("fields") or ()
+            return event.get("resource_type") == self.key_table and self.key_column in fields
+        return False
 
 
 def breach_scope(
@@ -69,17 +228,24 @@ def breach_scope(
     candidates: Iterable[object] = (),
     trail: AuditTrail | None = None,
     subject_prefix: str = "subject:",
+    resource_types: Mapping[str, str] | None = None,
+    clock: Callable[[], dt.datetime] = _utcnow,
 ) -> BreachScope:
     """The scope of an incident: events by *actor*, under *key_id*, between *since* and
-    *until* (timezone-aware), with *outcomes* (default: only those that succeeded).
+    *until* (timezone-aware, both inclusive), with *outcomes* (default: only those that
+    succeeded), and with one of *actions* when given. Criteria combine with AND.
 
-    *source* is the trail (verified first) or records/events read from elsewhere.
-    *key_id* needs *keyring* to find the key's scope: a column scope ``"table.column"``
-    matches events on resource type ``table`` that name ``column`` in their fields; a
+    *source* is the trail (verified first; a trail that does not verify is still read,
+    and the scope reports ``trail_verified=False`` with the problem) or records/events
+    read from elsewhere (``trail_verified=None``). *key_id* needs *keyring* to find the
+    key's scope: a column scope ``"table.column"`` matches events on resource type
+    ``table`` (or ``resource_types[table]``) that name ``column`` in their fields; a
     subject scope (``subject_prefix`` + id) matches events about that subject; an event
-    whose ``extra["key_ids"]`` lists the key matches too. *candidates* are subject ids
-    to identify behind the pseudonyms (needs the trail's key: *source* or *trail*).
-    Raises `ConfigurationError` when no criterion is given or a datetime is naive.
+    whose ``extra["key_ids"]`` lists the key matches too. *candidates* are subject ids to
+    identify behind the pseudonyms (needs the trail's key: *source* or *trail*).
+    *discovered_at* defaults to *clock*\\ () (now). Raises `ConfigurationError` when no
+    criterion is given, a datetime is naive, or a trail's key is needed and missing;
+    `KeyNotFoundError` for a *key_id* the keyring does not know.
 
     Example:
         ```python
@@ -87,4 +253,112 @@ def breach_scope(
         print(scope.to_markdown())    # subjects, fields, counts, notify by
         ```
     """
-    raise NotImplementedError
+    since, until = _aware("since", since), _aware("until", until)
+    found_at = _aware("discovered_at", discovered_at) or _aware("clock()", clock()) or _utcnow()
+    chosen_actions = frozenset(actions) if actions is not None else None
+    if (
+        actor is None
+        and key_id is None
+        and since is None
+        and until is None
+        and not (chosen_actions)
+    ):
+        raise ConfigurationError(
+            "breach_scope needs at least one criterion: actor, key_id, since, until or actions"
+        )
+    if isinstance(source, AuditTrail):
+        trail = trail or source
+    criteria: dict[str, str] = {"outcomes": ", ".join(sorted(set(outcomes)))}
+    if actor is not None:
+        criteria["actor"] = actor
+    if since is not None:
+        criteria["since"] = since.isoformat(timespec="seconds")
+    if until is not None:
+        criteria["until"] = until.isoformat(timespec="seconds")
+    if chosen_actions is not None:
+        criteria["actions"] = ", ".join(sorted(chosen_actions))
+    table = column = subject = None
+    if key_id is not None:
+        if keyring is None:
+            raise ConfigurationError("key_id needs keyring= to find the key's scope")
+        record = keyring.store.data_key(key_id)
+        if record is None:
+            raise KeyNotFoundError(f"no data key with id {key_id:#010x}", key_id=key_id)
+        criteria["key_id"] = f"{key_id:#010x}"
+        if record.scope.startswith(subject_prefix):
+            if trail is None:
+                raise ConfigurationError("a subject key scope needs the trail's key: pass trail=")
+            subject = trail.pseudonym(record.scope[len(subject_prefix) :])
+            criteria["key_scope"] = f"{subject_prefix}{subject}"  # never the raw subject id
+        else:
+            criteria["key_scope"] = record.scope
+            if "." in record.scope:
+                table, column = record.scope.rsplit(".", 1)
+                table = (resource_types or {}).get(table, table)
+    where = _Filter(
+        actor,
+        since,
+        until,
+        chosen_actions,
+        frozenset(outcomes),
+        key_id,
+        table,
+        column,
+        subject,
+    )
+    verified: bool | None = None
+    problems: list[str] = []
+    if isinstance(source, AuditTrail):
+        report = source.verify()
+        verified = report.ok
+        if not report.ok:
+            problems.append(f"record {report.first_bad}: {report.problem}")
+        items: Iterable[Record | AuditEvent] = source.sink.records()
+    else:
+        items = source
+    tally = _read(items, where)
+    if tally.unreadable:
+        problems.append(f"{tally.unreadable} records could not be read and were skipped")
+    identified: dict[str, str] = {}
+    for candidate in candidates:
+        if trail is None:
+            raise ConfigurationError("candidates need the trail's key: pass the trail as trail=")
+        pseudonym = trail.pseudonym(candidate)
+        if pseudonym in tally.subjects:
+            identified[pseudonym] = str(candidate)
+    return BreachScope(
+        criteria=criteria,
+        events=tally.events,
+        subjects=frozenset(tally.subjects),
+        identified=identified,
+        fields=dict(tally.fields),
+        resources={kind: len(ids) for kind, ids in tally.resources.items()},
+        actors=frozenset(tally.actors),
+        first_seen=tally.first,
+        last_seen=tally.last,
+        discovered_at=found_at,
+        notify_by=found_at + NOTIFICATION_WINDOW,
+        trail_verified=verified,
+        trail_problems=tuple(problems),
+    )
+
+
+def _read(items: Iterable[Record | AuditEvent], where: _Filter) -> _Tally:
+    """Count the matching events of *items*, one at a time."""
+    tally = _Tally()
+    for item in items:
+        event: Mapping[str, Any]
+        if isinstance(item, AuditEvent):
+            event, at = item.to_dict(), item.timestamp
+        else:
+            event = item.event
+            try:
+                at = dt.datetime.fromisoformat(str(event["timestamp"]))
+                if at.tzinfo is None:
+                    raise ValueError("naive timestamp")
+            except (KeyError, TypeError, ValueError):
+                tally.unreadable += 1
+                continue
+        if where.matches(event, at):
+            tally.add(event, at)
+    return tally

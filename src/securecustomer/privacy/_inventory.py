@@ -3,43 +3,58 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+import json
+from collections.abc import Iterable
+from typing import Any
 
 import attrs
-from sqlalchemy import MetaData
+from sqlalchemy import Column, MetaData, String, Table
 from sqlalchemy.engine import Connection, Engine
 
+from securecustomer.exceptions import ConfigurationError
 from securecustomer.keys import Keyring
-from securecustomer.privacy._classify import Sensitivity
+from securecustomer.privacy._assess import (
+    RiskFinding,
+    Severity,
+    aware_now,
+    findings_markdown,
+    key_findings,
+    markdown_cell,
+    sorted_findings,
+)
+from securecustomer.privacy._classify import (
+    Sensitivity,
+    classification_of,
+    sample_shares,
+    suggest_category,
+)
+from securecustomer.sqlalchemy import BlindIndex, Encrypted, RowEncryption
+from securecustomer.sqlalchemy._orm import _registry
 
 __all__ = ["ColumnEntry", "DataInventory", "RiskFinding", "Severity"]
 
-Severity = Literal["high", "medium", "low"]
 
-
-@attrs.frozen
-class RiskFinding:
-    """One thing a reviewer should look at. Holds names and counts, never data values.
-
-    ``code`` is stable (for filtering and suppression): ``unencrypted-restricted``,
-    ``unclassified-pii``, ``key-rotation-overdue``, ``root-rotation-overdue``,
-    ``restricted-field-access``, ``unused-grant``, ``stale-grant``, ``local-master-key``,
-    ``deterministic-restricted``, ``no-retention``, ...
-    ``where`` names the place: ``"customers.ssn"``, ``"rule agent-read"``, ``"key 0x0000002a"``.
-    """
-
-    severity: Severity
-    code: str
-    where: str
-    message: str
-
-    def to_dict(self) -> dict[str, str]:
-        raise NotImplementedError
+def _iso_duration(value: dt.timedelta | None) -> str | None:
+    if value is None:
+        return None
+    if value % dt.timedelta(days=1) == dt.timedelta(0):
+        return f"P{value.days}D"
+    return f"PT{value.total_seconds():g}S"
 
 
 @attrs.frozen
 class ColumnEntry:
-    """One classified column: what it holds and how it is protected."""
+    """One classified column: what it holds and how it is protected.
+
+    ``key_scope`` is the column's own scope (``"customers.email"``) or, for a model that
+    `encrypt_rows` scopes per subject, a pattern such as ``"subject:{customer_id}"``.
+
+    Example:
+        ```python
+        entry = inventory.entry("customers", "email")
+        assert entry.encrypted and entry.blind_indexes == ("email_index",)
+        ```
+    """
 
     table: str
     column: str
@@ -53,8 +68,76 @@ class ColumnEntry:
     key_scope: str | None
     description: str | None = None
 
+    @property
+    def measures(self) -> str:
+        """The technical measures protecting the column, in words."""
+        if not self.encrypted:
+            return "none (stored in plaintext)"
+        algorithm = "AES-256-SIV, deterministic" if self.deterministic else "AES-256-GCM"
+        text = f"encrypted ({algorithm}), key scope {self.key_scope}"
+        if self.blind_indexes:
+            text += f"; blind index {', '.join(self.blind_indexes)}"
+        return text
+
     def to_dict(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """JSON-ready values; the retention as an ISO 8601 duration (``"P730D"``)."""
+        return {
+            "blind_indexes": list(self.blind_indexes),
+            "category": self.category,
+            "column": self.column,
+            "description": self.description,
+            "deterministic": self.deterministic,
+            "encrypted": self.encrypted,
+            "key_scope": self.key_scope,
+            "purposes": list(self.purposes),
+            "retention": _iso_duration(self.retention),
+            "sensitivity": self.sensitivity.value,
+            "table": self.table,
+        }
+
+
+def _subject_scopes() -> dict[Table, RowEncryption]:
+    found: dict[Table, RowEncryption] = {}
+    for config in _registry.values():
+        table = config.mapper.local_table
+        if config.subject is not None and isinstance(table, Table):
+            found[table] = config
+    return found
+
+
+def _key_scope(kind: Encrypted, config: RowEncryption | None) -> str:
+    if config is not None and any(t is kind for t in config.columns.values()):
+        return f"{config.subject_prefix}{{{config.subject}}}"
+    return kind.scope_name()
+
+
+def _entry_findings(entry: ColumnEntry) -> Iterable[RiskFinding]:
+    where = f"{entry.table}.{entry.column}"
+    level = entry.sensitivity
+    if not entry.encrypted and level >= Sensitivity.CONFIDENTIAL:
+        restricted = level is Sensitivity.RESTRICTED
+        yield RiskFinding(
+            "high" if restricted else "medium",
+            f"unencrypted-{level.value}",
+            where,
+            f"{level.value} {entry.category} data is stored in plaintext: declare the column "
+            "with an Encrypted type",
+        )
+    if entry.encrypted and entry.deterministic and level is Sensitivity.RESTRICTED:
+        yield RiskFinding(
+            "low",
+            "deterministic-restricted",
+            where,
+            "restricted data under deterministic encryption reveals which rows hold equal "
+            "values: prefer randomized encryption with a blind index",
+        )
+    if entry.retention is None and level > Sensitivity.PUBLIC:
+        yield RiskFinding(
+            "low",
+            "no-retention",
+            where,
+            f"{entry.category} data has no retention period: state how long it is kept",
+        )
 
 
 @attrs.frozen
@@ -86,30 +169,187 @@ class DataInventory:
         max_key_age: dt.timedelta = dt.timedelta(days=365),
         controller: str | None = None,
         now: dt.datetime | None = None,
+        min_pii_share: float = 0.05,
     ) -> DataInventory:
-        """Build the inventory of every table in *metadata*.
+        """Build the inventory of every table in *metadata* (tables and columns in order).
 
         Findings: restricted columns stored unencrypted (high), confidential ones (medium);
-        deterministic encryption of restricted data (low); unclassified columns whose name
-        or, with *bind*, whose sampled values (*sample_size* rows, read-only, through the PII
-        detectors of `securecustomer.anonymize`) look like personal data; with *keyring*,
-        active data and root keys older than *max_key_age*; classified columns without
-        retention (low).
+        deterministic encryption of restricted data (low); classified columns above public
+        without retention (low); encrypted columns left unclassified (low); unclassified
+        plaintext columns whose name looks like personal data (medium) or, with *bind*,
+        whose sampled values do (high): up to *sample_size* non-null values of each
+        unclassified plaintext string column are read with one ``SELECT ... LIMIT`` each
+        and scanned by `securecustomer.anonymize.scan_columns`; a column is reported when
+        at least *min_pii_share* of them hold PII (the kinds and shares are reported, never
+        the values; encrypted columns are never read). With *keyring*: active data and root
+        keys older than *max_key_age* (medium; the keys of subject scopes are counted per
+        prefix, so that no subject id appears). *now* (timezone-aware) defaults to the
+        current UTC time.
         """
-        raise NotImplementedError
+        now = aware_now(now)
+        if type(sample_size) is not int or sample_size < 1:
+            raise ConfigurationError(f"sample_size must be a positive integer, got {sample_size!r}")
+        if not 0 < min_pii_share <= 1:
+            raise ConfigurationError(f"min_pii_share must be in (0, 1], got {min_pii_share!r}")
+        subject_scopes = _subject_scopes()
+        entries: list[ColumnEntry] = []
+        findings: list[RiskFinding] = []
+        to_sample: list[Column[Any]] = []
+        for table in sorted(metadata.tables.values(), key=lambda t: t.fullname):
+            indexes: dict[str, list[str]] = {}
+            for column in table.columns:
+                if isinstance(column.type, BlindIndex):
+                    source = column.type.source_type
+                    owner = next((c for c in table.columns if c.type is source), None)
+                    if owner is not None:
+                        indexes.setdefault(owner.name, []).append(column.name)
+            for column in table.columns:
+                kind = column.type
+                if isinstance(kind, BlindIndex):
+                    continue
+                where = f"{table.name}.{column.name}"
+                found = classification_of(column)
+                encrypted = isinstance(kind, Encrypted)
+                if found is not None:
+                    config = subject_scopes.get(table)
+                    entry = ColumnEntry(
+                        table=table.name,
+                        column=column.name,
+                        category=found.category,
+                        sensitivity=found.sensitivity,
+                        purposes=found.purposes,
+                        retention=found.retention,
+                        encrypted=encrypted,
+                        deterministic=isinstance(kind, Encrypted) and kind.deterministic,
+                        blind_indexes=tuple(indexes.get(column.name, ())),
+                        key_scope=_key_scope(kind, config) if isinstance(kind, Encrypted) else None,
+                        description=found.description,
+                    )
+                    entries.append(entry)
+                    findings.extend(_entry_findings(entry))
+                elif encrypted:
+                    findings.append(
+                        RiskFinding(
+                            "low",
+                            "unclassified-encrypted",
+                            where,
+                            "an encrypted column without a classification: classify it so the "
+                            "record of processing lists it",
+                        )
+                    )
+                else:
+                    if bind is not None and isinstance(kind, String):
+                        to_sample.append(column)
+                    hint = suggest_category(column.name)
+                    if hint is not None:
+                        findings.append(
+                            RiskFinding(
+                                "medium",
+                                "unclassified-pii",
+                                where,
+                                f"the name suggests {hint} data but the column is not "
+                                "classified: classify it (or mark it "
+                                'classify("other", sensitivity="public"))',
+                            )
+                        )
+        if bind is not None and to_sample:
+            sampled = _sampled_findings(sample_shares(bind, to_sample, sample_size), min_pii_share)
+            flagged = {f.where for f in sampled}
+            findings = [
+                f for f in findings if not (f.code == "unclassified-pii" and f.where in flagged)
+            ]
+            findings.extend(sampled)
+        if keyring is not None:
+            prefixes = {"subject:", *(c.subject_prefix for c in subject_scopes.values())}
+            findings.extend(
+                key_findings(keyring, max_key_age=max_key_age, now=now, subject_prefixes=prefixes)
+            )
+        return cls(tuple(entries), sorted_findings(findings), now, controller)
 
     def entry(self, table: str, column: str) -> ColumnEntry:
         """The entry of one column; `KeyError` naming it when it is not classified."""
-        raise NotImplementedError
+        for entry in self.entries:
+            if entry.table == table and entry.column == column:
+                return entry
+        raise KeyError(f"{table}.{column} is not a classified column of this inventory")
 
     def to_dict(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """JSON-ready values: names, categories and measures, never data values."""
+        return {
+            "controller": self.controller,
+            "entries": [entry.to_dict() for entry in self.entries],
+            "findings": [finding.to_dict() for finding in self.findings],
+            "generated_at": self.generated_at.isoformat(),
+        }
 
     def to_json(self, *, indent: int | None = 2) -> str:
-        raise NotImplementedError
+        """`to_dict` as JSON with sorted keys."""
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=True)
 
     def to_markdown(self) -> str:
-        """An article 30 style record: per purpose, the categories of data and of data
-        subjects, retention and the technical measures (encryption, blind indexes), then
-        the findings."""
-        raise NotImplementedError
+        """An article 30 style record: per purpose, the categories of data, the tables and
+        columns, retention and the technical measures (encryption, blind indexes), then
+        the findings. Columns without a stated purpose are listed under "No stated
+        purpose"; a column with several purposes appears under each."""
+        lines = [
+            "# Record of processing activities (GDPR article 30)",
+            "",
+            f"- Controller: {self.controller or 'not stated'}",
+            f"- Generated at: {self.generated_at.isoformat()}",
+            f"- Classified columns: {len(self.entries)}",
+        ]
+        by_purpose: dict[str, list[ColumnEntry]] = {}
+        for entry in self.entries:
+            for purpose in entry.purposes or ("",):
+                by_purpose.setdefault(purpose, []).append(entry)
+        for purpose in sorted(by_purpose, key=lambda p: (p == "", p)):
+            group = by_purpose[purpose]
+            categories = sorted({e.category for e in group})
+            lines += [
+                "",
+                f"## Purpose: {purpose}" if purpose else "## No stated purpose",
+                "",
+                f"Categories of personal data: {', '.join(categories)}",
+                "",
+                "| Table | Column | Category | Sensitivity | Retention | Measures |",
+                "|---|---|---|---|---|---|",
+            ]
+            lines += [
+                "| "
+                + " | ".join(
+                    markdown_cell(cell)
+                    for cell in (
+                        e.table,
+                        e.column,
+                        e.category,
+                        e.sensitivity.value,
+                        _iso_duration(e.retention) or "not stated",
+                        e.measures,
+                    )
+                )
+                + " |"
+                for e in group
+            ]
+        lines += ["", "## Findings", ""]
+        lines += findings_markdown(self.findings)
+        return "\n".join(lines) + "\n"
+
+
+def _sampled_findings(
+    shares: dict[str, tuple[int, dict[str, float]]], min_share: float
+) -> list[RiskFinding]:
+    findings: list[RiskFinding] = []
+    for where, (values, per_kind) in shares.items():
+        hits = sorted((kind, share) for kind, share in per_kind.items() if share >= min_share)
+        if hits:
+            described = ", ".join(f"{kind} in {share:.0%}" for kind, share in hits)
+            findings.append(
+                RiskFinding(
+                    "high",
+                    "unclassified-pii",
+                    where,
+                    f"not classified, but of {values} sampled values it holds {described}: "
+                    "classify it and store it encrypted",
+                )
+            )
+    return findings

@@ -1,4 +1,8 @@
-"""Retention: delete or anonymize rows older than their maximum age, in batches."""
+"""Retention: delete or anonymize rows older than their maximum age, in batches.
+
+Rows are changed by the machinery of `_rows` (Core statements on the mapped table), shared
+with `erase_subject`.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,31 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 import attrs
+from sqlalchemy import (
+    Column,
+    Date,
+    DateTime,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.exc import NoInspectionAvailable
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement
+from sqlalchemy.types import TypeDecorator
 
-from securecustomer.audit import AuditTrail
-from securecustomer.privacy._holds import LegalHolds
+from securecustomer.audit import AuditTrail, default_trail
+from securecustomer.exceptions import ConfigurationError
+from securecustomer.privacy._holds import LegalHolds, actor_event, aware, utc_now
+from securecustomer.privacy._rows import (
+    Shape,
+    anonymize_rows,
+    check_anonymize,
+    delete_rows,
+    shape_of,
+)
+from securecustomer.sqlalchemy._blind import BlindIndex
+from securecustomer.sqlalchemy._types import Encrypted
 
 __all__ = ["RetentionReport", "RetentionRule", "RuleOutcome", "apply_retention"]
 
@@ -23,7 +48,8 @@ class RetentionRule:
     against (rows of a held subject are kept). ``action="anonymize"`` replaces each
     attribute of *anonymize* by its transform's result (None sets NULL) and sets blind
     indexes to NULL; *anonymized_marker*, when given, is an attribute set to True so an
-    anonymized row is not selected again.
+    anonymized row is not selected again. A naive value in *age_column* (SQLite keeps no
+    offset) is taken to be UTC; rows whose age is NULL are never selected.
 
     Example:
         ```python
@@ -41,6 +67,11 @@ class RetentionRule:
     anonymized_marker: str | None = None
     name: str | None = None
 
+    @property
+    def label(self) -> str:
+        """The rule's name in reports and audit events (default: the model's class name)."""
+        return self.name if self.name is not None else self.model.__name__
+
 
 @attrs.frozen
 class RuleOutcome:
@@ -54,18 +85,79 @@ class RuleOutcome:
     batches: int
     cutoff: dt.datetime
 
+    def to_dict(self) -> dict[str, Any]:
+        return {**attrs.asdict(self), "cutoff": self.cutoff.isoformat()}
+
 
 @attrs.frozen
 class RetentionReport:
+    """The outcome of each rule of one `apply_retention` run."""
+
     dry_run: bool
     ran_at: dt.datetime
     outcomes: tuple[RuleOutcome, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        raise NotImplementedError
+        return {
+            "dry_run": self.dry_run,
+            "ran_at": self.ran_at.isoformat(),
+            "outcomes": [o.to_dict() for o in self.outcomes],
+        }
 
     def to_markdown(self) -> str:
-        raise NotImplementedError
+        title = "Retention (dry run)" if self.dry_run else "Retention"
+        lines = [
+            f"# {title}, {self.ran_at.isoformat()}",
+            "",
+            "| rule | cutoff | expired | deleted | anonymized | held | batches |",
+            "|---|---|---:|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {o.rule} | {o.cutoff.isoformat()} | {o.expired} | {o.deleted} | "
+            f"{o.anonymized} | {o.held} | {o.batches} |"
+            for o in self.outcomes
+        ]
+        return "\n".join(lines) + "\n"
+
+
+def _check_rule(rule: RetentionRule) -> Shape:
+    what = f"retention rule {rule.label}"
+    try:
+        shape = shape_of(rule.model)
+    except NoInspectionAvailable:
+        raise ConfigurationError(f"{what}: {rule.model!r} is not a mapped class") from None
+    name = rule.model.__name__
+    if rule.action not in ("delete", "anonymize"):
+        raise ConfigurationError(f'{what}: action must be "delete" or "anonymize"')
+    if not isinstance(rule.max_age, dt.timedelta) or rule.max_age <= dt.timedelta(0):
+        raise ConfigurationError(f"{what}: max_age must be a positive timedelta")
+    if len(shape.pk) != 1:
+        raise ConfigurationError(f"{what}: {name} needs a single-column primary key")
+    for key in (rule.age_column, rule.subject, rule.anonymized_marker):
+        if key is not None and key not in shape.mapper.column_attrs:
+            raise ConfigurationError(f"{what}: {name} has no column attribute {key!r}")
+    age_type = shape.column(rule.age_column).type
+    if isinstance(age_type, (Encrypted, BlindIndex)) or not isinstance(
+        age_type, (Date, DateTime, TypeDecorator)
+    ):
+        raise ConfigurationError(f"{what}: {name}.{rule.age_column} is not a plain date column")
+    if rule.action == "delete" and (rule.anonymize or rule.anonymized_marker):
+        raise ConfigurationError(f'{what}: anonymize= needs action="anonymize"')
+    if rule.action == "anonymize":
+        check_anonymize(shape, rule.anonymize, what)
+    return shape
+
+
+def _bound(column: Column[Any], cutoff: dt.datetime, dialect: str) -> Any:
+    """The cutoff as the age column compares with it (naive UTC where stored naive)."""
+    column_type = column.type
+    if isinstance(column_type, DateTime):
+        if column_type.timezone and dialect == "postgresql":
+            return cutoff
+        return cutoff.replace(tzinfo=None)
+    if isinstance(column_type, Date):
+        return cutoff.date()
+    return cutoff  # a TypeDecorator binds it as it needs
 
 
 def apply_retention(
@@ -84,5 +176,93 @@ def apply_retention(
     writes nothing (no audit event either). Rows of subjects under a legal hold are kept
     and counted as ``held``. *trail* defaults to `default_trail`; unbound, it raises
     `ConfigurationError` before anything is changed (a dry run needs no trail).
+
+    Every rule is checked before any row changes. *now* (default: the current time) must
+    be timezone-aware; the cutoff of a rule is ``now - max_age``. Rows are selected in
+    primary-key order, a batch at a time, so held rows do not stop the run.
     """
-    raise NotImplementedError
+    rules = list(rules)
+    if type(batch_size) is not int or batch_size < 1:
+        raise ConfigurationError("batch_size must be a positive int")
+    ran_at = utc_now() if now is None else aware(now, "now")
+    target = None if dry_run else (trail if trail is not None else default_trail.get())
+    checked = [(rule, _check_rule(rule)) for rule in rules]
+    outcomes = tuple(
+        _apply(session, rule, shape, ran_at, batch_size, holds, target) for rule, shape in checked
+    )
+    return RetentionReport(dry_run, ran_at, outcomes)
+
+
+def _apply(
+    session: Session,
+    rule: RetentionRule,
+    shape: Shape,
+    ran_at: dt.datetime,
+    batch_size: int,
+    holds: LegalHolds | None,
+    trail: AuditTrail | None,
+) -> RuleOutcome:
+    cutoff = ran_at - rule.max_age
+    dialect = session.get_bind(mapper=shape.mapper).dialect.name
+    age = shape.column(rule.age_column)
+    pk = shape.column(shape.pk[0])
+    conditions: list[ColumnElement[bool]] = [age < _bound(age, cutoff, dialect)]
+    if rule.anonymized_marker is not None:
+        marker = shape.column(rule.anonymized_marker)
+        conditions.append(or_(marker.is_(None), marker != true()))
+    selected: list[Any] = [pk]
+    if rule.subject is not None:
+        selected.append(shape.column(rule.subject))
+    counts = {"expired": 0, "deleted": 0, "anonymized": 0, "held": 0, "batches": 0}
+    last: Any = None
+    while True:
+        where = [*conditions, *([] if last is None else [pk > last])]
+        query = select(*selected).where(*where).order_by(pk).limit(batch_size)
+        batch = session.execute(query).all()
+        if not batch:
+            break
+        last = batch[-1][0]
+        held: frozenset[str] = frozenset()
+        if holds is not None and rule.subject is not None:
+            held = holds.held(row[1] for row in batch if row[1] is not None)
+        ids = [row[0] for row in batch if rule.subject is None or str(row[1]) not in held]
+        counts["expired"] += len(batch)
+        counts["held"] += len(batch) - len(ids)
+        if not ids:
+            continue
+        counts["batches"] += 1
+        if trail is None:  # a dry run
+            counts["deleted" if rule.action == "delete" else "anonymized"] += len(ids)
+            continue
+        try:
+            if rule.action == "delete":
+                done, _ = delete_rows(session, shape, [pk.in_(ids)])
+            else:
+                done, _ = anonymize_rows(
+                    session,
+                    shape,
+                    [pk.in_(ids)],
+                    rule.anonymize,
+                    null_encrypted=False,
+                    marker=rule.anonymized_marker,
+                )
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        counts["deleted" if rule.action == "delete" else "anonymized"] += done
+        trail.append(
+            actor_event(
+                f"retention.{rule.action}",
+                resource_type=shape.table.name,
+                extra={
+                    "rule": rule.label,
+                    "rows": done,
+                    "held": len(batch) - len(ids),
+                    "batch": counts["batches"],
+                    "cutoff": cutoff.isoformat(),
+                },
+            )
+        )
+        trail.flush()
+    return RuleOutcome(rule=rule.label, cutoff=cutoff, **counts)

@@ -1,30 +1,42 @@
-"""Data-subject rights: export (access, portability) and erasure across registered models."""
+"""Data-subject rights: export (access, portability) and erasure across registered models.
+
+Rows are read and changed with Core statements on the mapped tables, never by loading
+instances: a row whose subject key was destroyed cannot be loaded through the ORM
+(``on_destroyed="raise"``), but its raw tokens can still be read, reported as erased and
+updated. Values of row-bound and subject-scoped models are decrypted and sealed with the
+model's `RowEncryption`, so they get the same context the ORM events give them.
+"""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import enum
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 import attrs
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import NoInspectionAvailable
 
-from securecustomer.audit import AuditTrail
-from securecustomer.keys import Keyring
-from securecustomer.privacy._holds import LegalHolds
+from securecustomer.audit import AuditEvent
+from securecustomer.exceptions import ConfigurationError
+from securecustomer.privacy._holds import actor_event
+from securecustomer.privacy._rows import (
+    Shape,
+    check_anonymize,
+    shape_of,
+)
+from securecustomer.sqlalchemy._types import Encrypted
 
 __all__ = [
     "ErasureMode",
-    "ErasureReceipt",
-    "SubjectExport",
     "SubjectModel",
-    "erase_subject",
-    "export_subject",
     "register_subject",
     "registered_subject_models",
 ]
 
 ErasureMode = Literal["delete", "anonymize", "shred"]
+MODES: tuple[str, ...] = ("delete", "anonymize", "shred")
 
 
 @attrs.frozen(eq=False)
@@ -49,6 +61,52 @@ class SubjectModel:
     name: str
 
 
+_registry: dict[type[Any], SubjectModel] = {}
+
+
+def model_shape(model: type[Any]) -> Shape:
+    try:
+        return shape_of(model)
+    except NoInspectionAvailable:
+        raise ConfigurationError(f"{model!r} is not a mapped class") from None
+
+
+def check_subject_anonymize(
+    shape: Shape, anonymize: Mapping[str, Callable[[Any], Any] | None], what: str
+) -> None:
+    """Refuse an anonymizing erasure that cannot be written, naming the attribute."""
+    check_anonymize(shape, anonymize, what)
+    name = shape.mapper.class_.__name__
+    for key in shape.encrypted:
+        if key in anonymize and shape.subject_scoped:
+            raise ConfigurationError(
+                f"{what}: {name}.{key} is encrypted under the subject's key, which erasure "
+                "destroys; leave it out of anonymize (it is set to NULL)"
+            )
+        if key not in anonymize and not shape.column(key).nullable:
+            raise ConfigurationError(
+                f"{what}: {name}.{key} is NOT NULL, but anonymizing sets it to NULL; make it "
+                "nullable or give it a transform"
+            )
+
+
+def jsonable(value: Any) -> Any:
+    """*value* as JSON can hold it (see `SubjectExport`)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, enum.Enum):
+        return jsonable(value.value)
+    return str(value)  # Decimal, UUID, ...
+
+
 def register_subject(
     model: type[Any],
     *,
@@ -61,8 +119,12 @@ def register_subject(
     """Register *model* as holding data about the subject named by its *subject* attribute.
 
     Raises `ConfigurationError` for an unknown attribute, an encrypted *subject* column, a
-    second registration, ``"shred"`` on a model that is not subject-scoped, or
-    ``anonymize`` with another mode.
+    second registration, ``"shred"`` on a model that is not subject-scoped, ``anonymize``
+    with another mode, an anonymization that would set a NOT NULL column to NULL, and an
+    encrypted column of a subject-scoped model in ``anonymize`` (its value would be
+    written under the key that erasure destroys). Transforms should be idempotent
+    (``f(f(x)) == f(x)``), so that erasing twice changes nothing the second time. The
+    *name* (default: the class name) keys the model's rows in an export.
 
     Example:
         ```python
@@ -71,105 +133,69 @@ def register_subject(
         register_subject(Order, subject="customer_id", erase="shred")
         ```
     """
-    raise NotImplementedError
+    shape = model_shape(model)
+    where = f"register_subject({model.__name__})"
+    if erase not in MODES:
+        raise ConfigurationError(f"{where}: erase must be one of {', '.join(MODES)}")
+    if model in _registry:
+        raise ConfigurationError(f"{where}: {model.__name__} is already registered")
+    if subject not in shape.mapper.column_attrs:
+        raise ConfigurationError(f"{where}: {model.__name__} has no column attribute {subject!r}")
+    if isinstance(shape.column(subject).type, Encrypted) or subject in shape.indexes:
+        raise ConfigurationError(
+            f"{where}: {model.__name__}.{subject} must be a plain column: rows are found by it"
+        )
+    rows = shape.rows
+    if rows is not None and rows.subject is not None and rows.subject != subject:
+        raise ConfigurationError(
+            f"{where}: encrypt_rows binds {model.__name__} to the subject in {rows.subject!r}, "
+            f"not {subject!r}"
+        )
+    if erase == "shred" and not shape.subject_scoped:
+        raise ConfigurationError(
+            f'{where}: erase="shred" needs a subject-scoped model '
+            f'(encrypt_rows({model.__name__}, subject="{subject}"))'
+        )
+    if anonymize and erase != "anonymize":
+        raise ConfigurationError(f'{where}: anonymize= is only used with erase="anonymize"')
+    anonymize = dict(anonymize or {})
+    if erase == "anonymize":
+        check_subject_anonymize(shape, anonymize, where)
+    fields: tuple[str, ...] | None = None
+    if export is not None:
+        if isinstance(export, str):
+            raise ConfigurationError(f"{where}: export must be a collection of attribute names")
+        fields = tuple(export)
+        for key in fields:
+            if key not in shape.mapper.column_attrs:
+                raise ConfigurationError(f"{where}: {model.__name__} has no attribute {key!r}")
+    label = name if name is not None else model.__name__
+    registered = SubjectModel(model, subject, erase, anonymize, fields, label)
+    _registry[model] = registered
+    return registered
 
 
 def registered_subject_models() -> tuple[SubjectModel, ...]:
     """Every registered model, in registration order."""
-    raise NotImplementedError
+    return tuple(_registry.values())
 
 
-@attrs.frozen
-class SubjectExport:
-    """Everything held about one subject, decrypted, as JSON-ready values.
-
-    ``records`` maps a model's name to its rows (attribute -> value: dates and datetimes
-    as ISO 8601, Decimal as a string, bytes as base64, UUID as a string, an erased value
-    as None and its attribute listed in ``erased``).
-    """
-
-    subject_id: str
-    generated_at: dt.datetime
-    records: Mapping[str, tuple[Mapping[str, Any], ...]]
-    erased: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
-    consents: tuple[Mapping[str, Any], ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def to_json(self, *, indent: int | None = 2) -> str:
-        raise NotImplementedError
+def chosen_models(models: Iterable[type[Any]] | None) -> list[SubjectModel]:
+    chosen = []
+    for model in _registry if models is None else models:
+        found = _registry.get(model)
+        if found is None:
+            name = getattr(model, "__name__", repr(model))
+            raise ConfigurationError(f"{name} is not registered: call register_subject() first")
+        chosen.append(found)
+    names = [m.name for m in chosen]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConfigurationError(
+            f"two models are named {', '.join(twice)}: pass name= to register_subject()"
+        )
+    return chosen
 
 
-@attrs.frozen
-class ErasureReceipt:
-    """What `erase_subject` did; holds counts and key ids, never data.
-
-    ``subject`` is the trail's pseudonym of the subject (the receipt may be kept after
-    the erasure); ``event_id`` the id of the audit event that records it.
-    """
-
-    subject: str
-    erased_at: dt.datetime
-    deleted: Mapping[str, int]
-    anonymized: Mapping[str, int]
-    shredded: Mapping[str, int]
-    blind_indexes_purged: int
-    keys_destroyed: tuple[int, ...]
-    event_id: str
-    already_erased: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        raise NotImplementedError
-
-
-def export_subject(
-    session: Session,
-    subject_id: object,
-    *,
-    trail: AuditTrail | None = None,
-    models: Iterable[type[Any]] | None = None,
-    consents: Any = None,
-    reason: str | None = None,
-) -> SubjectExport:
-    """Every row about *subject_id* across the registered models, decrypted.
-
-    Writes one ``subject.export`` audit event (the subject as the trail's pseudonym, the
-    exported field names, the row counts) to *trail* (default: `default_trail`; an unbound
-    slot raises `ConfigurationError` before anything is read). *consents* is a
-    `ConsentLedger` whose history is included. Reads only.
-
-    Example:
-        ```python
-        with Session(engine) as session:
-            print(export_subject(session, 42, trail=trail).to_json())
-        ```
-    """
-    raise NotImplementedError
-
-
-def erase_subject(
-    session: Session,
-    subject_id: object,
-    *,
-    mode: ErasureMode | None = None,
-    keyring: Keyring | None = None,
-    trail: AuditTrail | None = None,
-    holds: LegalHolds | None = None,
-    consents: Any = None,
-    models: Iterable[type[Any]] | None = None,
-    reason: str | None = None,
-) -> ErasureReceipt:
-    """Erase *subject_id* everywhere: rows deleted or anonymized per model (or as *mode*
-    says for every model), blind-index entries purged, the subject's key scopes destroyed,
-    consent history (*consents*) deleted, and a ``subject.erase`` audit receipt written.
-
-    Order, so that nothing is half-done: legal holds are checked first (`LegalHoldError`,
-    nothing changed); the row changes are flushed and committed in the session's
-    transaction; then the key scopes are destroyed (not transactional; an already
-    destroyed or missing scope is fine); then the audit event. Running it again is safe:
-    it finds nothing left and returns a receipt with ``already_erased=True``. The audit
-    trail still verifies afterwards (events refer to subjects by pseudonym only).
-    *keyring* defaults to the keyring the registered models' columns resolve.
-    """
-    raise NotImplementedError
+def subject_event(action: str, subject: str, reason: str | None, **kwargs: Any) -> AuditEvent:
+    return actor_event(action, resource_type="subject", subject=subject, reason=reason, **kwargs)
