@@ -1,4 +1,4 @@
-"""``securecustomer audit verify`` and ``securecustomer audit report``."""
+"""``securecustomer audit verify``, ``audit report`` and (in `_scope`) ``audit scope``."""
 
 from __future__ import annotations
 
@@ -41,6 +41,9 @@ def add_audit_parser(commands: Any) -> None:
     report.add_argument("--since", type=_when, help="ISO date or datetime (UTC if naive)")
     report.add_argument("--until", type=_when, help="ISO date or datetime (UTC if naive)")
     report.add_argument("--format", choices=("text", "json"), default="text")
+    from securecustomer.cli._scope import add_scope_parser
+
+    add_scope_parser(actions)
 
 
 def _source_options(parser: argparse.ArgumentParser) -> None:
@@ -67,17 +70,22 @@ def _when(text: str) -> dt.datetime:
 
 
 def _key(args: argparse.Namespace) -> bytes | None:
-    if args.key_env:
-        raw = os.environ.get(args.key_env)
+    return read_key(args.key_env, args.key_file)
+
+
+def read_key(env: str | None, file: str | None) -> bytes | None:
+    """The trail key from the environment variable *env* or the file *file*, if given."""
+    if env:
+        raw = os.environ.get(env)
         if raw is None:
-            raise ConfigurationError(f"the environment variable {args.key_env!r} is not set")
-        where = f"environment variable {args.key_env!r}"
-    elif args.key_file:
+            raise ConfigurationError(f"the environment variable {env!r} is not set")
+        where = f"environment variable {env!r}"
+    elif file:
         try:
-            raw = Path(args.key_file).read_text(encoding="ascii").strip()
+            raw = Path(file).read_text(encoding="ascii").strip()
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigurationError(f"cannot read the key file {args.key_file!r}: {exc}") from None
-        where = f"key file {args.key_file!r}"
+            raise ConfigurationError(f"cannot read the key file {file!r}: {exc}") from None
+        where = f"key file {file!r}"
     else:
         return None
     return decode_key(raw, where)
@@ -113,6 +121,10 @@ def run_audit(args: argparse.Namespace) -> int:
 
     sink = _sink(args)
     key = _key(args)
+    if args.audit_command == "scope":
+        from securecustomer.cli._scope import run_scope
+
+        return run_scope(args, sink, key)
     if args.audit_command == "verify":
         assert key is not None  # noqa: S101 - the option is required
         checkpoints = []

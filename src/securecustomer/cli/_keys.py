@@ -1,4 +1,5 @@
-"""``securecustomer keys``: key status, rotation and re-encryption of stored values.
+"""``securecustomer keys``: key status, rotation, re-encryption and (in `_emergency`) the
+response to a compromised key.
 
 The commands only parse, load and print: the work is `Keyring.status`, `Keyring.rotate`
 and `securecustomer.sqlalchemy.reencrypt`. They never create a key store or a root key:
@@ -27,7 +28,9 @@ _SHOWN_FAILURES = 10
 
 
 def add_keys_parser(commands: Any) -> None:
-    """Add ``keys status``, ``keys rotate`` and ``keys reencrypt`` to *commands*."""
+    """Add ``keys status``, ``rotate``, ``reencrypt`` and ``emergency`` to *commands*."""
+    from securecustomer.cli._emergency import add_emergency_parser
+
     keys = commands.add_parser("keys", help="show and rotate keys, re-encrypt stored values")
     keys.set_defaults(keys_parser=keys)
     actions = keys.add_subparsers(dest="keys_command", metavar="ACTION")
@@ -75,6 +78,7 @@ def add_keys_parser(commands: Any) -> None:
         "--no-progress", action="store_true", help="no progress bar (default when not a TTY)"
     )
     _key_options(reencrypt, store_required=False)
+    add_emergency_parser(actions)
 
 
 def _positive_int(text: str) -> int:
@@ -87,8 +91,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _key_options(parser: argparse.ArgumentParser, *, store_required: bool) -> None:
-    master = parser.add_mutually_exclusive_group(required=True)
+def _key_options(
+    parser: argparse.ArgumentParser, *, store_required: bool, master_required: bool = True
+) -> None:
+    master = parser.add_mutually_exclusive_group(required=master_required)
     master.add_argument("--key-file", metavar="PATH", help="the local master key file")
     master.add_argument(
         "--key-env", metavar="VARIABLE", help="environment variable holding the master key"
@@ -201,10 +207,17 @@ def _reencrypt(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _emergency(args: argparse.Namespace) -> int:
+    from securecustomer.cli._emergency import run_emergency
+
+    return run_emergency(args)
+
+
 _ACTIONS: dict[str, Callable[[argparse.Namespace], int]] = {
     "status": _status,
     "rotate": _rotate,
     "reencrypt": _reencrypt,
+    "emergency": _emergency,
 }
 
 
@@ -251,13 +264,17 @@ def _keyring(args: argparse.Namespace, engine: Engine | None) -> Keyring:
     return Keyring(provider, store).load()
 
 
-def _import(spec: str, app_dir: str) -> Any:
+def _import(
+    spec: str, app_dir: str, *, option: str = "--model", attribute_required: bool = True
+) -> Any:
+    """The object *spec* (``MODULE:ATTR``) names; the module itself when ATTR is left out
+    and not *attribute_required*."""
     from securecustomer.exceptions import ConfigurationError
 
     module_name, _, path = spec.partition(":")
-    if not module_name or not path:
+    if not module_name or (attribute_required and not path):
         raise ConfigurationError(
-            f"--model {spec!r}: expected MODULE:CLASS, e.g. myapp.models:Customer"
+            f"{option} {spec!r}: expected MODULE:CLASS, e.g. myapp.models:Customer"
         )
     sys.path.insert(0, app_dir)
     try:
@@ -265,15 +282,15 @@ def _import(spec: str, app_dir: str) -> Any:
     except Exception as exc:  # the application's own module: any error it raises
         first_line = (str(exc).splitlines() or [""])[0]
         raise ConfigurationError(
-            f"--model {spec!r}: cannot import {module_name}: {type(exc).__name__}: {first_line}"
+            f"{option} {spec!r}: cannot import {module_name}: {type(exc).__name__}: {first_line}"
         ) from None
     finally:
         sys.path.remove(app_dir)
-    for part in path.split("."):
+    for part in path.split(".") if path else ():
         try:
             target = getattr(target, part)
         except AttributeError:
-            raise ConfigurationError(f"--model {spec!r}: {module_name} has no {path}") from None
+            raise ConfigurationError(f"{option} {spec!r}: {module_name} has no {path}") from None
     return target
 
 

@@ -10,6 +10,8 @@ from securecustomer import __version__
 from securecustomer.cli._anonymize import add_anonymize_parser, run_anonymize
 from securecustomer.cli._audit import add_audit_parser, run_audit
 from securecustomer.cli._keys import add_keys_parser, run_keys
+from securecustomer.cli._policy import add_policy_parser, run_policy
+from securecustomer.cli._privacy import add_privacy_parsers, run_privacy
 from securecustomer.exceptions import SecureCustomerError
 
 __all__ = ["main"]
@@ -26,7 +28,9 @@ def _parser() -> argparse.ArgumentParser:
         "--dir", metavar="DIR", help="keep the key file and key store in DIR (default: a temp dir)"
     )
     add_keys_parser(commands)
+    add_policy_parser(commands)
     add_audit_parser(commands)
+    add_privacy_parsers(commands)
     add_anonymize_parser(commands)
     return parser
 
@@ -48,6 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_audit(args)
         if args.command == "anonymize":
             return run_anonymize(args)
+        if args.command == "policy":
+            return run_policy(args)
+        if args.command in ("inventory", "assess", "subject", "retention"):
+            return run_privacy(args)
     except SecureCustomerError as exc:
         print(f"securecustomer: error: {exc}", file=sys.stderr)
         return 1

@@ -1,0 +1,207 @@
+"""``securecustomer subject export | erase``: data-subject access and erasure requests.
+
+Both import the application module so that its ``register_subject`` calls run, then call
+`export_subject` / `erase_subject` on every registered model. An export holds decrypted
+personal data: ``--out`` writes it to a file only its owner can read. An erasure runs
+only with ``--yes``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from securecustomer.cli._keys import _engine, _import, _key_options, _keyring
+from securecustomer.cli._privacy_options import (
+    bind_slots,
+    hold_options,
+    id_type_option,
+    legal_holds,
+    open_trail,
+    require_trail,
+    subject_id,
+    trail_options,
+)
+from securecustomer.exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from securecustomer.privacy import ConsentLedger, ErasureReceipt
+
+__all__ = ["add_subject_parser", "run_subject"]
+
+
+def add_subject_parser(commands: Any) -> None:
+    subject = commands.add_parser(
+        "subject", help="export or erase everything held about one data subject"
+    )
+    subject.set_defaults(subject_parser=subject)
+    actions = subject.add_subparsers(dest="subject_command", metavar="ACTION")
+
+    export = actions.add_parser(
+        "export",
+        help="every row about a subject across the registered models, decrypted, as JSON",
+        description="Export a data subject's records (GDPR articles 15 and 20) and write a "
+        "subject.export audit event.",
+    )
+    _common(export)
+    export.add_argument(
+        "--out",
+        metavar="FILE",
+        help="write the JSON to FILE (created readable by its owner only) instead of stdout",
+    )
+
+    erase = actions.add_parser(
+        "erase",
+        help="erase a subject everywhere (rows, blind indexes, key scopes), with a receipt",
+        description="Erase a data subject (GDPR article 17): legal holds are checked first, "
+        "then rows are deleted, anonymized or shredded as each model was registered (or as "
+        "--mode says), key scopes destroyed and a subject.erase audit receipt written. "
+        "Running it again is safe.",
+    )
+    _common(erase)
+    erase.add_argument(
+        "--mode",
+        choices=("delete", "anonymize", "shred"),
+        help="erase every model this way (default: as each model was registered)",
+    )
+    erase.add_argument("--reason", help="why (recorded in the audit event)")
+    erase.add_argument(
+        "--yes", action="store_true", help="really erase (the command refuses without it)"
+    )
+    hold_options(erase)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("subject_id", metavar="ID", help="the subject's id")
+    id_type_option(parser)
+    parser.add_argument(
+        "--models",
+        required=True,
+        action="append",
+        metavar="MODULE",
+        help="an application module whose import registers its subject models (only models "
+        "of its top-level package are used); repeatable",
+    )
+    parser.add_argument(
+        "--app-dir", default=".", metavar="DIR", help="directory to import MODULE from"
+    )
+    parser.add_argument("--url", required=True, help="database URL of the application")
+    parser.add_argument(
+        "--consents-table",
+        default="securecustomer_consents",
+        metavar="NAME",
+        help="the ConsentLedger table, used when it exists (default: %(default)s)",
+    )
+    trail_options(parser, key_required=True)
+    _key_options(parser, store_required=False)
+
+
+def run_subject(args: argparse.Namespace) -> int:
+    """Run ``subject export`` or ``subject erase``; returns the exit status."""
+    from sqlalchemy.orm import Session
+
+    from securecustomer.privacy import erase_subject, export_subject, registered_subject_models
+
+    if args.subject_command is None:
+        args.subject_parser.print_help()
+        return 2
+    if args.subject_command == "erase" and not args.yes:
+        print(
+            "securecustomer: error: erasing a subject cannot be undone: add --yes to erase it",
+            file=sys.stderr,
+        )
+        return 1
+    ident = subject_id(args.subject_id, args.id_type)
+    packages = set()
+    for spec in args.models:
+        _import(spec, args.app_dir, option="--models", attribute_required=False)
+        packages.add(spec.partition(":")[0].split(".")[0])
+    # Only the application's models: another package imported in the same process may
+    # have registered models of its own, in another database.
+    models = [
+        registered.model
+        for registered in registered_subject_models()
+        if registered.model.__module__.split(".")[0] in packages
+    ]
+    if not models:
+        raise ConfigurationError(
+            f"--models {', '.join(args.models)}: no model of this package is registered "
+            "with register_subject()"
+        )
+    with ExitStack() as stack:
+        engine = stack.enter_context(_engine(args.url))
+        trail = open_trail(args, stack)
+        require_trail(trail)
+        keyring = _keyring(args, engine)
+        bind_slots(stack, models, keyring)
+        consents = _consents(args, engine)
+        with Session(engine) as session:
+            if args.subject_command == "export":
+                export = export_subject(
+                    session, ident, trail=trail, models=models, consents=consents
+                )
+                _write(export.to_json(), args.out)
+                return 0
+            receipt = erase_subject(
+                session,
+                ident,
+                mode=args.mode,
+                keyring=keyring,
+                trail=trail,
+                holds=legal_holds(args, engine),
+                consents=consents,
+                models=models,
+                reason=args.reason,
+            )
+    _print_receipt(receipt)
+    return 0
+
+
+def _consents(args: argparse.Namespace, engine: Engine) -> ConsentLedger | None:
+    from sqlalchemy import inspect
+
+    from securecustomer.privacy import ConsentLedger
+
+    if not inspect(engine).has_table(args.consents_table):
+        return None
+    return ConsentLedger(engine, table=args.consents_table)
+
+
+def _write(text: str, out: str | None) -> None:
+    if out is None:
+        print(text)
+        return
+    target = Path(out)
+    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:  # mkstemp: mode 0600
+            handle.write(text + "\n")
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    print(f"exported to {target} (personal data: keep it safe, delete it once sent)")
+
+
+def _counts(counts: Any) -> str:
+    return ", ".join(f"{name}: {n}" for name, n in sorted(counts.items())) or "-"
+
+
+def _print_receipt(receipt: ErasureReceipt) -> None:
+    state = " (already erased: nothing was left)" if receipt.already_erased else ""
+    print(f"erased subject {receipt.subject}{state}")
+    print(f"  at: {receipt.erased_at.isoformat(timespec='seconds')}")
+    print(f"  deleted rows: {_counts(receipt.deleted)}")
+    print(f"  anonymized rows: {_counts(receipt.anonymized)}")
+    print(f"  shredded rows: {_counts(receipt.shredded)}")
+    print(f"  blind index entries purged: {receipt.blind_indexes_purged}")
+    destroyed = ", ".join(f"{key_id:#010x}" for key_id in receipt.keys_destroyed) or "-"
+    print(f"  keys destroyed: {destroyed}")
+    print(f"  audit event: {receipt.event_id}")
