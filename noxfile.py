@@ -70,7 +70,12 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/providers.py", *docs_args)
     session.run("python", "benchmarks/policy.py", *docs_args)
     session.run("python", "benchmarks/audit.py", *docs_args)
-    for script in ("anonymize_ff3.py", "anonymize_values.py", "anonymize_detect.py"):
+    for script in (
+        "anonymize_ff3.py",
+        "anonymize_values.py",
+        "anonymize_detect.py",
+        "demo.py",
+    ):
         session.run("python", f"benchmarks/{script}", *docs_args)
 
 

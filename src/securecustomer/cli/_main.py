@@ -23,9 +23,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    demo = commands.add_parser("demo", help="run the end-to-end demo on a temporary key file")
+    demo = commands.add_parser(
+        "demo",
+        help="run the end-to-end demo (SQLite and a local key file in a temporary directory)",
+    )
     demo.add_argument(
-        "--dir", metavar="DIR", help="keep the key file and key store in DIR (default: a temp dir)"
+        "--dir",
+        metavar="DIR",
+        help="keep the demo's files (keys, database, trail) in DIR (default: a temp dir)",
     )
     add_keys_parser(commands)
     add_policy_parser(commands)
