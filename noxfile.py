@@ -34,15 +34,17 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """Ruff, with its security rules on."""
     session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
-    session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py", "dev.py")
-    session.run("ruff", "format", "--check", "src", "tests", "benchmarks")
+    session.run("ruff", "check", "src", "tests", "benchmarks", "examples", "noxfile.py", "dev.py")
+    session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "examples")
 
 
 @nox.session
 def typing(session: nox.Session) -> None:
     """mypy --strict on the library and the typed usage file."""
     _install(session, "typing")
-    session.run("mypy", "--strict", "src", "tests/typing")
+    session.run(
+        "mypy", "--strict", "src", "tests/typing", "examples/customer_service/customer_service"
+    )
 
 
 @nox.session
