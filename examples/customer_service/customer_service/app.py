@@ -1,0 +1,171 @@
+"""The FastAPI application: `create_app(settings)` wires the library in, once per process."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import Depends, FastAPI, Header, HTTPException, Request, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from securecustomer.audit import actor, default_trail
+from securecustomer.exceptions import AccessDenied
+from securecustomer.keys import Keyring
+from securecustomer.policy import PolicyEngine, Subject
+from securecustomer.sqlalchemy import default_keyring
+from sqlalchemy.orm import Session, sessionmaker
+
+from customer_service import service
+from customer_service.settings import Settings
+from customer_service.startup import create_engine, load_policy, open_keyring, open_trail
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the endpoints need, built at start-up."""
+
+    engine: sa.Engine
+    sessions: sessionmaker[Session]
+    keyring: Keyring
+    policy: PolicyEngine
+
+
+# -- per-request dependencies ------------------------------------------------------------
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def get_session(services: Annotated[Services, Depends(get_services)]) -> Iterator[Session]:
+    with services.sessions() as session:
+        yield session
+
+
+# --8<-- [start:current_user]
+async def current_user(
+    x_user: Annotated[str | None, Header()] = None,
+    x_roles: Annotated[str, Header()] = "",
+    x_request_id: Annotated[str | None, Header()] = None,
+) -> AsyncIterator[Subject]:
+    """The user making the request, from the X-User and X-Roles headers.
+
+    A STAND-IN FOR REAL AUTHENTICATION: anyone can send these headers. In your application,
+    build the `Subject` from a verified session or token (roles from your identity provider).
+    The audit events of everything the request does name this user, through `actor()`.
+    """
+    if not x_user:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "X-User header required")
+    user = Subject(x_user, roles=[role.strip() for role in x_roles.split(",") if role.strip()])
+    with actor(user, request_id=x_request_id):
+        yield user
+
+
+# --8<-- [end:current_user]
+
+
+Db = Annotated[Session, Depends(get_session)]
+User = Annotated[Subject, Depends(current_user)]
+Svc = Annotated[Services, Depends(get_services)]
+
+
+class NewCustomer(BaseModel):
+    name: str
+    email: str
+    phone: str | None = None
+
+
+class NewNote(BaseModel):
+    text: str
+
+
+# -- the application ---------------------------------------------------------------------
+
+
+# --8<-- [start:create_app]
+def create_app(settings: Settings) -> FastAPI:
+    """The application. Run ``python -m customer_service init`` once before the first start."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url)
+        key_engine = create_engine(settings.key_store_url)
+        keyring = open_keyring(settings, key_engine)
+        default_keyring.bind(keyring)  # the encrypted columns use it
+        default_trail.bind(open_trail(settings, engine))  # @audited writes to it
+        app.state.services = Services(
+            engine=engine,
+            sessions=sessionmaker(engine, expire_on_commit=False),
+            keyring=keyring,
+            policy=load_policy(settings),
+        )
+        try:
+            yield
+        finally:
+            default_trail.bind(None)
+            default_keyring.unbind()
+            engine.dispose()
+            key_engine.dispose()
+
+    app = FastAPI(title="customer_service", lifespan=lifespan)
+
+    @app.exception_handler(AccessDenied)
+    async def denied(request: Request, exc: AccessDenied) -> JSONResponse:
+        # exc.decision.reason names the policy's rules: log it, never send it.
+        return JSONResponse({"detail": "forbidden"}, status_code=status.HTTP_403_FORBIDDEN)
+
+    @app.exception_handler(service.CustomerNotFound)
+    async def not_found(request: Request, exc: service.CustomerNotFound) -> JSONResponse:
+        return JSONResponse({"detail": "no such customer"}, status_code=404)
+
+    # --8<-- [end:create_app]
+
+    # --8<-- [start:endpoints]
+    @app.post("/customers", status_code=status.HTTP_201_CREATED)
+    def create_customer(body: NewCustomer, db: Db, user: User, svc: Svc) -> dict[str, str]:
+        customer_id = service.create_customer(
+            db, svc.policy, user, name=body.name, email=body.email, phone=body.phone
+        )
+        return {"id": str(customer_id)}
+
+    @app.get("/customers/{customer_id}")
+    def read_customer(customer_id: uuid.UUID, db: Db, user: User, svc: Svc) -> dict[str, Any]:
+        return service.read_customer(db, svc.policy, user, customer_id)
+
+    @app.post("/customers/{customer_id}/notes", status_code=status.HTTP_201_CREATED)
+    def add_note(customer_id: uuid.UUID, body: NewNote, db: Db, user: User, svc: Svc) -> None:
+        service.add_note(db, svc.policy, user, customer_id, body.text)
+
+    @app.get("/customers")
+    def search_customers(email: str, db: Db, user: User, svc: Svc) -> list[dict[str, Any]]:
+        return service.find_by_email(db, svc.policy, user, email)
+
+    @app.get("/subjects/{customer_id}/export")
+    def export_subject(customer_id: uuid.UUID, db: Db, user: User, svc: Svc) -> dict[str, Any]:
+        return service.export_customer(db, svc.policy, user, customer_id)
+
+    @app.delete("/subjects/{customer_id}")
+    def erase_subject(customer_id: uuid.UUID, db: Db, user: User, svc: Svc) -> dict[str, Any]:
+        return service.erase_customer(db, svc.policy, user, customer_id)
+
+    @app.get("/audit/verify")
+    def verify_audit(user: User, svc: Svc) -> dict[str, Any]:
+        return service.verify_audit(svc.policy, user)
+
+    @app.get("/inventory")
+    def inventory(user: User, svc: Svc) -> dict[str, Any]:
+        return service.data_inventory(svc.engine, svc.keyring, svc.policy, user)
+
+    # --8<-- [end:endpoints]
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """For ``uvicorn --factory customer_service.app:app_from_env``."""
+    return create_app(Settings.from_env())

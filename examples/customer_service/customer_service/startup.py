@@ -1,0 +1,54 @@
+"""First-run setup, and the keyring, audit trail and policy engine the app runs with."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from securecustomer import Keyring, LocalKeyProvider
+from securecustomer.audit import AuditTrail, SqlAuditSink
+from securecustomer.exceptions import ConfigurationError
+from securecustomer.policy import Policy, PolicyEngine
+from securecustomer.sqlalchemy import SqlKeyStore
+
+from customer_service.models import Base
+from customer_service.settings import PREFIX, Settings
+
+
+def create_engine(url: str) -> sa.Engine:
+    # hide_parameters: a failed statement's values (plaintexts too) never reach a log.
+    return sa.create_engine(url, hide_parameters=True)
+
+
+def first_run(settings: Settings) -> bool:
+    """Create the master key file (mode 0600) unless it exists, and every table.
+
+    Returns whether a key file was created. Safe to run again.
+    """
+    created = not settings.key_file.exists()
+    if created:
+        LocalKeyProvider.create_key_file(settings.key_file)
+    data, keys = create_engine(settings.database_url), create_engine(settings.key_store_url)
+    try:
+        SqlKeyStore(keys).create()
+        SqlAuditSink(data).create()
+        Base.metadata.create_all(data)
+    finally:
+        data.dispose()
+        keys.dispose()
+    return created
+
+
+def open_keyring(settings: Settings, key_engine: sa.Engine) -> Keyring:
+    """The keyring over the master key file and the SQL key store."""
+    provider = LocalKeyProvider.from_file(settings.key_file)  # refuses a file others can read
+    return Keyring(provider, SqlKeyStore(key_engine)).load()
+
+
+def open_trail(settings: Settings, engine: sa.Engine) -> AuditTrail:
+    """The audit trail, in the application's own database."""
+    if not settings.audit_key:
+        raise ConfigurationError(f"set {PREFIX}AUDIT_KEY: 32 random bytes or more, hex")
+    return AuditTrail(SqlAuditSink(engine), key=settings.audit_key)
+
+
+def load_policy(settings: Settings) -> PolicyEngine:
+    return PolicyEngine(Policy.from_file(settings.policy_file))
