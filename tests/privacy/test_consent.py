@@ -78,6 +78,36 @@ class TestLedger:
         assert ledger.permits(42, "marketing")
         assert [True, False, True] == [r.granted for r in ledger.history(42)]
 
+    def test_subject_ids_match_exactly(self, ledger: ConsentLedger) -> None:
+        """A case-insensitive collation (MariaDB's default) never mixes two subjects."""
+        ledger.grant("ALICE", "marketing")
+        ledger.opt_out("alice ")
+        ledger.grant("alice", "ads")
+        assert ["ads"] == [r.purpose for r in ledger.history("alice")]
+        assert not ledger.permits("alice", "marketing")
+        assert ledger.permits("alice", "sale")
+        assert 1 == ledger.forget("alice")
+        assert ["marketing"] == [r.purpose for r in ledger.history("ALICE")]
+        assert 2 == len(ledger.history("alice "))
+
+    def test_purpose_names_ignore_case_and_spaces(self, ledger: ConsentLedger) -> None:
+        ledger.grant(42, "marketing")
+        withdrawn = ledger.withdraw(42, " Marketing ", source="email footer")
+        assert "marketing" == withdrawn.purpose
+        assert not ledger.permits(42, "marketing")
+        assert not ledger.permits(42, "MARKETING")
+        ledger.withdraw(43, "Sale")
+        assert not ledger.permits(43, "sale")
+        assert frozenset({"sharing"}) == ledger.purposes(43, ["sale", "SALE", "sharing"])
+
+    def test_opt_out_purposes_normalized(self, engine: sa.Engine) -> None:
+        ledger = ConsentLedger(engine, opt_out_purposes=["Sale"], clock=lambda: T0)
+        ledger.create()
+        assert ("sale",) == ledger.opt_out_purposes
+        assert ledger.permits(42, "sale")
+        ledger.opt_out(42)
+        assert not ledger.permits(42, "SALE")
+
     def test_opt_out_and_state(self, ledger: ConsentLedger) -> None:
         records = ledger.opt_out(42, source="Global Privacy Control")
         assert ("sale", "sharing") == tuple(r.purpose for r in records)
@@ -178,6 +208,22 @@ class TestEvaluate:
                 policy, BROKER, "share", CUSTOMER, data_subject=42, purpose="sale", now=now
             )
         assert denied == caught.value.decision
+
+    def test_withdrawal_in_other_case_denies(
+        self, ledger: ConsentLedger, policy: PolicyEngine
+    ) -> None:
+        ledger.grant(42, "marketing")
+        ledger.withdraw(42, "Marketing")
+        denied = ledger.evaluate(
+            policy, MARKETER, "read", CUSTOMER, data_subject=42, purpose="marketing"
+        )
+        assert Outcome.DENY == denied.outcome
+        ledger.opt_out(43)
+        for purpose in ("Sale", "sale"):
+            decision = ledger.evaluate(
+                policy, BROKER, "share", CUSTOMER, data_subject=43, purpose=purpose, now=T0
+            )
+            assert Outcome.DENY == decision.outcome
 
     def test_engine_decides_first(self, ledger: ConsentLedger, policy: PolicyEngine) -> None:
         ledger.grant(42, "marketing")

@@ -52,6 +52,17 @@ class TestLegalHolds:
         assert (released,) == holds.all()
         assert released == holds.release(hold.id)  # releasing twice changes nothing
 
+    def test_subject_ids_match_exactly(self, holds: LegalHolds) -> None:
+        """A case-insensitive collation (MariaDB's default) never lends a hold to another
+        subject."""
+        other = holds.place("ALICE", matter="case")
+        holds.place("bob ", matter="case")
+        assert () == holds.active("alice")
+        assert () == holds.active("bob")
+        assert frozenset() == holds.held(["alice", "bob"])
+        assert (other,) == holds.active("ALICE")
+        assert frozenset({"ALICE"}) == holds.held(["ALICE", "alice"])
+
     def test_held_many(self, holds: LegalHolds) -> None:
         holds.place(1, matter="a")
         holds.place(1, matter="b")

@@ -215,3 +215,57 @@ class TestRetention:
         rule = RetentionRule(models.customer, **settings)  # type: ignore[arg-type]
         with pytest.raises(ConfigurationError, match=message):
             apply_retention(Session(), [rule], now=NOW, dry_run=True)
+
+
+class TestRetentionHolds:
+    """Legal holds are never skipped silently, nor raced past."""
+
+    def test_holds_need_a_subject(
+        self, engine: sa.Engine, models: Models, trail: AuditTrail
+    ) -> None:
+        holds = LegalHolds(engine)
+        holds.create()
+        rule = RetentionRule(models.order, age_column="placed_on", max_age=30 * DAY)
+        with pytest.raises(ConfigurationError, match="names no subject"):
+            run(engine, [order_rule(models), rule], now=NOW, holds=holds, trail=trail)
+        assert 14 == count(engine, "SELECT COUNT(*) FROM orders")
+        assert [] == actions(trail)
+
+    def test_hold_placed_during_the_batch(
+        self, engine: sa.Engine, models: Models, trail: AuditTrail
+    ) -> None:
+        class LateHolds(LegalHolds):
+            """Places a hold on subject 2 right after the first check has found none."""
+
+            def held(self, subject_ids: Any) -> frozenset[str]:
+                found = super().held(subject_ids)
+                if not self.all():
+                    self.place(2, matter="late case")
+                return found
+
+        holds = LateHolds(engine)
+        holds.create()
+        report = run(engine, [order_rule(models)], now=NOW, holds=holds, trail=trail)
+        (outcome,) = report.outcomes
+        assert (7, 6, 1) == (outcome.expired, outcome.deleted, outcome.held)
+        with engine.connect() as conn:
+            kept = conn.execute(sa.text("SELECT customer_id FROM orders")).scalars()
+            assert [1, 2, 2, 3, 4, 5, 6, 7] == sorted(kept)
+
+
+class TestCutoff:
+    """A row exactly max_age old is kept; one a microsecond older is expired."""
+
+    def test_boundary(self, engine: sa.Engine, models: Models, trail: AuditTrail) -> None:
+        cutoff = (NOW - 30 * DAY).replace(tzinfo=None)
+        with Session(engine) as session:
+            session.add(models.customer(id=20, name="edge", created_at=cutoff))
+            session.add(
+                models.customer(id=21, name="past", created_at=cutoff - dt.timedelta(seconds=1))
+            )
+            session.commit()
+        report = run(engine, [customer_rule(models)], now=NOW, trail=trail)
+        assert 6 == report.outcomes[0].anonymized
+        with Session(engine) as session:
+            assert "edge" == session.get(models.customer, 20).name
+            assert "anon" == session.get(models.customer, 21).name

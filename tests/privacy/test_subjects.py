@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from models import Models, actions, engine_for, keyring_bound, make_models, memory_trail, populate
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from securecustomer import Keyring
 from securecustomer.audit import AuditTrail, default_trail
@@ -28,7 +28,7 @@ from securecustomer.privacy import (
     registered_subject_models,
 )
 from securecustomer.privacy._subjects import jsonable
-from securecustomer.sqlalchemy import ERASED
+from securecustomer.sqlalchemy import ERASED, EncryptedString, encrypt_rows
 
 ALICE, BOB = 7001, 7002
 
@@ -399,3 +399,177 @@ class TestErase:
         assert (
             "Customer 7001" == export(engine, models, trail, ALICE).records["Customer"][0]["name"]
         )
+
+
+class TestSubjectIdentity:
+    """A subject id matches its own rows, keys and holds only, in every form it is given."""
+
+    def test_non_canonical_int_refused(
+        self, engine: sa.Engine, models: Models, keyring: Keyring, trail: AuditTrail
+    ) -> None:
+        holds = LegalHolds(engine)
+        holds.create()
+        holds.place(ALICE, matter="case 2026-17")
+        for alias in (f"0{ALICE}", f" {ALICE}", f"{ALICE // 10}_{ALICE % 10}", f"+{ALICE}"):
+            with pytest.raises(ConfigurationError, match=r"not a valid int for Customer\.id"):
+                export(engine, models, trail, alias)
+            with Session(engine) as session, pytest.raises(ConfigurationError):
+                erase_subject(session, alias, trail=trail, holds=holds, models=[models.order])
+        assert {KeyState.ACTIVE} == {r.state for r in keyring.store.data_keys(f"subject:{ALICE}")}
+        assert 2 == len(export(engine, models, trail, ALICE).records["orders"])
+
+    def test_uuid_subject_scope_is_canonical(self, engine: sa.Engine, keyring: Keyring) -> None:
+        class Base(DeclarativeBase):
+            pass
+
+        class Device(Base):
+            __tablename__ = "devices"
+            id: Mapped[int] = mapped_column(primary_key=True)
+            owner: Mapped[uuid.UUID] = mapped_column()
+            serial: Mapped[str] = mapped_column(EncryptedString())
+
+        encrypt_rows(Device, row="id", subject="owner")
+        register_subject(Device, subject="owner", erase="shred")
+        Base.metadata.create_all(engine)
+        owner = uuid.uuid4()
+        with Session(engine) as session:
+            session.add(Device(id=1, owner=owner, serial="SN-1"))
+            session.commit()
+        trail = memory_trail()
+        with Session(engine) as session:
+            receipt = erase_subject(session, str(owner).upper(), trail=trail, models=[Device])
+        assert receipt.keys_destroyed
+        assert {KeyState.DESTROYED} == {
+            r.state for r in keyring.store.data_keys(f"subject:{owner}")
+        }
+
+    def test_collation_never_matches_another_subject(self, engine: sa.Engine) -> None:
+        class Base(DeclarativeBase):
+            pass
+
+        collation = "NOCASE" if engine.dialect.name == "sqlite" else None
+
+        class Note(Base):
+            __tablename__ = "notes"
+            id: Mapped[int] = mapped_column(primary_key=True)
+            handle: Mapped[str] = mapped_column(sa.String(50, collation=collation))
+            body: Mapped[str] = mapped_column(sa.String(100))
+
+        register_subject(Note, subject="handle", erase="delete")
+        Base.metadata.create_all(engine)
+        with Session(engine) as session:
+            session.add_all(
+                [
+                    Note(id=1, handle="alice", body="mine"),
+                    Note(id=2, handle="ALICE", body="someone else's"),
+                    Note(id=3, handle="alice ", body="someone else's too"),
+                ]
+            )
+            session.commit()
+        trail = memory_trail()
+        with Session(engine) as session:
+            exported = export_subject(session, "alice", trail=trail, models=[Note])
+            assert [{"id": 1, "handle": "alice", "body": "mine"}] == list(exported.records["Note"])
+            receipt = erase_subject(session, "alice", trail=trail, models=[Note])
+        assert {"Note": 1} == dict(receipt.deleted)
+        with engine.connect() as conn:
+            assert [2, 3] == sorted(conn.execute(sa.text("SELECT id FROM notes")).scalars())
+
+    def test_composite_key_and_string_subject_column(
+        self, engine: sa.Engine, models: Models, trail: AuditTrail
+    ) -> None:
+        class Base(DeclarativeBase):
+            pass
+
+        class Visit(Base):
+            __tablename__ = "visits"
+            site: Mapped[str] = mapped_column(sa.String(10), primary_key=True)
+            seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+            visitor: Mapped[str | None] = mapped_column(sa.String(20), nullable=True)
+            page: Mapped[str] = mapped_column(sa.String(50))
+
+        register_subject(Visit, subject="visitor", erase="delete")
+        Base.metadata.create_all(engine)
+        with Session(engine) as session:
+            session.add_all(
+                [
+                    Visit(site="a", seq=1, visitor=str(ALICE), page="/"),
+                    Visit(site="b", seq=1, visitor=str(ALICE), page="/x"),
+                    Visit(site="a", seq=2, visitor=str(BOB), page="/"),
+                    Visit(site="b", seq=2, visitor=None, page="/y"),
+                ]
+            )
+            session.commit()
+        chosen = [models.customer, models.order, Visit]
+        with Session(engine) as session:
+            exported = export_subject(session, ALICE, trail=trail, models=chosen)
+            assert ["/", "/x"] == [r["page"] for r in exported.records["Visit"]]
+            receipt = erase_subject(session, ALICE, trail=trail, models=chosen)
+        assert 2 == receipt.deleted["Visit"]
+        with engine.connect() as conn:
+            left = conn.execute(sa.text("SELECT site, seq FROM visits ORDER BY site, seq"))
+            assert [("a", 2), ("b", 2)] == [tuple(r) for r in left]
+
+    def test_empty_export_list_exports_no_attribute(
+        self, engine: sa.Engine, keyring: Keyring, trail: AuditTrail
+    ) -> None:
+        models = make_models()
+        register_subject(models.customer, subject="id", export=())
+        models.create(engine)
+        with Session(engine) as session:
+            populate(models, session, ALICE)
+            exported = export_subject(session, ALICE, trail=trail, models=[models.customer])
+        assert ({},) == exported.records["Customer"]
+
+
+class TestHalfDone:
+    """A key destruction that fails after the rows are committed is finished by a re-run."""
+
+    def test_rerun_destroys_the_key(
+        self,
+        engine: sa.Engine,
+        models: Models,
+        keyring: Keyring,
+        trail: AuditTrail,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        def down(scope: str) -> list[int]:
+            raise RuntimeError("key store down")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(keyring, "destroy", down)
+            with pytest.raises(RuntimeError, match="key store down"):
+                erase(engine, models, trail)
+        assert {KeyState.ACTIVE} == {r.state for r in keyring.store.data_keys(f"subject:{ALICE}")}
+        receipt = erase(engine, models, trail)
+        assert not receipt.already_erased
+        assert receipt.keys_destroyed
+        assert {"orders": 2} == dict(receipt.shredded)
+        assert {KeyState.DESTROYED} == {
+            r.state for r in keyring.store.data_keys(f"subject:{ALICE}")
+        }
+        assert erase(engine, models, trail).already_erased
+
+
+class TestHoldRace:
+    """A legal hold placed while an erasure runs stops it before anything is committed."""
+
+    def test_hold_placed_during_erasure(
+        self, engine: sa.Engine, models: Models, keyring: Keyring, trail: AuditTrail
+    ) -> None:
+        class LateHolds(LegalHolds):
+            """Places a hold right after the first check has found none."""
+
+            def active(self, subject_id: object) -> Any:
+                found = super().active(subject_id)
+                if not self.all():
+                    self.place(subject_id, matter="late case")
+                return found
+
+        holds = LateHolds(engine)
+        holds.create()
+        before = export(engine, models, trail, ALICE).records
+        with pytest.raises(LegalHoldError):
+            erase(engine, models, trail, holds=holds)
+        assert before == export(engine, models, trail, ALICE).records
+        assert {KeyState.ACTIVE} == {r.state for r in keyring.store.data_keys(f"subject:{ALICE}")}

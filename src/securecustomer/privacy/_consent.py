@@ -90,15 +90,19 @@ def _record(row: RowMapping) -> ConsentRecord:
 
 
 def _purpose(purpose: object) -> str:
+    """*purpose* in its canonical form: stripped and lower-case, so that a withdrawal of
+    ``"Marketing"`` withdraws the consent to ``"marketing"``."""
     if not isinstance(purpose, str) or not purpose.strip() or len(purpose) > 100:
         raise ConfigurationError("a purpose must be a non-empty str of at most 100 characters")
-    return purpose
+    return purpose.strip().lower()
 
 
 class ConsentLedger:
     """Consent records in a SQL table of the application's database.
 
-    The latest record of a (subject, purpose) pair decides. A purpose of
+    The latest record of a (subject, purpose) pair decides; records of the same time are
+    ordered as they were written (by the table's autoincrement id). Purpose names are
+    compared stripped and lower-case (records are written that way). A purpose of
     *opt_out_purposes* is allowed until it is withdrawn; any other purpose needs a grant.
     With *trail*, every change writes a ``consent.grant`` or ``consent.withdraw`` audit
     event (the subject as the trail's pseudonym, the purpose and the source).
@@ -221,26 +225,29 @@ class ConsentLedger:
                     .order_by(table.c.id)
                 )
                 for subject, purpose, granted in conn.execute(query):
-                    found.setdefault(subject, {})[purpose] = bool(granted)
+                    if subject in chunk:  # exact, whatever the collation
+                        found.setdefault(subject, {})[_purpose(purpose)] = bool(granted)
         return found
 
     def history(self, subject_id: object) -> tuple[ConsentRecord, ...]:
         """Every record of the subject, oldest first."""
         table = self.table
-        query = (
-            select(table).where(table.c.subject_id == subject_key(subject_id)).order_by(table.c.id)
-        )
-        with self.engine.connect() as conn:
-            return tuple(_record(row) for row in conn.execute(query).mappings())
+        key = subject_key(subject_id)
+        query = select(table).where(table.c.subject_id == key).order_by(table.c.id)
+        with self.engine.connect() as conn:  # exact, whatever the collation
+            rows = conn.execute(query).mappings()
+            return tuple(_record(row) for row in rows if row["subject_id"] == key)
 
     def forget(self, subject_id: object) -> int:
         """Delete the subject's records (on erasure); returns how many."""
         table = self.table
-        with self.engine.begin() as conn:
-            result = conn.execute(
-                delete(table).where(table.c.subject_id == subject_key(subject_id))
-            )
-            return int(result.rowcount)
+        key = subject_key(subject_id)
+        query = select(table.c.id, table.c.subject_id).where(table.c.subject_id == key)
+        with self.engine.begin() as conn:  # exact, whatever the collation
+            ids = [i for i, subject in conn.execute(query) if subject == key]
+            for chunk in chunks(ids):
+                conn.execute(delete(table).where(table.c.id.in_(chunk)))
+            return len(ids)
 
     def evaluate(
         self,
@@ -268,10 +275,11 @@ class ConsentLedger:
         if decision.outcome is Outcome.DENY:
             return decision
         key = subject_key(data_subject)
-        latest = self.state([key]).get(key, {}).get(_purpose(purpose))
-        if latest is True or (latest is None and purpose in self.opt_out_purposes):
+        name = _purpose(purpose)
+        latest = self.state([key]).get(key, {}).get(name)
+        if latest is True or (latest is None and name in self.opt_out_purposes):
             return decision
-        if purpose in self.opt_out_purposes:
+        if name in self.opt_out_purposes:
             reason = f"the data subject opted out of {purpose}"
         elif latest is None:
             reason = f"the data subject has not consented to {purpose}"

@@ -14,13 +14,14 @@ from securecustomer.audit import AuditTrail, default_trail
 from securecustomer.crypto import KeyState
 from securecustomer.exceptions import ConfigurationError, KeyNotFoundError, LegalHoldError
 from securecustomer.keys import Keyring
-from securecustomer.privacy._holds import LegalHolds
+from securecustomer.privacy._holds import LegalHolds, subject_key
 from securecustomer.privacy._rows import (
     Shape,
     anonymize_rows,
     delete_rows,
     shred_rows,
     subject_value,
+    subject_where,
 )
 from securecustomer.privacy._subjects import (
     MODES,
@@ -82,6 +83,19 @@ def _destroy(keyring: Keyring, scope: str) -> list[int]:
     return live
 
 
+def _check_holds(holds: LegalHolds | None, names: Iterable[str], subject_id: object) -> None:
+    """Raise `LegalHoldError` when a hold is active on the subject under any of *names*."""
+    if holds is None:
+        return
+    active = sorted({h.id for name in sorted(names) for h in holds.active(name)})
+    if active:
+        raise LegalHoldError(
+            f"{len(active)} active legal hold(s) forbid erasing this subject: {', '.join(active)}",
+            subject=str(subject_id),
+            hold_ids=tuple(active),
+        )
+
+
 def erase_subject(
     session: Session,
     subject_id: object,
@@ -99,19 +113,36 @@ def erase_subject(
     consent history (*consents*) deleted, and a ``subject.erase`` audit receipt written.
 
     Order, so that nothing is half-done: legal holds are checked first (`LegalHoldError`,
-    nothing changed); the row changes are flushed and committed in the session's
-    transaction; then the key scopes are destroyed (not transactional; an already
+    nothing changed), and again after the row changes and before they are committed (a
+    hold placed meanwhile rolls them back; one placed during the commit is not seen); the
+    row changes are flushed and committed in the session's transaction (with any pending
+    change of the caller's); then the key scopes are destroyed (not transactional; an already
     destroyed or missing scope is fine); then the audit event. Running it again is safe:
     it finds nothing left and returns a receipt with ``already_erased=True``. The audit
     trail still verifies afterwards (events refer to subjects by pseudonym only).
     *keyring* defaults to the keyring the registered models' columns resolve. Rows are
     changed child tables first (foreign keys); *models* restricts the erasure to those
     registered models.
+
+    *subject_id* is converted to each model's subject column type; a non-canonical form
+    (``"042"`` for 42) raises `ConfigurationError`, and strings match exactly, whatever
+    the column's collation. Holds and consents are looked up under ``str()`` of the id as
+    given and as each model's column holds it.
+
+    What it does not reach: models not registered (a subject-scoped `encrypt_rows` model
+    too: its key scope is destroyed only through a registered model); plain columns that
+    ``anonymize`` does not list; and ciphertext of deleted or anonymized rows of models
+    that are not subject-scoped, which stays readable in database backups and replicas
+    for as long as their column key lives (only a destroyed subject key shreds copies).
+    A row of the subject inserted concurrently, after its table was erased, survives (in
+    a subject-scoped model unreadable once the key is destroyed): stop writes for the
+    subject first. Forgetting *consents* also deletes opt-outs (sale, sharing): keep the
+    subject out of such processing by other means if any of its data remains.
     """
     target = trail if trail is not None else default_trail.get()
     if mode is not None and mode not in MODES:
         raise ConfigurationError(f"mode must be one of {', '.join(MODES)}")
-    plan: list[tuple[SubjectModel, Shape, str]] = []
+    plan: list[tuple[SubjectModel, Shape, str, Any]] = []
     for registered in chosen_models(models):
         shape = model_shape(registered.model)
         how: str = mode or registered.erase
@@ -120,47 +151,40 @@ def erase_subject(
             raise ConfigurationError(f'{what}: mode="shred" needs a subject-scoped model')
         if how == "anonymize":
             check_subject_anonymize(shape, registered.anonymize, what)
-        plan.append((registered, shape, how))
-    order = {t: i for i, t in enumerate(reversed(sort_tables({s.table for _, s, _ in plan})))}
+        value = subject_value(shape, registered.subject, subject_id)
+        plan.append((registered, shape, how, value))
+    order = {t: i for i, t in enumerate(reversed(sort_tables({p[1].table for p in plan})))}
     plan.sort(key=lambda item: order[item[1].table])
     scopes: dict[tuple[int, str], tuple[Keyring, str]] = {}
     scope_of: dict[str, tuple[int, str]] = {}
-    for registered, shape, _ in plan:
+    names = {subject_key(subject_id)}  # the subject as holds and consents know it
+    for registered, shape, _, value in plan:
+        names.add(subject_key(value))
         if shape.rows is not None and shape.subject_scoped:
             ring = keyring if keyring is not None else shape.rows.keyring()
-            scope = f"{shape.rows.subject_prefix}{subject_id}"
+            scope = f"{shape.rows.subject_prefix}{value}"  # as the ORM names it
             scopes[(id(ring), scope)] = (ring, scope)
             scope_of[registered.name] = (id(ring), scope)
-    if holds is not None:
-        active = holds.active(subject_id)
-        if active:
-            ids = tuple(h.id for h in active)
-            raise LegalHoldError(
-                f"{len(ids)} active legal hold(s) forbid erasing this subject: {', '.join(ids)}",
-                subject=str(subject_id),
-                hold_ids=ids,
-            )
+    _check_holds(holds, names, subject_id)
     deleted: dict[str, int] = {}
     anonymized: dict[str, int] = {}
     shredded: dict[str, tuple[int, int]] = {}
     purged = 0
     try:
         session.flush()  # the caller's pending changes first, so none is written after
-        for registered, shape, how in plan:
-            where = [
-                shape.column(registered.subject)
-                == subject_value(shape, registered.subject, subject_id)
-            ]
+        for registered, shape, how, value in plan:
+            where, match = subject_where(shape, registered.subject, value)
             if how == "delete":
-                deleted[registered.name], cells = delete_rows(session, shape, where)
+                deleted[registered.name], cells = delete_rows(session, shape, where, match)
             elif how == "anonymize":
                 anonymized[registered.name], cells = anonymize_rows(
-                    session, shape, where, registered.anonymize, null_encrypted=True
+                    session, shape, where, registered.anonymize, null_encrypted=True, match=match
                 )
             else:
-                rows, touched, cells = shred_rows(session, shape, where)
+                rows, touched, cells = shred_rows(session, shape, where, match)
                 shredded[registered.name] = (rows, touched)
             purged += cells
+        _check_holds(holds, names, subject_id)  # a hold placed meanwhile: nothing committed
         session.commit()
     except BaseException:
         session.rollback()
@@ -173,7 +197,7 @@ def erase_subject(
         for name, (rows, touched) in shredded.items()
     }
     key_ids = tuple(sorted(k for ids in destroyed.values() for k in ids))
-    forgotten = 0 if consents is None else int(consents.forget(subject_id))
+    forgotten = 0 if consents is None else sum(int(consents.forget(n)) for n in sorted(names))
     already = not (
         any(deleted.values())
         or any(anonymized.values())

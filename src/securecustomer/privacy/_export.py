@@ -16,6 +16,7 @@ from securecustomer.privacy._rows import (
     open_value,
     select_rows,
     subject_value,
+    subject_where,
 )
 from securecustomer.privacy._subjects import (
     chosen_models,
@@ -87,16 +88,16 @@ def export_subject(
     fields: list[str] = []
     for registered in chosen:
         shape = model_shape(registered.model)
-        keys = registered.export or tuple(
-            p.key for p in shape.mapper.column_attrs if p.key not in shape.indexes
-        )
+        keys = registered.export
+        if keys is None:
+            keys = tuple(p.key for p in shape.mapper.column_attrs if p.key not in shape.indexes)
         fields += [f"{registered.name}.{k}" for k in keys]
-        where = shape.column(registered.subject) == subject_value(
-            shape, registered.subject, subject_id
+        where, match = subject_where(
+            shape, registered.subject, subject_value(shape, registered.subject, subject_id)
         )
         gone: set[str] = set()
         rows = []
-        for raw in select_rows(session, shape, (*keys, *shape.context_keys), [where]):
+        for raw in select_rows(session, shape, (*keys, *shape.context_keys), where, match):
             row = {}
             for key in keys:
                 if key in shape.encrypted:

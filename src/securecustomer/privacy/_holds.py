@@ -143,7 +143,13 @@ class LegalHolds:
     """Legal holds in a SQL table of the application's database.
 
     Subject ids are stored as strings (``str(subject_id)``), so ``42`` and ``"42"`` are
-    the same subject. *clock* returns the current aware datetime (for tests).
+    the same subject; ``"042"`` is not (`erase_subject` refuses it for an integer
+    column). *clock* returns the current aware datetime (for tests).
+
+    Holds are read, not locked: `erase_subject` and `apply_retention` check them before
+    and again after changing rows, just before committing, so only a hold placed during
+    that commit is missed. Placing and releasing write no audit event; the table keeps
+    the record.
 
     Example:
         ```python
@@ -222,13 +228,15 @@ class LegalHolds:
     def active(self, subject_id: object) -> tuple[LegalHold, ...]:
         """The holds on *subject_id* not yet released, oldest first."""
         table = self.table
+        key = subject_key(subject_id)
         query = (
             select(table)
-            .where(table.c.subject_id == subject_key(subject_id), table.c.released_at.is_(None))
+            .where(table.c.subject_id == key, table.c.released_at.is_(None))
             .order_by(table.c.placed_at, table.c.id)
         )
-        with self.engine.connect() as conn:
-            return tuple(_hold(row) for row in conn.execute(query).mappings())
+        with self.engine.connect() as conn:  # exact: a collation may ignore case or spaces
+            rows = conn.execute(query).mappings()
+            return tuple(_hold(row) for row in rows if row["subject_id"] == key)
 
     def held(self, subject_ids: Iterable[object]) -> frozenset[str]:
         """Which of *subject_ids* (as strings) have an active hold: one query per 500 ids."""
@@ -245,7 +253,7 @@ class LegalHolds:
                     .distinct()
                 )
                 found.update(conn.execute(query).scalars())
-        return frozenset(found)
+        return frozenset(found.intersection(wanted))  # exact, whatever the collation
 
     def all(self) -> tuple[LegalHold, ...]:
         """Every hold, released or not, oldest first."""

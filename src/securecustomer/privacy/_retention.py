@@ -49,7 +49,13 @@ class RetentionRule:
     attribute of *anonymize* by its transform's result (None sets NULL) and sets blind
     indexes to NULL; *anonymized_marker*, when given, is an attribute set to True so an
     anonymized row is not selected again. A naive value in *age_column* (SQLite keeps no
-    offset) is taken to be UTC; rows whose age is NULL are never selected.
+    offset) is taken to be UTC; rows whose age is NULL are never selected. Only
+    PostgreSQL's ``timestamptz`` keeps an offset: on SQLite and MariaDB a
+    ``DateTime(timezone=True)`` column stores the wall time of the value written, so the
+    application must write UTC there or rows expire hours early or late. A row exactly
+    *max_age* old is kept (``age < now - max_age`` expires); a `Date` column is compared
+    with the cutoff's date. Legal holds match ``str(subject value)``, so place holds with
+    the id as the subject column holds it (``42``, a UUID in its lower-case form).
 
     Example:
         ```python
@@ -174,8 +180,12 @@ def apply_retention(
     its own transaction, with one ``retention.delete`` / ``retention.anonymize`` audit
     event per batch (row count, rule, cutoff; no subject ids). A *dry_run* counts and
     writes nothing (no audit event either). Rows of subjects under a legal hold are kept
-    and counted as ``held``. *trail* defaults to `default_trail`; unbound, it raises
-    `ConfigurationError` before anything is changed (a dry run needs no trail).
+    and counted as ``held``; with *holds*, every rule needs a *subject* (`ConfigurationError`
+    otherwise), and the holds are checked again after a batch is changed and before it
+    is committed: a hold placed meanwhile rolls the batch back and it is redone without
+    the held rows (a hold placed during the commit itself is not seen). *trail* defaults
+    to `default_trail`; unbound, it raises `ConfigurationError` before anything is changed
+    (a dry run needs no trail).
 
     Every rule is checked before any row changes. *now* (default: the current time) must
     be timezone-aware; the cutoff of a rule is ``now - max_age``. Rows are selected in
@@ -187,10 +197,39 @@ def apply_retention(
     ran_at = utc_now() if now is None else aware(now, "now")
     target = None if dry_run else (trail if trail is not None else default_trail.get())
     checked = [(rule, _check_rule(rule)) for rule in rules]
+    for rule in rules:
+        if holds is not None and rule.subject is None:
+            raise ConfigurationError(
+                f"retention rule {rule.label} names no subject: with holds=, every rule needs "
+                "subject= so that the rows of held subjects are kept"
+            )
     outcomes = tuple(
         _apply(session, rule, shape, ran_at, batch_size, holds, target) for rule, shape in checked
     )
     return RetentionReport(dry_run, ran_at, outcomes)
+
+
+def _held(
+    holds: LegalHolds | None, rule: RetentionRule, batch: Any, known: frozenset[str]
+) -> frozenset[str]:
+    """The subjects of *batch* under a legal hold (as strings), with *known* ones."""
+    if holds is None or rule.subject is None:
+        return known
+    return known | holds.held(row[1] for row in batch if row[1] is not None)
+
+
+def _change(session: Session, rule: RetentionRule, shape: Shape, where: ColumnElement[bool]) -> int:
+    """Delete or anonymize the rows *where* selects (not committed); how many changed."""
+    if rule.action == "delete":
+        return delete_rows(session, shape, [where])[0]
+    return anonymize_rows(
+        session,
+        shape,
+        [where],
+        rule.anonymize,
+        null_encrypted=False,
+        marker=rule.anonymized_marker,
+    )[0]
 
 
 def _apply(
@@ -215,6 +254,7 @@ def _apply(
         selected.append(shape.column(rule.subject))
     counts = {"expired": 0, "deleted": 0, "anonymized": 0, "held": 0, "batches": 0}
     last: Any = None
+    done = 0
     while True:
         where = [*conditions, *([] if last is None else [pk > last])]
         query = select(*selected).where(*where).order_by(pk).limit(batch_size)
@@ -222,11 +262,23 @@ def _apply(
         if not batch:
             break
         last = batch[-1][0]
-        held: frozenset[str] = frozenset()
-        if holds is not None and rule.subject is not None:
-            held = holds.held(row[1] for row in batch if row[1] is not None)
-        ids = [row[0] for row in batch if rule.subject is None or str(row[1]) not in held]
         counts["expired"] += len(batch)
+        held = _held(holds, rule, batch, frozenset())
+        while True:
+            ids = [row[0] for row in batch if rule.subject is None or str(row[1]) not in held]
+            if not ids or trail is None:  # all held, or a dry run
+                break
+            try:
+                done = _change(session, rule, shape, pk.in_(ids))
+                late = _held(holds, rule, batch, held)  # a hold placed meanwhile
+                if late == held:
+                    session.commit()
+                    break
+                session.rollback()
+                held = late
+            except BaseException:
+                session.rollback()
+                raise
         counts["held"] += len(batch) - len(ids)
         if not ids:
             continue
@@ -234,22 +286,6 @@ def _apply(
         if trail is None:  # a dry run
             counts["deleted" if rule.action == "delete" else "anonymized"] += len(ids)
             continue
-        try:
-            if rule.action == "delete":
-                done, _ = delete_rows(session, shape, [pk.in_(ids)])
-            else:
-                done, _ = anonymize_rows(
-                    session,
-                    shape,
-                    [pk.in_(ids)],
-                    rule.anonymize,
-                    null_encrypted=False,
-                    marker=rule.anonymized_marker,
-                )
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
         counts["deleted" if rule.action == "delete" else "anonymized"] += done
         trail.append(
             actor_event(

@@ -22,6 +22,7 @@ from sqlalchemy import (
     delete,
     inspect,
     select,
+    tuple_,
     type_coerce,
     update,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "shape_of",
     "shred_rows",
     "subject_value",
+    "subject_where",
 ]
 
 Transform = Callable[[Any], Any] | None
@@ -95,28 +97,56 @@ def shape_of(model: type[Any]) -> Shape:
 
 
 def subject_value(shape: Shape, key: str, subject_id: object) -> Any:
-    """*subject_id* as the type of the subject column (``"42"`` for an integer column: 42)."""
+    """*subject_id* as the type of the subject column (``"42"`` for an integer column: 42).
+
+    Only the canonical spelling converts: ``"042"``, ``" 42"``, ``"4_2"`` or ``"+42"`` for
+    an integer column raise `ConfigurationError` rather than find subject 42 while its
+    key scope and legal holds (keyed by ``str(subject_id)``) are looked up under another
+    name. A UUID is taken in any form `uuid.UUID` parses and used in its canonical form.
+    """
+    name = f"{shape.mapper.class_.__name__}.{key}"
+    if subject_id is None or isinstance(subject_id, bool):
+        raise ConfigurationError(f"the subject id for {name} must not be None or a bool")
     try:
         python_type = shape.column(key).type.python_type
     except NotImplementedError:
         return subject_id
     if isinstance(subject_id, python_type) or python_type not in (int, str, uuid.UUID):
         return subject_id
+    text = str(subject_id)
     try:
-        return python_type(str(subject_id))
+        value = python_type(text)
     except ValueError:
+        value = None
+    if value is None or (python_type is int and str(value) != text):
         raise ConfigurationError(
-            f"the subject id is not a valid {python_type.__name__} for "
-            f"{shape.mapper.class_.__name__}.{key}"
+            f"the subject id is not a valid {python_type.__name__} for {name}"
         ) from None
+    return value
+
+
+def subject_where(
+    shape: Shape, key: str, value: object
+) -> tuple[list[ColumnElement[bool]], dict[str, Any]]:
+    """The condition selecting the rows whose *key* is *value*, and the exact match that
+    `select_rows` checks again in Python: a case- or accent-insensitive collation (MariaDB's
+    default, SQLite's NOCASE) or PAD SPACE comparison would otherwise match ``"A"`` or
+    ``"a "`` for ``"a"``, another subject's rows."""
+    return [shape.column(key) == value], {key: value}
 
 
 def select_rows(
-    session: Session, shape: Shape, keys: Iterable[str], where: Sequence[ColumnElement[bool]]
+    session: Session,
+    shape: Shape,
+    keys: Iterable[str],
+    where: Sequence[ColumnElement[bool]],
+    match: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows as attribute -> value, encrypted columns as their stored tokens, by primary key."""
+    """Rows as attribute -> value, encrypted columns as their stored tokens, by primary key;
+    with *match*, only the rows whose attributes equal its values exactly (in Python)."""
+    match = match or {}
     columns = []
-    for key in dict.fromkeys((*shape.pk, *keys)):
+    for key in dict.fromkeys((*shape.pk, *keys, *match)):
         column: Any = shape.column(key)
         column_type = shape.encrypted.get(key)
         if column_type is not None:  # the stored token, decrypted by open_value()
@@ -124,7 +154,29 @@ def select_rows(
             column = type_coerce(column, raw)
         columns.append(column.label(key))
     query = select(*columns).where(*where).order_by(*(shape.column(k) for k in shape.pk))
-    return [dict(row) for row in session.execute(query).mappings()]
+    rows = [dict(row) for row in session.execute(query).mappings()]
+    return [r for r in rows if all(_same(r[k], v) for k, v in match.items())]
+
+
+def _same(stored: Any, wanted: Any) -> bool:
+    """Whether the database's match is exact: strings compared code point by code point,
+    anything else as the database compared it."""
+    if isinstance(stored, str) and isinstance(wanted, str):
+        return stored == wanted
+    return True
+
+
+def _pk_chunks(shape: Shape, rows: Sequence[Mapping[str, Any]]) -> list[ColumnElement[bool]]:
+    """Conditions selecting exactly *rows* by primary key, 500 rows each."""
+    columns = [shape.column(k) for k in shape.pk]
+    found: list[ColumnElement[bool]] = []
+    for start in range(0, len(rows), 500):
+        chunk = rows[start : start + 500]
+        if len(columns) == 1:
+            found.append(columns[0].in_([r[shape.pk[0]] for r in chunk]))
+        else:
+            found.append(tuple_(*columns).in_([tuple(r[k] for k in shape.pk) for r in chunk]))
+    return found
 
 
 def open_value(shape: Shape, key: str, row: Mapping[str, Any]) -> tuple[Any, bool]:
@@ -157,6 +209,7 @@ def anonymize_rows(
     *,
     null_encrypted: bool,
     marker: str | None = None,
+    match: Mapping[str, Any] | None = None,
 ) -> tuple[int, int]:
     """Anonymize the rows *where* selects: each attribute of *anonymize* replaced by its
     transform's result (None, or a NULL value: NULL), blind indexes and (with
@@ -166,7 +219,7 @@ def anonymize_rows(
     nulled = [k for k in shape.encrypted if null_encrypted and k not in anonymize]
     keys = (*shape.context_keys, *shape.indexes, *nulled, *anonymize, *filter(None, [marker]))
     changed = purged = 0
-    for row in select_rows(session, shape, keys, where):
+    for row in select_rows(session, shape, keys, where, match):
         new: dict[Column[Any], Any] = {}
         for key in shape.indexes:
             if row[key] is not None:
@@ -195,28 +248,37 @@ def anonymize_rows(
 
 
 def delete_rows(
-    session: Session, shape: Shape, where: Sequence[ColumnElement[bool]]
+    session: Session,
+    shape: Shape,
+    where: Sequence[ColumnElement[bool]],
+    match: Mapping[str, Any] | None = None,
 ) -> tuple[int, int]:
-    """Delete the rows *where* selects; returns (rows deleted, blind-index values deleted)."""
-    rows = select_rows(session, shape, shape.indexes, where)
+    """Delete the rows *where* (and *match*) select, by primary key; returns (rows deleted,
+    blind-index values deleted)."""
+    rows = select_rows(session, shape, shape.indexes, where, match)
     purged = sum(row[k] is not None for row in rows for k in shape.indexes)
-    if not rows:
-        return 0, 0
-    result = cast(CursorResult[Any], session.execute(delete(shape.table).where(*where)))
-    return int(result.rowcount), purged
+    done = 0
+    for chunk in _pk_chunks(shape, rows):
+        result = cast(CursorResult[Any], session.execute(delete(shape.table).where(chunk)))
+        done += int(result.rowcount)
+    return done, purged
 
 
 def shred_rows(
-    session: Session, shape: Shape, where: Sequence[ColumnElement[bool]]
+    session: Session,
+    shape: Shape,
+    where: Sequence[ColumnElement[bool]],
+    match: Mapping[str, Any] | None = None,
 ) -> tuple[int, int, int]:
-    """Keep the rows *where* selects, their blind indexes set to NULL (the caller destroys
-    the key). Returns (rows, rows whose indexes were purged, index values set to NULL)."""
-    rows = select_rows(session, shape, shape.indexes, where)
+    """Keep the rows *where* (and *match*) select, their blind indexes set to NULL (the
+    caller destroys the key). Returns (rows, rows whose indexes were purged, index values
+    set to NULL)."""
+    rows = select_rows(session, shape, shape.indexes, where, match)
     touched = [row for row in rows if any(row[k] is not None for k in shape.indexes)]
     purged = sum(row[k] is not None for row in touched for k in shape.indexes)
-    if touched:
-        nulls = {shape.column(k): None for k in shape.indexes}
-        session.execute(update(shape.table).where(*where).values(nulls))
+    nulls = {shape.column(k): None for k in shape.indexes}
+    for chunk in _pk_chunks(shape, touched):
+        session.execute(update(shape.table).where(chunk).values(nulls))
     return len(rows), len(touched), purged
 
 

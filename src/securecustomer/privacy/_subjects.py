@@ -46,7 +46,8 @@ class SubjectModel:
     - ``subject``: the plain (unencrypted) attribute holding the subject id.
     - ``erase``: ``"delete"`` the rows; ``"anonymize"`` them (each attribute of
       ``anonymize`` is replaced by its transform's result, None sets NULL; every
-      encrypted or blind-index column not listed is set to NULL); or ``"shred"``: keep
+      encrypted or blind-index column not listed is set to NULL, a plain column not listed
+      is kept as it is: list every plain column of personal data); or ``"shred"``: keep
       the rows and destroy the subject's key scope (the model must be subject-scoped with
       `encrypt_rows`), blind indexes set to NULL.
     - ``export``: the attributes an export includes (default: every column attribute
