@@ -334,7 +334,8 @@ class TestRetention:
         assert 6 == shop.count("parcels")
 
         status, out, _ = run(
-            self.args(shop, *shop.trail_args(), "--batch-size", "2", "--format", "json"), capsys
+            self.args(shop, *shop.trail_args(), "--yes", "--batch-size", "2", "--format", "json"),
+            capsys,
         )
 
         report = json.loads(out)
@@ -352,7 +353,8 @@ class TestRetention:
         holds.place(3, matter="case 18")
         engine.dispose()
 
-        status, out, _ = run(self.args(shop, *shop.trail_args(), "--format", "json"), capsys)
+        args = self.args(shop, *shop.trail_args(), "--yes", "--format", "json")
+        status, out, _ = run(args, capsys)
 
         outcome = json.loads(out)["outcomes"][0]
         assert 0 == status
@@ -360,7 +362,7 @@ class TestRetention:
         assert 4 == shop.count("parcels")
 
     def test_needs_a_trail(self, shop: Shop, capsys: pytest.CaptureFixture[str]) -> None:
-        status, _, err = run(self.args(shop), capsys)
+        status, _, err = run(self.args(shop, "--yes"), capsys)
 
         assert 1 == status
         assert "no audit trail" in err
@@ -490,3 +492,108 @@ class TestHelp:
 
         assert 2 == status
         assert "export" in out
+
+
+class TestReviewFixes:
+    """Defects found in review: each test failed before its fix."""
+
+    def test_retention_refuses_without_yes(
+        self, shop: Shop, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        args = ["retention", "--rules", "app.retention:RULES", "--app-dir", APP_DIR]
+
+        status, _, err = run([*args, "--url", shop.url, *shop.trail_args()], capsys)
+
+        assert 1 == status
+        assert "--yes" in err
+        assert 6 == shop.count("parcels")
+
+    @pytest.mark.parametrize("command", [["scope", "--actor", "x"], ["verify"], ["report"]])
+    def test_missing_trail_file_is_an_error(
+        self, shop: Shop, capsys: pytest.CaptureFixture[str], command: list[str]
+    ) -> None:
+        missing = shop.directory / "no-such-trail.jsonl"
+        args = ["audit", command[0], "--jsonl", str(missing), "--key-env", TRAIL_ENV]
+
+        status, out, err = run([*args, *command[1:]], capsys)
+
+        assert (1, "") == (status, out)
+        assert "no audit trail" in err
+        assert not missing.exists()
+
+    def test_scope_until_a_date_covers_that_day(
+        self, shop: Shop, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        TestAuditScope().fill(shop)
+        args = ["audit", "scope", "--jsonl", str(shop.trail_file), "--key-env", TRAIL_ENV]
+
+        status, out, _ = run([*args, "--until", "2026-11-01", "--format", "json"], capsys)
+
+        assert 0 == status
+        assert 3 == json.loads(out)["events"]
+
+    def test_scope_with_a_checkpoint_sees_a_cut_tail(
+        self, shop: Shop, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        TestAuditScope().fill(shop)
+        checkpoint = shop.directory / "checkpoint.json"
+        checkpoint.write_text(json.dumps(shop.trail().checkpoint().to_dict()))
+        lines = shop.trail_file.read_text().splitlines(keepends=True)
+        shop.trail_file.write_text("".join(lines[:-1]))  # the last event is removed
+        args = ["audit", "scope", "--jsonl", str(shop.trail_file), "--key-env", TRAIL_ENV]
+
+        status, out, err = run(
+            [*args, "--actor", "svc-export", "--checkpoint", str(checkpoint)], capsys
+        )
+
+        assert 0 == status
+        assert "tampered" in err
+        assert "DID NOT VERIFY" in out
+
+    def test_export_to_a_missing_directory_exports_nothing(
+        self, shop: Shop, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        out_file = shop.directory / "no-such-dir" / "export.json"
+        args = ["subject", "export", "1", *MODELS, "--url", shop.url, *shop.key_args()]
+
+        status, out, err = run([*args, *shop.trail_args(), "--out", str(out_file)], capsys)
+
+        assert (1, "") == (status, out)
+        assert "--out" in err
+        assert [] == shop.actions()  # no subject.export event for an export never delivered
+
+    def test_scope_subject_key_under_a_custom_prefix(
+        self, shop: Shop, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        TestAuditScope().fill(shop)
+        keyring = shop.keyring()
+        keyring.cipher(f"client:{SHOPPERS[0]}")
+        (status,) = [s for s in keyring.status() if s.scope == f"client:{SHOPPERS[0]}"]
+        assert status.key_id is not None
+        args = ["audit", "scope", "--jsonl", str(shop.trail_file), "--key-env", TRAIL_ENV]
+        args += ["--master-key-file", str(shop.key_file), "--key-store-file", str(shop.store_file)]
+        args += ["--key-id", f"{status.key_id:#010x}", "--subject-prefix", "client:"]
+
+        code, out, _ = run([*args, "--format", "json"], capsys)
+
+        scope = json.loads(out)
+        assert 0 == code
+        assert f"client:{shop.trail().pseudonym(SHOPPERS[0])}" == scope["criteria"]["key_scope"]
+        assert 1 == scope["events"]
+
+    def test_scope_candidates_are_identified_in_the_output(
+        self, shop: Shop, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        TestAuditScope().fill(shop)
+        candidates = shop.directory / "ids.txt"
+        candidates.write_text("1\n2\n3\n")
+        args = ["audit", "scope", "--jsonl", str(shop.trail_file), "--key-env", TRAIL_ENV]
+        args += ["--actor", "svc-export", "--candidates", str(candidates)]
+
+        code, out, _ = run([*args, "--format", "json"], capsys)
+
+        ps = shop.trail().pseudonym
+        assert 0 == code
+        assert {ps(1): "1", ps(2): "2"} == json.loads(out)["identified"]
+        code, out, _ = run(args, capsys)
+        assert "## Identified subjects" in out

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 from typing import Any
 
+import attrs
 import pytest
 import sqlalchemy as sa
 
@@ -285,3 +286,34 @@ class TestReport:
             assess(inventory(), now=dt.datetime(2026, 1, 1))
         with pytest.raises(ConfigurationError, match="positive"):
             assess(inventory(), now=NOW, stale_after=dt.timedelta(0))
+
+
+class TestDamagedRecords:
+    """A record that does not read as an event is skipped, not fatal to the report."""
+
+    def test_unreadable_record_is_skipped(self) -> None:
+        trail = AuditTrail(MemoryAuditSink(), key=bytes(32))
+        trail.append(read(["agent"]))
+        trail.append(read(["manager"]))
+        good, bad = trail.sink.records()
+        broken = attrs.evolve(bad, event={**bad.event, "timestamp": "not a time"})
+
+        report = assess(
+            inventory(), policy=POLICY, trail=[good, broken], resource_types=TYPES, now=NOW
+        )
+
+        assert "role:manager on account" in found(report, "unused-grant")
+
+    def test_assignment_of_one_role_as_a_string(self) -> None:
+        trail = [read(actor="boss"), read(["agent"]), read(["auditor"])]
+
+        report = assess(
+            inventory(),
+            policy=POLICY,
+            trail=trail,
+            resource_types=TYPES,
+            assignments={"boss": "manager"},
+            now=NOW,
+        )
+
+        assert {} == found(report, "unused-grant")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import attrs
 import pytest
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from securecustomer.audit import (
     AuditEvent,
@@ -20,6 +21,7 @@ from securecustomer.audit import (
 from securecustomer.exceptions import ConfigurationError, KeyNotFoundError
 from securecustomer.keys import Keyring, LocalKeyProvider, MemoryKeyStore
 from securecustomer.privacy import NOTIFICATION_WINDOW, BreachScope, breach_scope
+from securecustomer.sqlalchemy import EncryptedString, encrypt_rows
 
 T0 = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)
 FOUND = T0 + dt.timedelta(days=2)
@@ -351,3 +353,79 @@ class TestJson:
         assert (4, "2026-03-06T09:00:00+00:00") == (data["subject_count"], data["notify_by"])
         assert sorted(data["subjects"]) == data["subjects"]
         assert isinstance(first, BreachScope)
+
+
+class TestMarkdownInjection:
+    """Names read from the trail cannot add lines or cells to the notification report."""
+
+    def test_names_are_escaped(self) -> None:
+        event = AuditEvent(
+            action="read",
+            actor="eve\n# All clear: no breach",
+            resource_type="cust|omers",
+            resource_id="1",
+            fields=("email\n| forged | 0 |",),
+            timestamp=at(1),
+        )
+
+        text = breach_scope([event], since=T0, discovered_at=FOUND).to_markdown(now=FOUND)
+
+        lines = text.splitlines()
+        assert "# All clear: no breach" not in lines
+        assert "| forged | 0 |" not in lines
+        assert "| cust\\|omers | 1 |" in lines
+
+
+class TestCutTail:
+    """A trail cut after a checkpoint does not verify when the checkpoint is given."""
+
+    def test_cut_tail_is_reported(self) -> None:
+        sink = MemoryAuditSink()
+        trail = AuditTrail(sink, key=secrets.token_bytes(32))
+        for event in events(trail):
+            trail.append(event)
+        checkpoint = trail.checkpoint()
+        del sink.stored[-3:]  # the intruder removes the last events
+
+        assert breach_scope(trail, actor="bob").trail_verified is True  # no anchor: unseen
+        scope = breach_scope(trail, actor="bob", checkpoints=[checkpoint])
+
+        assert scope.trail_verified is False
+        assert "DID NOT VERIFY" in scope.to_markdown(now=FOUND)
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class _Client(_Base):
+    __tablename__ = "br_clients"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    note: Mapped[str] = mapped_column(EncryptedString())
+
+
+encrypt_rows(_Client, subject="id", subject_prefix="client:")
+
+
+class TestRegisteredSubjectPrefix:
+    """A key of a subject scope under a model's own prefix is a subject scope too."""
+
+    def test_scoped_by_pseudonym_only(self, trail: AuditTrail, keyring: Keyring) -> None:
+        keyring.cipher("client:2")
+        (status,) = [s for s in keyring.status() if s.scope == "client:2"]
+        assert status.key_id is not None
+
+        scope = breach_scope(trail, key_id=status.key_id, keyring=keyring)
+
+        assert f"client:{trail.pseudonym(2)}" == scope.criteria["key_scope"]
+        assert {trail.pseudonym(2)} == scope.subjects
+        assert "client:2" not in scope.to_json() + scope.to_markdown(now=FOUND)
+
+
+class TestBareStrings:
+    """A bare string for actions or outcomes is refused, not read as a set of letters."""
+
+    @pytest.mark.parametrize("name", ["actions", "outcomes"])
+    def test_refused(self, trail: AuditTrail, name: str) -> None:
+        with pytest.raises(ConfigurationError, match=name):
+            breach_scope(trail, actor="svc-export", **{name: "read"})

@@ -6,6 +6,7 @@ The checks read the raw tokens from the tables, so they see which key id is real
 from __future__ import annotations
 
 import base64
+import json
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,9 +22,11 @@ from securecustomer.exceptions import ConfigurationError, KeyNotFoundError, KeyS
 from securecustomer.keys import FileKeyStore, Keyring, KeyState, LocalKeyProvider, MemoryKeyStore
 from securecustomer.privacy import KeyCompromiseResponse, respond_to_key_compromise
 from securecustomer.sqlalchemy import (
+    BlindIndex,
     EncryptedString,
     KeyringSlot,
     encrypt_rows,
+    search,
 )
 from securecustomer.sqlalchemy._reencrypt import CHECKPOINT_TABLE
 
@@ -57,6 +60,20 @@ class Plain(Base):
 
 
 encrypt_rows(Order, subject="customer_id")
+
+
+class Account(Base):
+    """Subject-scoped values with a blind index: the column's own key is used by the
+    index alone (`BlindIndex` never uses a subject scope)."""
+
+    __tablename__ = "em_accounts"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    owner: Mapped[int]
+    login: Mapped[str] = mapped_column(EncryptedString(keyring=SLOT))
+    login_index: Mapped[bytes | None] = mapped_column(BlindIndex(login, size=16), nullable=True)
+
+
+encrypt_rows(Account, subject="owner", subject_prefix="owner:")
 
 #: The customers table as raw tokens, to write what a buggy or stale writer would.
 RAW_CUSTOMERS = sa.Table(
@@ -251,6 +268,65 @@ class TestAudit:
             event.extra["scope"],
         )
         assert trail.verify().ok
+
+
+class TestBlindIndexKey:
+    """A compromised key that only blind indexes use: the indexes are recomputed first."""
+
+    def test_indexes_move_before_the_key_is_disabled(
+        self, engine: sa.Engine, keyring: Keyring
+    ) -> None:
+        with Session(engine) as session:
+            session.add_all(Account(id=i, owner=i, login=f"u{i}") for i in range(3))
+            session.commit()
+        index_key = keyring.keyset("em_accounts.login").primary
+        assert index_key is not None
+        assert index_key.key_id is not None
+
+        response = respond_to_key_compromise(
+            keyring, index_key.key_id, bind=engine, models=[Account]
+        )
+
+        assert response.disabled
+        assert ["em_accounts"] == [r.table for r in response.reports]
+        with Session(engine) as session:
+            assert [1] == [a.id for a in search(session, Account.login, "u1")]
+
+    def test_dry_run_names_the_indexes(self, engine: sa.Engine, keyring: Keyring) -> None:
+        with Session(engine) as session:
+            session.add(Account(id=1, owner=1, login="u1"))
+            session.commit()
+        index_key = keyring.keyset("em_accounts.login").primary
+        assert index_key is not None
+        assert index_key.key_id is not None
+
+        response = respond_to_key_compromise(
+            keyring, index_key.key_id, bind=engine, models=[Account], dry_run=True
+        )
+
+        assert any("blind index" in step for step in response.steps)
+
+
+class TestRegisteredSubjectPrefix:
+    """A subject scope under a model's own prefix is named by its pseudonym only."""
+
+    def test_audit_event_has_no_raw_subject_id(
+        self, engine: sa.Engine, keyring: Keyring, trail: AuditTrail
+    ) -> None:
+        with Session(engine) as session:
+            session.add(Account(id=7, owner=987654321, login="u7"))
+            session.commit()
+        (status,) = [s for s in keyring.status() if s.scope == "owner:987654321"]
+        assert status.key_id is not None
+
+        response = respond_to_key_compromise(
+            keyring, status.key_id, bind=engine, models=[Account], trail=trail
+        )
+
+        assert response.disabled
+        (record,) = trail.sink.records()
+        assert trail.pseudonym(987654321) == record.event["subject"]
+        assert "987654321" not in json.dumps(record.event)
 
 
 class TestDryRun:

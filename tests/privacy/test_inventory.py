@@ -299,7 +299,7 @@ class TestKeyAges:
             ),
         }
         assert expected == keys
-        assert "42" not in inventory.to_json()
+        assert "customer:42" not in inventory.to_json()  # a key id may hold "42" by chance
 
     def test_young_keys(self, keyring: Keyring) -> None:
         now = T0 + dt.timedelta(days=30)
@@ -383,3 +383,33 @@ class TestRendering:
         finding = RiskFinding("low", "x", "a|b", "one\ntwo")
         text = DataInventory((), (finding,), T0).to_markdown()
         assert "| low | x | a\\|b | one two |" in text.splitlines()
+
+
+class _Trimmed(sa.types.TypeDecorator[str]):
+    """A plaintext string type of the application's own (not an Encrypted one)."""
+
+    impl = sa.String(200)
+    cache_ok = True
+
+
+class TestSamplingCustomTypes:
+    """Plaintext columns of a string-based TypeDecorator are sampled like plain strings."""
+
+    def test_string_type_decorator_is_sampled(self, tmp_path: Path) -> None:
+        metadata = sa.MetaData()
+        notes = sa.Table(
+            "inv_notes",
+            metadata,
+            sa.Column("id", sa.Integer, primary_key=True),
+            sa.Column("remark", _Trimmed()),
+        )
+        engine = sa.create_engine(f"sqlite:///{tmp_path / 'notes.db'}")
+        metadata.create_all(engine)
+        with engine.begin() as conn:
+            conn.execute(notes.insert(), [{"remark": SECRET}, {"remark": "x@example.com"}])
+
+        inventory = DataInventory.from_metadata(metadata, bind=engine, now=T0)
+        engine.dispose()
+
+        assert {("high", "unclassified-pii", "inv_notes.remark")} == codes(inventory)
+        assert SECRET not in inventory.to_json() + inventory.to_markdown()

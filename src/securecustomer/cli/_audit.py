@@ -110,14 +110,17 @@ def _sink(args: argparse.Namespace) -> Any:
     from securecustomer import audit
 
     if args.jsonl:
-        return audit.JsonlAuditSink(args.jsonl)
+        sink = audit.JsonlAuditSink(args.jsonl)
+        if not sink.files():  # a mistyped (or deleted) trail must not verify as empty
+            raise ConfigurationError(f"--jsonl {args.jsonl!r}: no audit trail in this file")
+        return sink
     import sqlalchemy as sa
 
     return audit.SqlAuditSink(sa.create_engine(args.sql), table=args.table)
 
 
 def run_audit(args: argparse.Namespace) -> int:
-    from securecustomer.audit import AuditTrail, Checkpoint
+    from securecustomer.audit import AuditTrail
 
     sink = _sink(args)
     key = _key(args)
@@ -127,12 +130,7 @@ def run_audit(args: argparse.Namespace) -> int:
         return run_scope(args, sink, key)
     if args.audit_command == "verify":
         assert key is not None  # noqa: S101 - the option is required
-        checkpoints = []
-        for path in args.checkpoint:
-            try:
-                checkpoints.append(Checkpoint.from_dict(json.loads(Path(path).read_text())))
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                raise ConfigurationError(f"cannot read the checkpoint {path!r}: {exc}") from None
+        checkpoints = read_checkpoints(args.checkpoint)
         report = AuditTrail(sink, key=key).verify(checkpoints=checkpoints)
         if report.ok:
             print(f"ok: {report.checked} records verified", end="")
@@ -154,6 +152,19 @@ def run_audit(args: argparse.Namespace) -> int:
     for line in _report(sink, args):
         print(line)
     return 0
+
+
+def read_checkpoints(paths: list[str]) -> list[Any]:
+    """The checkpoints saved as JSON in the files *paths*."""
+    from securecustomer.audit import Checkpoint
+
+    checkpoints = []
+    for path in paths:
+        try:
+            checkpoints.append(Checkpoint.from_dict(json.loads(Path(path).read_text())))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigurationError(f"cannot read the checkpoint {path!r}: {exc}") from None
+    return checkpoints
 
 
 def _report(sink: Any, args: argparse.Namespace) -> Iterator[str]:

@@ -38,7 +38,10 @@ def add_emergency_parser(actions: Any) -> None:
         help="respond to a compromised data key: revoke, rotate, re-encrypt, disable",
         description="Revoke data key KEY_ID for writes, rotate its scope, re-encrypt every "
         "value under it in the --model tables, disable it once nothing is left under it, "
-        "and write a key.compromise audit event. Asks for confirmation first.",
+        "and write a key.compromise audit event. Asks for confirmation first. Give every "
+        "model that uses the key's scope: tables not given are not checked. Other processes "
+        "keep encrypting with the old key until their keyring's cache_ttl has passed: run "
+        "the command again after that (it is safe to repeat).",
     )
     emergency.add_argument(
         "key_id", type=_key_id, metavar="KEY_ID", help="the data key id, e.g. 0x0000002a"
@@ -107,7 +110,7 @@ def run_emergency(args: argparse.Namespace) -> int:
             progress=lambda line: print(f"  ... {line}", flush=True),
         )
     _print_response(response)
-    return 0 if response.dry_run or response.remaining == 0 else 1
+    return 0 if response.dry_run or response.disabled else 1
 
 
 def _print_plan(args: argparse.Namespace, keyring: Keyring) -> None:
@@ -166,4 +169,4 @@ def _print_response(response: KeyCompromiseResponse) -> None:
     elif response.disabled:
         print("  the key is disabled; destroy it once backups that need it have expired")
     else:
-        print("  the key is not disabled: values are left under it; run the command again")
+        print("  the key is not disabled: data is left under it; run the command again")

@@ -103,6 +103,12 @@ def add_privacy_parsers(commands: Any) -> None:
         "--dry-run", action="store_true", help="count expired rows, change nothing"
     )
     retention.add_argument(
+        "--yes",
+        action="store_true",
+        help="really delete or anonymize the expired rows (refused without it, except with "
+        "--dry-run; add it to scheduled runs)",
+    )
+    retention.add_argument(
         "--batch-size",
         type=_positive_int,
         default=500,
@@ -125,7 +131,7 @@ def _inventory_options(parser: argparse.ArgumentParser) -> None:
         type=_positive_int,
         default=200,
         metavar="N",
-        help="rows sampled per table with --url (default: %(default)s)",
+        help="values sampled per unclassified column with --url (default: %(default)s)",
     )
     parser.add_argument(
         "--max-key-age",
@@ -238,6 +244,13 @@ def _retention(args: argparse.Namespace) -> int:
 
     from securecustomer.privacy import RetentionRule, apply_retention
 
+    if not args.dry_run and not args.yes:
+        print(
+            "securecustomer: error: retention deletes or anonymizes rows for good: add --yes "
+            "to apply it (or --dry-run to count them)",
+            file=sys.stderr,
+        )
+        return 1
     rules = _import(args.rules, args.app_dir, option="--rules")
     if isinstance(rules, RetentionRule):
         rules = [rules]

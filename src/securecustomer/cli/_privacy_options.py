@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -223,7 +223,12 @@ def trail_records(
     print(
         "warning: no --audit-key-*: the audit trail is read without verifying it", file=sys.stderr
     )
-    return list(sink.records())
+    return _records(sink)  # read once, record by record: never held in memory
+
+
+def _records(sink: Any) -> Iterator[Record]:
+    """The sink's records, opened only once they are read (not on a refused command)."""
+    yield from sink.records()
 
 
 def require_trail(trail: AuditTrail | None) -> None:

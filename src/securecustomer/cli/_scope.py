@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from securecustomer.cli._audit import _key_options, _source_options, _when
+from securecustomer.cli._audit import _key_options, _source_options, _when, read_checkpoints
 from securecustomer.exceptions import ConfigurationError
 
 __all__ = ["add_scope_parser", "run_scope"]
@@ -33,7 +35,11 @@ def add_scope_parser(actions: Any) -> None:
         "--key-id", type=_key_id, metavar="KEY_ID", help="events under this data key (0x...)"
     )
     scope.add_argument("--since", type=_when, help="ISO date or datetime (UTC if naive)")
-    scope.add_argument("--until", type=_when, help="ISO date or datetime (UTC if naive)")
+    scope.add_argument(
+        "--until",
+        type=_until,
+        help="ISO date or datetime (UTC if naive), inclusive: a date covers that whole day",
+    )
     scope.add_argument(
         "--action", action="append", dest="actions", metavar="ACTION", help="repeatable"
     )
@@ -52,7 +58,23 @@ def add_scope_parser(actions: Any) -> None:
     scope.add_argument(
         "--candidates",
         metavar="FILE",
-        help="subject ids to identify behind the pseudonyms, one per line (needs the key)",
+        help="subject ids to identify behind the pseudonyms, one per line (needs the key); "
+        "the ids found are printed: keep such a report to yourself",
+    )
+    scope.add_argument(
+        "--checkpoint",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a saved checkpoint (JSON) the trail must still reach: without one, a trail cut "
+        "at its tail verifies; repeatable",
+    )
+    scope.add_argument(
+        "--subject-prefix",
+        default="subject:",
+        metavar="PREFIX",
+        help="with --key-id: the prefix of subject key scopes (encrypt_rows' subject_prefix), "
+        "so that a subject's key is matched and shown by pseudonym (default: %(default)s)",
     )
     id_type_option(scope)
     scope.add_argument("--format", choices=("markdown", "json"), default="markdown")
@@ -75,6 +97,21 @@ def add_scope_parser(actions: Any) -> None:
     )
 
 
+def _records(sink: Any) -> Iterator[Any]:
+    """The sink's records, opened only once they are read (not on a refused command)."""
+    yield from sink.records()
+
+
+def _until(text: str) -> dt.datetime:
+    """The end of the period: a date alone means the last instant of that day (UTC)."""
+    try:
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        return _when(text)
+    start = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    return start - dt.timedelta(microseconds=1)
+
+
 def run_scope(args: argparse.Namespace, sink: Any, key: bytes | None) -> int:
     """Run ``audit scope`` over *sink*; returns the exit status."""
     from securecustomer.audit import AuditTrail
@@ -89,14 +126,18 @@ def run_scope(args: argparse.Namespace, sink: Any, key: bytes | None) -> int:
         try:
             lines = Path(args.candidates).read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigurationError(f"cannot read {args.candidates!r}: {exc}") from None
+            raise ConfigurationError(
+                f"--candidates {args.candidates!r}: cannot read it: {exc}"
+            ) from None
         candidates = [subject_id(line.strip(), args.id_type) for line in lines if line.strip()]
+    if args.checkpoint and key is None:
+        raise ConfigurationError("--checkpoint needs the trail key (--key-env or --key-file)")
     source: Any
     if key is not None:
         source = AuditTrail(sink, key=key)
     else:
         print("warning: no --key-env/--key-file: the trail is read unverified", file=sys.stderr)
-        source = list(sink.records())
+        source = _records(sink)  # read once, record by record: never held in memory
     with ExitStack() as stack:
         keyring = None
         if args.master_key_file is not None or args.master_key_env is not None:
@@ -125,9 +166,15 @@ def run_scope(args: argparse.Namespace, sink: Any, key: bytes | None) -> int:
             outcomes=tuple(args.outcomes or ("success",)),
             discovered_at=args.discovered_at,
             candidates=candidates,
+            checkpoints=read_checkpoints(args.checkpoint),
+            subject_prefix=args.subject_prefix,
         )
     if scope.trail_verified is False:
         problems = "; ".join(scope.trail_problems) or "it does not verify"
         print(f"warning: the audit trail was tampered with: {problems}", file=sys.stderr)
-    print(scope.to_markdown() if args.format == "markdown" else scope.to_json())
+    named = bool(candidates)  # asked for: the responder's own list, to notify (article 34)
+    if args.format == "markdown":
+        print(scope.to_markdown(include_identified=named))
+    else:
+        print(scope.to_json(include_identified=named))
     return 0

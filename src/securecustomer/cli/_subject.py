@@ -119,6 +119,11 @@ def run_subject(args: argparse.Namespace) -> int:
         )
         return 1
     ident = subject_id(args.subject_id, args.id_type)
+    if args.subject_command == "export" and args.out is not None:
+        folder = Path(args.out).parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            # refused before anything is read or audited: an export must reach its file
+            raise ConfigurationError(f"--out {args.out!r}: no writable directory {str(folder)!r}")
     packages = set()
     for spec in args.models:
         _import(spec, args.app_dir, option="--models", attribute_required=False)
@@ -179,7 +184,10 @@ def _write(text: str, out: str | None) -> None:
         print(text)
         return
     target = Path(out)
-    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    except OSError as exc:
+        raise ConfigurationError(f"--out {out!r}: cannot write: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:  # mkstemp: mode 0600
             handle.write(text + "\n")

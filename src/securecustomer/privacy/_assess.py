@@ -83,16 +83,13 @@ _SEVERITY_RANK: dict[str, int] = {"high": 0, "medium": 1, "low": 2}
 
 def sorted_findings(findings: Iterable[RiskFinding]) -> tuple[RiskFinding, ...]:
     """*findings* without duplicates, high before medium before low, then by code and place."""
-    return tuple(sorted(set(findings), key=_order))
-
-
-def _order(finding: RiskFinding) -> tuple[int, str, str, str]:
-    return (_SEVERITY_RANK[finding.severity], finding.code, finding.where, finding.message)
+    order = lambda f: (_SEVERITY_RANK[f.severity], f.code, f.where, f.message)  # noqa: E731
+    return tuple(sorted(set(findings), key=order))
 
 
 def markdown_cell(value: str) -> str:
     """*value* made safe for one cell of a Markdown table."""
-    return value.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    return " ".join(value.replace("\\", "\\\\").replace("|", "\\|").splitlines())
 
 
 def key_findings(
@@ -217,14 +214,13 @@ class _Access:
 def _roles(event: AuditEvent, assignments: Mapping[str, Iterable[str]]) -> set[str]:
     """The event's ``actor_attributes["roles"]`` (or ``"role"``) and the actor's assignments."""
     roles: set[str] = set()
-    for key in ("roles", "role"):
-        value = event.actor_attributes.get(key)
-        if isinstance(value, str):
+    assigned = assignments.get(event.actor, ()) if event.actor is not None else ()
+    attributes = event.actor_attributes
+    for value in (attributes.get("roles"), attributes.get("role"), assigned):
+        if isinstance(value, str):  # one role, not a set of letters
             roles.add(value)
         elif isinstance(value, Iterable):
             roles.update(str(role) for role in value)
-    if event.actor is not None:
-        roles.update(assignments.get(event.actor, ()))
     return roles
 
 
@@ -239,7 +235,10 @@ def _last_reads(
         trail.flush()
         trail = trail.sink.records()
     for item in trail:
-        event = item.audit_event() if isinstance(item, Record) else item
+        try:
+            event = item.audit_event() if isinstance(item, Record) else item
+        except (KeyError, TypeError, ValueError):
+            continue  # a damaged record: skipped, as breach_scope does
         rtype = event.resource_type
         if event.action != "read" or event.outcome != "success" or rtype not in resource_types:
             continue

@@ -11,16 +11,18 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
 
-from securecustomer.audit import AuditEvent, AuditTrail, Record
+from securecustomer.audit import AuditEvent, AuditTrail, Checkpoint, Record
 from securecustomer.exceptions import ConfigurationError, KeyNotFoundError
 from securecustomer.keys import Keyring
+from securecustomer.privacy._assess import markdown_cell
+from securecustomer.sqlalchemy._orm import _registry
 
-__all__ = ["NOTIFICATION_WINDOW", "BreachScope", "breach_scope"]
+__all__ = ["NOTIFICATION_WINDOW", "BreachScope", "breach_scope", "subject_prefix_of"]
 
 #: GDPR article 33: notify the supervisory authority within 72 hours of becoming aware.
 NOTIFICATION_WINDOW = dt.timedelta(hours=72)
@@ -119,27 +121,46 @@ class BreachScope:
             f"- **Discovered at:** {_iso(self.discovered_at)}",
             f"- **Activity seen:** {_iso(self.first_seen) or 'none'} to "
             f"{_iso(self.last_seen) or 'none'}",
-            "- **Criteria:** " + "; ".join(f"{k} = {v}" for k, v in sorted(self.criteria.items())),
+            "- **Criteria:** "
+            + _one_line("; ".join(f"{k} = {v}" for k, v in sorted(self.criteria.items()))),
             f"- **Events:** {self.events}",
             f"- **Data subjects concerned:** {len(self.subjects)}",
-            f"- **Actors:** {', '.join(sorted(self.actors)) or 'none recorded'}",
+            f"- **Actors:** {_one_line(', '.join(sorted(self.actors))) or 'none recorded'}",
             "",
             "## Records concerned",
             "",
             "| resource type | distinct records |",
             "|---|---|",
-            *(f"| {kind} | {count} |" for kind, count in sorted(self.resources.items())),
+            *(
+                f"| {markdown_cell(kind)} | {count} |"
+                for kind, count in sorted(self.resources.items())
+            ),
             "",
             "## Categories of data (fields)",
             "",
             "| field | events |",
             "|---|---|",
-            *(f"| {name} | {count} |" for name, count in sorted(self.fields.items())),
+            *(
+                f"| {markdown_cell(name)} | {count} |"
+                for name, count in sorted(self.fields.items())
+            ),
         ]
         if include_identified and self.identified:
             lines += ["", "## Identified subjects", ""]
-            lines += [f"- {sid} ({ps})" for ps, sid in sorted(self.identified.items())]
+            lines += [f"- {_one_line(sid)} ({ps})" for ps, sid in sorted(self.identified.items())]
         return "\n".join(lines) + "\n"
+
+
+def subject_prefix_of(scope: str, prefix: str) -> str | None:
+    """The subject prefix *scope* starts with: *prefix*, or the ``subject_prefix`` of a
+    model registered with `encrypt_rows` (so that its subject ids are never shown)."""
+    prefixes = {prefix, *(c.subject_prefix for c in _registry.values() if c.subject)}
+    return next((p for p in sorted(prefixes, key=len, reverse=True) if scope.startswith(p)), None)
+
+
+def _one_line(text: str) -> str:
+    """*text* on one line: names read from the trail cannot add lines to the report."""
+    return " ".join(text.splitlines())
 
 
 def _aware(name: str, value: dt.datetime | None) -> dt.datetime | None:
@@ -230,6 +251,7 @@ def breach_scope(
     subject_prefix: str = "subject:",
     resource_types: Mapping[str, str] | None = None,
     clock: Callable[[], dt.datetime] = _utcnow,
+    checkpoints: Sequence[Checkpoint] = (),
 ) -> BreachScope:
     """The scope of an incident: events by *actor*, under *key_id*, between *since* and
     *until* (timezone-aware, both inclusive), with *outcomes* (default: only those that
@@ -237,15 +259,17 @@ def breach_scope(
 
     *source* is the trail (verified first; a trail that does not verify is still read,
     and the scope reports ``trail_verified=False`` with the problem) or records/events
-    read from elsewhere (``trail_verified=None``). *key_id* needs *keyring* to find the
+    read from elsewhere (``trail_verified=None``). A trail cut at its tail still verifies
+    unless *checkpoints* (saved `AuditTrail.checkpoint` values) are given: give them.
+    *key_id* needs *keyring* to find the
     key's scope: a column scope ``"table.column"`` matches events on resource type
     ``table`` (or ``resource_types[table]``) that name ``column`` in their fields; a
     subject scope (``subject_prefix`` + id) matches events about that subject; an event
     whose ``extra["key_ids"]`` lists the key matches too. *candidates* are subject ids to
     identify behind the pseudonyms (needs the trail's key: *source* or *trail*).
     *discovered_at* defaults to *clock*\\ () (now). Raises `ConfigurationError` when no
-    criterion is given, a datetime is naive, or a trail's key is needed and missing;
-    `KeyNotFoundError` for a *key_id* the keyring does not know.
+    criterion is given, a datetime is naive, *actions* or *outcomes* is one bare string, or
+    a trail's key is needed and missing; `KeyNotFoundError` for an unknown *key_id*.
 
     Example:
         ```python
@@ -253,6 +277,9 @@ def breach_scope(
         print(scope.to_markdown())    # subjects, fields, counts, notify by
         ```
     """
+    for name, given in (("actions", actions), ("outcomes", outcomes)):
+        if isinstance(given, str):
+            raise ConfigurationError(f"{name} must be a list of names, not one string: {given!r}")
     since, until = _aware("since", since), _aware("until", until)
     found_at = _aware("discovered_at", discovered_at) or _aware("clock()", clock()) or _utcnow()
     chosen_actions = frozenset(actions) if actions is not None else None
@@ -285,11 +312,12 @@ def breach_scope(
         if record is None:
             raise KeyNotFoundError(f"no data key with id {key_id:#010x}", key_id=key_id)
         criteria["key_id"] = f"{key_id:#010x}"
-        if record.scope.startswith(subject_prefix):
+        prefix = subject_prefix_of(record.scope, subject_prefix)
+        if prefix is not None:
             if trail is None:
                 raise ConfigurationError("a subject key scope needs the trail's key: pass trail=")
-            subject = trail.pseudonym(record.scope[len(subject_prefix) :])
-            criteria["key_scope"] = f"{subject_prefix}{subject}"  # never the raw subject id
+            subject = trail.pseudonym(record.scope[len(prefix) :])
+            criteria["key_scope"] = f"{prefix}{subject}"  # never the raw subject id
         else:
             criteria["key_scope"] = record.scope
             if "." in record.scope:
@@ -309,7 +337,7 @@ def breach_scope(
     verified: bool | None = None
     problems: list[str] = []
     if isinstance(source, AuditTrail):
-        report = source.verify()
+        report = source.verify(checkpoints)
         verified = report.ok
         if not report.ok:
             problems.append(f"record {report.first_bad}: {report.problem}")

@@ -26,7 +26,8 @@ from securecustomer.exceptions import (
     KeyStateError,
 )
 from securecustomer.keys import DataKeyRecord, Keyring, KeyState, KeyStatus
-from securecustomer.sqlalchemy import Encrypted, ReencryptReport, reencrypt
+from securecustomer.privacy._breach import subject_prefix_of
+from securecustomer.sqlalchemy import BlindIndex, Encrypted, ReencryptReport, reencrypt
 
 __all__ = ["KeyCompromiseResponse", "respond_to_key_compromise"]
 
@@ -103,6 +104,13 @@ def respond_to_key_compromise(
     re-encrypted. `reencrypt` moves every stale value of such a model, including stale
     values of other scopes. Subject scopes (*subject_prefix* + id, `encrypt_rows`) work
     the same way; the audit event then names the subject by the trail's pseudonym only.
+    A model whose `BlindIndex` is keyed by the compromised scope is re-encrypted too (its
+    indexes recomputed under the new key) even when none of its values is under the key;
+    the key stays decrypt-only while such a table reports errors or conflicts.
+
+    Only the tables of *models* are checked: values under the key in a table not given
+    (or in a backup) are not seen, and become unreadable once the key is disabled, until
+    it is set back to decrypt-only. Give every model that uses the key's scope.
 
     Running it again is safe: a key that is no longer the active one is not rotated
     again; a disabled key that still has values under it (a straggler written by a
@@ -151,6 +159,12 @@ def respond_to_key_compromise(
         f"found {total} values under it: "
         + (", ".join(f"{t} {n}" for t, n in found.items()) or "no tables given")
     )
+    indexed = _indexed_by(targets, record.scope)
+    if indexed:
+        say(
+            f"blind indexes of {', '.join(indexed)} are keyed by its scope: their tables are "
+            "re-indexed too (index bytes do not name their key)"
+        )
     if dry_run:
         return KeyCompromiseResponse(
             key_id=key_id,
@@ -164,10 +178,10 @@ def respond_to_key_compromise(
             found=found,
         )
 
-    new_key = _revoke(keyring, record, total, say)
+    new_key = _revoke(keyring, record, total + len(indexed), say)
     reports: list[ReencryptReport] = []
     for table, count in found.items():
-        if count == 0:
+        if count == 0 and table not in indexed:
             continue
         say(f"re-encrypting {table} ({count} values under the key) ...")
         report = reencrypt(bind, targets[table][1], batch_size=batch_size)
@@ -177,8 +191,14 @@ def respond_to_key_compromise(
             f"{report.errors} errors, {report.conflicts} conflicts"
         )
     remaining = sum(_count_under(bind, table, key_id) for table, _ in targets.values())
+    unindexed = sum(r.errors + r.conflicts for r in reports if r.table in indexed)
     disabled = False
-    if remaining == 0:
+    if remaining == 0 and unindexed:
+        say(
+            f"{unindexed} rows of {', '.join(indexed)} failed or changed meanwhile: their "
+            f"blind indexes may still use it; {name} left decrypt-only: run again"
+        )
+    elif remaining == 0:
         keyring.set_state(key_id, KeyState.DISABLED)
         disabled = True
         say(
@@ -228,7 +248,7 @@ def _revoke(
     name = f"key {record.key_id:#010x}"
     if record.state is KeyState.DISABLED and total:
         keyring.set_state(record.key_id, KeyState.DECRYPT_ONLY)
-        say(f"{name} was disabled with {total} values under it: decrypt-only until they move")
+        say(f"{name} was disabled with data under it: decrypt-only until it moves")
     active = _active(keyring, record.scope)
     if record.state is KeyState.ACTIVE or active is None:
         active = keyring.rotate(record.scope)
@@ -272,6 +292,19 @@ def _targets(models: Iterable[Any]) -> dict[str, tuple[sa.Table, Any]]:
             raise ConfigurationError(f"table {table.fullname!r} has no encrypted columns")
         targets.setdefault(table.fullname, (table, model))
     return targets
+
+
+def _indexed_by(targets: Mapping[str, tuple[sa.Table, Any]], scope: str) -> list[str]:
+    """Tables among *targets* with a `BlindIndex` keyed by *scope* (the source column's own
+    scope, even when its values are subject-scoped)."""
+    return [
+        name
+        for name, (table, _) in targets.items()
+        if any(
+            isinstance(c.type, BlindIndex) and c.type.source_type.scope_name() == scope
+            for c in table.columns
+        )
+    ]
 
 
 def _count_under(bind: Engine, table: sa.Table, key_id: int) -> int:
@@ -332,8 +365,10 @@ def _audit(
         "remaining": remaining,
         "disabled": disabled,
     }
-    if record.scope.startswith(subject_prefix):
-        subject = target.pseudonym(record.scope[len(subject_prefix) :])
+    prefix = subject_prefix_of(record.scope, subject_prefix)
+    if prefix is not None:
+        subject = target.pseudonym(record.scope[len(prefix) :])
+        extra["scope"] = f"{prefix}{subject}"  # never the raw subject id
     else:
         extra["scope"] = record.scope
     target.append(

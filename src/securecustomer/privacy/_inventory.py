@@ -111,6 +111,11 @@ def _key_scope(kind: Encrypted, config: RowEncryption | None) -> str:
     return kind.scope_name()
 
 
+def _is_string(kind: Any) -> bool:
+    """A string type, or an application's TypeDecorator over one (stored as text)."""
+    return isinstance(kind, String) or isinstance(getattr(kind, "impl_instance", None), String)
+
+
 def _entry_findings(entry: ColumnEntry) -> Iterable[RiskFinding]:
     where = f"{entry.table}.{entry.column}"
     level = entry.sensitivity
@@ -238,7 +243,7 @@ class DataInventory:
                         )
                     )
                 else:
-                    if bind is not None and isinstance(kind, String):
+                    if bind is not None and _is_string(kind):
                         to_sample.append(column)
                     hint = suggest_category(column.name)
                     if hint is not None:
