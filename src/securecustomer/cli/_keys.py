@@ -91,6 +91,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def database_error(exc: Exception) -> int:
+    """Report a database error in one line (the driver's error, without parameters)."""
+    cause = getattr(exc, "orig", None) or exc
+    first_line = (str(cause).splitlines() or [""])[0]
+    print(f"securecustomer: error: database: {type(cause).__name__}: {first_line}", file=sys.stderr)
+    return 1
+
+
 def _key_options(
     parser: argparse.ArgumentParser, *, store_required: bool, master_required: bool = True
 ) -> None:
@@ -126,13 +134,7 @@ def run_keys(args: argparse.Namespace) -> int:
         action: Callable[[argparse.Namespace], int] = _ACTIONS[args.keys_command]
         return action(args)
     except SQLAlchemyError as exc:
-        cause = getattr(exc, "orig", None) or exc
-        first_line = (str(cause).splitlines() or [""])[0]
-        print(
-            f"securecustomer: error: database: {type(cause).__name__}: {first_line}",
-            file=sys.stderr,
-        )
-        return 1
+        return database_error(exc)
     except KeyboardInterrupt:
         hint = ""
         if args.keys_command == "reencrypt":

@@ -16,7 +16,13 @@ from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
-from securecustomer.cli._keys import _engine, _import, _key_options, _positive_int
+from securecustomer.cli._keys import (
+    _engine,
+    _import,
+    _key_options,
+    _positive_int,
+    database_error,
+)
 from securecustomer.cli._privacy_options import (
     bind_slots,
     hold_options,
@@ -185,13 +191,7 @@ def run_privacy(args: argparse.Namespace) -> int:
             return _retention(args)
         return _inventory(args)
     except SQLAlchemyError as exc:
-        cause = getattr(exc, "orig", None) or exc
-        first_line = (str(cause).splitlines() or [""])[0]
-        print(
-            f"securecustomer: error: database: {type(cause).__name__}: {first_line}",
-            file=sys.stderr,
-        )
-        return 1
+        return database_error(exc)
 
 
 def _inventory(args: argparse.Namespace) -> int:
