@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 DOCS = Path(__file__).parents[2] / "docs"
-PAGES = ["audit.md", "policies.md", "anonymize.md"]
+PAGES = ["audit.md", "policies.md", "anonymize.md", "privacy.md"]
 FENCE = re.compile(
     r"^(?P<indent>[ ]*)```(?P<info>[^\n`]*)\n(?P<body>.*?)^(?P=indent)```[ ]*$", re.S | re.M
 )
@@ -50,6 +50,19 @@ def examples(text: str) -> list[tuple[int, str, str, str | None]]:
                 expected = _dedent(nxt.group("body"), nxt.group("indent"))
         found.append((block.start(), "python", body, expected))
     return found
+
+
+@pytest.fixture(autouse=True)
+def fresh_subject_registry() -> Any:
+    """A page runs as in a fresh process: subject models other tests registered (a
+    process-wide registry) are set aside while it runs, and put back after."""
+    from securecustomer.privacy import _subjects
+
+    saved = dict(_subjects._registry)
+    _subjects._registry.clear()
+    yield
+    _subjects._registry.clear()
+    _subjects._registry.update(saved)
 
 
 class TestPages:

@@ -3,7 +3,7 @@
 `respond_to_key_compromise` runs the whole procedure and can be run again at any moment:
 each step looks at the key store and the data as they are now, so a run that was killed,
 or that left values behind, continues where it stopped. Values under the compromised key
-are found by the key id in each token's header (bytes 2 to 6, big-endian; see
+are found by the key id in each token's header (the 4 bytes at offset 2, big-endian; see
 ``docs/format.md``), read without decrypting anything.
 """
 
