@@ -37,7 +37,7 @@ RANK = {Outcome.DENY: 0, Outcome.STEP_UP: 1, Outcome.ALLOW: 2}
 
 EXAMPLES = settings(max_examples=150, deadline=None)
 #: Monotonicity needs two overlapping allows with field lists, which only some examples have.
-MORE_EXAMPLES = settings(max_examples=400, deadline=None)
+MORE_EXAMPLES = settings(max_examples=250, deadline=None)
 
 
 @st.composite

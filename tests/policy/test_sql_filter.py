@@ -519,7 +519,7 @@ class TestGenerated:
     """Generated policies and requests: the filter selects exactly what evaluate allows."""
 
     @settings(
-        max_examples=1000,
+        max_examples=500,
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
@@ -537,7 +537,7 @@ class TestGenerated:
         event("selects none" if not selected else "selects some")
 
     @settings(
-        max_examples=400,
+        max_examples=250,
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
