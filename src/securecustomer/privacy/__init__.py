@@ -3,7 +3,9 @@ incident scope and a risk report, built from the library's other parts.
 
 Example:
     ```python
-    from securecustomer.privacy import DataInventory, classify, erase_subject, export_subject
+    from securecustomer.privacy import (
+        DataInventory, classify, erase_subject, export_subject, register_subject,
+    )
 
     class Customer(Base):
         __tablename__ = "customers"
