@@ -19,7 +19,9 @@ __all__ = ["add_audit_parser", "run_audit"]
 
 
 def add_audit_parser(commands: Any) -> None:
-    audit = commands.add_parser("audit", help="verify an audit trail, report on its events")
+    audit = commands.add_parser(
+        "audit", help="verify an audit trail, report on its events, scope a breach"
+    )
     actions = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
     verify = actions.add_parser(
         "verify", help="check the hash chain (and checkpoints); exit 1 if it was tampered with"

@@ -31,7 +31,9 @@ def add_keys_parser(commands: Any) -> None:
     """Add ``keys status``, ``rotate``, ``reencrypt`` and ``emergency`` to *commands*."""
     from securecustomer.cli._emergency import add_emergency_parser
 
-    keys = commands.add_parser("keys", help="show and rotate keys, re-encrypt stored values")
+    keys = commands.add_parser(
+        "keys", help="show and rotate keys, re-encrypt stored values, respond to a compromised key"
+    )
     keys.set_defaults(keys_parser=keys)
     actions = keys.add_subparsers(dest="keys_command", metavar="ACTION")
 
