@@ -20,16 +20,13 @@ from securecustomer.audit import AuditEvent, AuditTrail, Checkpoint, Record
 from securecustomer.exceptions import ConfigurationError, KeyNotFoundError
 from securecustomer.keys import Keyring
 from securecustomer.privacy._assess import markdown_cell
+from securecustomer.privacy._holds import aware, utc_now
 from securecustomer.sqlalchemy._orm import _registry
 
 __all__ = ["NOTIFICATION_WINDOW", "BreachScope", "breach_scope", "subject_prefix_of"]
 
 #: GDPR article 33: notify the supervisory authority within 72 hours of becoming aware.
 NOTIFICATION_WINDOW = dt.timedelta(hours=72)
-
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -97,7 +94,7 @@ class BreachScope:
 
     def hours_left(self, now: dt.datetime | None = None) -> float:
         """Hours until ``notify_by`` (negative once it has passed)."""
-        return ((self.notify_by - (now or _utcnow())).total_seconds()) / 3600
+        return ((self.notify_by - (now or utc_now())).total_seconds()) / 3600
 
     def to_markdown(
         self, *, now: dt.datetime | None = None, include_identified: bool = False
@@ -164,11 +161,7 @@ def _one_line(text: str) -> str:
 
 
 def _aware(name: str, value: dt.datetime | None) -> dt.datetime | None:
-    if value is None:
-        return None
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ConfigurationError(f"{name} must be a timezone-aware datetime, not a naive one")
-    return value.astimezone(dt.UTC)
+    return None if value is None else aware(value, name)
 
 
 @attrs.define
@@ -250,7 +243,7 @@ def breach_scope(
     trail: AuditTrail | None = None,
     subject_prefix: str = "subject:",
     resource_types: Mapping[str, str] | None = None,
-    clock: Callable[[], dt.datetime] = _utcnow,
+    clock: Callable[[], dt.datetime] = utc_now,
     checkpoints: Sequence[Checkpoint] = (),
 ) -> BreachScope:
     """The scope of an incident: events by *actor*, under *key_id*, between *since* and
@@ -281,7 +274,7 @@ def breach_scope(
         if isinstance(given, str):
             raise ConfigurationError(f"{name} must be a list of names, not one string: {given!r}")
     since, until = _aware("since", since), _aware("until", until)
-    found_at = _aware("discovered_at", discovered_at) or _aware("clock()", clock()) or _utcnow()
+    found_at = _aware("discovered_at", discovered_at) or _aware("clock()", clock()) or utc_now()
     chosen_actions = frozenset(actions) if actions is not None else None
     if (
         actor is None

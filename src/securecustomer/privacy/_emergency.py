@@ -26,6 +26,7 @@ from securecustomer.exceptions import (
     KeyStateError,
 )
 from securecustomer.keys import DataKeyRecord, Keyring, KeyState, KeyStatus
+from securecustomer.keys._lifecycle import _data_status
 from securecustomer.privacy._breach import subject_prefix_of
 from securecustomer.sqlalchemy import BlindIndex, Encrypted, ReencryptReport, reencrypt
 
@@ -269,16 +270,7 @@ def _active(keyring: Keyring, scope: str) -> KeyStatus | None:
     active = [r for r in keyring.store.data_keys(scope) if r.state is KeyState.ACTIVE]
     if not active:
         return None
-    newest = max(active, key=lambda r: r.version)
-    return KeyStatus(
-        kind="data",
-        version=newest.version,
-        state=newest.state,
-        created_at=newest.created_at,
-        key_id=newest.key_id,
-        scope=newest.scope,
-        root_version=newest.root_version,
-    )
+    return _data_status(max(active, key=lambda r: r.version), None)
 
 
 def _targets(models: Iterable[Any]) -> dict[str, tuple[sa.Table, Any]]:

@@ -61,7 +61,7 @@ def as_utc(value: dt.datetime) -> dt.datetime:
 
 def aware(value: dt.datetime, what: str = "a datetime") -> dt.datetime:
     """*value* in UTC; `ConfigurationError` when it is naive."""
-    if not isinstance(value, dt.datetime) or value.tzinfo is None:
+    if not isinstance(value, dt.datetime) or value.tzinfo is None or value.utcoffset() is None:
         raise ConfigurationError(f"{what} must be a timezone-aware datetime")
     return value.astimezone(dt.UTC)
 
