@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import pickle
 import uuid
 import zoneinfo
@@ -78,6 +79,11 @@ ROW: dict[str, Any] = {
     "token": uuid.UUID(int=7),
     "ssn": "123-45-6789",
 }
+
+
+class Level(str, enum.Enum):
+    GOLD = "gold"
+
 
 EMPTY: dict[str, Any] = {"id": 2} | dict.fromkeys(set(ROW) - {"id"})
 
@@ -232,6 +238,26 @@ class TestBadInput:
         assert f"customers.{column}" in str(info.value)  # not wrapped in StatementError
         with engine.connect() as conn:
             assert 0 == conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+
+    @pytest.mark.parametrize(
+        ("column", "value", "got"),
+        [
+            ("name", Level.GOLD, "Level, a subclass of str; convert it first"),
+            ("age", True, "got bool, a subclass of int; convert it first"),
+            ("born", dt.datetime.now(dt.UTC), "got datetime.datetime, a subclass of date;"),
+        ],
+    )
+    def test_subclass_value(
+        self, engine: sa.Engine, keyring: Keyring, column: str, value: Any, got: str
+    ) -> None:
+        """A value of a subclass of the column's type is refused with a hint to convert it."""
+        table = customers(sa.MetaData())
+        table.metadata.create_all(engine)
+        with pytest.raises(UnsupportedValueError) as info, engine.begin() as conn:
+            conn.execute(sa.insert(table), [{"id": 1, column: value}])
+        assert f"customers.{column} holds " in str(info.value)
+        assert got in str(info.value)
+        assert "gold" not in str(info.value)  # names the type, never the value
 
     def test_naive_datetime(self, engine: sa.Engine, keyring: Keyring) -> None:
         table = customers(sa.MetaData())

@@ -229,9 +229,14 @@ class Encrypted(TypeDecorator[Any]):
         if type(value) not in self.python_types:
             table, column = self._names or ("?", "?")
             expected = " or ".join(t.__name__ for t in self.python_types)
-            raise UnsupportedValueError(
-                f"{table}.{column} holds {expected} values, got {type(value).__qualname__}"
-            )
+            kind = type(value)
+            got = kind.__qualname__
+            base = next((t for t in self.python_types if isinstance(value, t)), None)
+            if base is not None:  # a subclass: an enum of str, a bool, a datetime for a date
+                if kind.__module__ != "builtins":
+                    got = f"{kind.__module__}.{got}"
+                got += f", a subclass of {base.__name__}; convert it first"
+            raise UnsupportedValueError(f"{table}.{column} holds {expected} values, got {got}")
 
     def encode_token(self, token: bytes) -> bytes | str:
         """The stored form of *token* (bytes, or base64 text)."""
