@@ -81,7 +81,7 @@ ROW: dict[str, Any] = {
 }
 
 
-class Level(str, enum.Enum):
+class Level(enum.StrEnum):
     GOLD = "gold"
 
 

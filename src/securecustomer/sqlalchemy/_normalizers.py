@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
@@ -22,6 +23,10 @@ __all__ = [
 
 #: A normaliser: any callable from ``str`` to ``str``, applied before hashing and comparing.
 Normalizer: TypeAlias = Callable[[str], str]
+
+#: The steps of each `compose` result, so that Alembic can write it as ``compose(...)``.
+_composed: weakref.WeakKeyDictionary[Normalizer, tuple[Normalizer, ...]]
+_composed = weakref.WeakKeyDictionary()
 
 
 def casefold(value: str) -> str:
@@ -90,7 +95,16 @@ def compose(*normalizers: Normalizer) -> Normalizer:
         return value
 
     composed.__name__ = composed.__qualname__ = f"compose({', '.join(map(name_of, steps))})"
+    _composed[composed] = steps
     return composed
+
+
+def composed_steps(normalizer: Normalizer) -> tuple[Normalizer, ...] | None:
+    """The normalizers that *normalizer* applies if `compose` made it, else None."""
+    try:
+        return _composed.get(normalizer)
+    except TypeError:  # not weakly referenceable (nor hashable): not a compose() result
+        return None
 
 
 def name_of(function: Callable[..., Any]) -> str:
