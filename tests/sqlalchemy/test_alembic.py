@@ -372,6 +372,13 @@ def module_level(value: str) -> str:
     return value.lower()
 
 
+class Secret(Encrypted):
+    """An application's own column type."""
+
+    cache_ok = True
+    python_types = (str,)
+
+
 class TestRender:
     """What each type and normalizer renders as, and what is refused."""
 
@@ -388,6 +395,20 @@ class TestRender:
         assert "securecustomer.sqlalchemy.Encrypted(decimal.Decimal, scope='s')" in code
         assert f"normalizer={__name__}.module_level, size=8)" in code
         assert "sa.String(length=5)" in code  # other types as Alembic renders them
+
+    def test_own_subclass(self) -> None:
+        """A subclass is written by its module path; one defined in a function is refused."""
+        code = render(sa.Column("s", Secret(deterministic=True)))
+        assert f"sa.Column('s', {__name__}.Secret(deterministic=True), nullable=True)" in code
+        assert f"import {__name__}" in code
+
+        class Local(Encrypted):
+            cache_ok = True
+            python_types = (str,)
+
+        refused = r"^t\.s: its type .*Local cannot .* define the class at the top level"
+        with pytest.raises(ConfigurationError, match=refused):
+            render(sa.Column("s", Local()))
 
     def test_nested_compose(self) -> None:
         inner = compose(strip, casefold)

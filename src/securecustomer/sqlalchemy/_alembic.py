@@ -86,9 +86,10 @@ def _render_encrypted(column_type: Encrypted, imports: set[str]) -> str:
         args.append(f"context={tuple(str(part) for part in column_type.context)!r}")
     path = _path(cls, imports)
     if path is None:
+        where = ".".join(column_type._names or ("?", "?"))
         raise ConfigurationError(
-            f"{cls.__qualname__} cannot be written into a migration: define the class at "
-            "the top level of an importable module"
+            f"{where}: its type {cls.__qualname__} cannot be written into a migration: "
+            "define the class at the top level of an importable module"
         )
     return f"{path}({', '.join(args)})"
 
