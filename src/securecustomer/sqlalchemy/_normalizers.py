@@ -13,6 +13,7 @@ __all__ = [
     "Normalizer",
     "casefold",
     "compose",
+    "composed_steps",
     "digits_only",
     "name_of",
     "nfkc",
