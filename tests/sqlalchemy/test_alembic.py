@@ -9,8 +9,9 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from records import record
 
-from securecustomer.sqlalchemy import default_keyring
+from securecustomer.sqlalchemy import SqlKeyStore, default_keyring
 from securecustomer.testing import memory_keyring
 
 MODELS = """
@@ -78,3 +79,40 @@ class TestAutogenerate:
         finally:
             default_keyring.unbind()
         assert (1, "a@b.c", {"x": 1}) == tuple(row)
+
+    def test_key_table(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: sa.Engine
+    ) -> None:
+        """The key store's table, with its exact scope column, migrates as written."""
+        (tmp_path / "sc_key_models.py").write_text(KEY_MODELS)
+        monkeypatch.syspath_prepend(str(tmp_path))
+        config = Config(str(tmp_path / "alembic.ini"))
+        config.set_main_option("script_location", str(tmp_path / "migrations"))
+        command.init(config, str(tmp_path / "migrations"))
+        env = textwrap.dedent(ENV).replace("sc_models", "sc_key_models")
+        (tmp_path / "migrations" / "env.py").write_text(env)
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.revision(config, message="keys", autogenerate=True)
+            command.upgrade(config, "head")
+            command.revision(config, message="again", autogenerate=True)
+        scripts = sorted((tmp_path / "migrations" / "versions").glob("*.py"), key=_revision_order)
+        assert "sa.VARBINARY(length=1020), 'mysql', 'mariadb')" in scripts[0].read_text()
+        assert "op." not in scripts[1].read_text()  # nothing left to change
+        store = SqlKeyStore(engine)
+        store.add_data_key(record(1, scope="subject:ab"))
+        assert record(2, scope="subject:AB") == store.add_data_key(record(2, scope="subject:AB"))
+        assert () == store.migrate()
+
+
+KEY_MODELS = """
+import sqlalchemy as sa
+from securecustomer.sqlalchemy import SqlKeyStore
+
+metadata = sa.MetaData()
+SqlKeyStore(sa.create_engine("sqlite://"), metadata=metadata)
+"""
+
+
+def _revision_order(script: Path) -> bool:
+    return "down_revision: Union[str, Sequence[str], None] = None" not in script.read_text()

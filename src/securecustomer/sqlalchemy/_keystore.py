@@ -45,7 +45,7 @@ from securecustomer.crypto import KeyState
 from securecustomer.exceptions import ConfigurationError, KeyNotFoundError, KeyStoreError
 from securecustomer.keys import DataKeyRecord, RootKeyRecord, WrappedKey, check_update
 
-__all__ = ["SqlKeyStore"]
+__all__ = ["ScopeType", "SqlKeyStore", "key_table"]
 
 _ROOT, _DATA = "root", "data"
 _IN_CHUNK = 500
@@ -54,11 +54,19 @@ _SCOPE_CHARS = 255
 _SCOPE_BYTES = 4 * _SCOPE_CHARS  # UTF-8
 
 
-class _Scope(TypeDecorator[str]):
+class ScopeType(TypeDecorator[str]):
     """A key scope, compared byte for byte: text, or UTF-8 in ``VARBINARY`` on MariaDB/MySQL."""
 
     impl = String(_SCOPE_CHARS)
     cache_ok = True
+
+    @staticmethod
+    def render_ddl_type() -> str:
+        """This type's DDL in a migration, as plain SQLAlchemy types (for `render_item`)."""
+        return (
+            f"sa.String(length={_SCOPE_CHARS})"
+            f".with_variant(sa.VARBINARY(length={_SCOPE_BYTES}), 'mysql', 'mariadb')"
+        )
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name in _MYSQL:
@@ -83,7 +91,7 @@ def key_table(metadata: MetaData, name: str = "securecustomer_keys") -> Table:
         metadata,
         Column("id", Integer, primary_key=True, autoincrement=True),
         Column("kind", String(8), nullable=False),
-        Column("scope", _Scope(), nullable=False),  # "" for root keys; exact comparison
+        Column("scope", ScopeType(), nullable=False),  # "" for root keys; exact comparison
         Column("version", Integer, nullable=False),
         Column("key_id", BigInteger, nullable=True, unique=True),  # data keys only
         Column("state", String(16), nullable=False),
