@@ -165,6 +165,12 @@ class TestOldLayout:
             with pytest.raises(ConfigurationError, match=r"securecustomer_keys.*migrate\(\)"):
                 use()
 
+    def test_migrate_without_a_table(self, engine: sa.Engine) -> None:
+        store = SqlKeyStore(engine)
+        assert () == store.migrate()
+        store.create()
+        assert [] == store.roots()
+
     def test_migrate(self, old_store: SqlKeyStore, engine: sa.Engine) -> None:
         done = old_store.migrate()
         assert (engine.dialect.name in ("mysql", "mariadb")) == bool(done)

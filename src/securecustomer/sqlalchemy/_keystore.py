@@ -45,13 +45,14 @@ from securecustomer.crypto import KeyState
 from securecustomer.exceptions import ConfigurationError, KeyNotFoundError, KeyStoreError
 from securecustomer.keys import DataKeyRecord, RootKeyRecord, WrappedKey, check_update
 
-__all__ = ["ScopeType", "SqlKeyStore", "key_table"]
+__all__ = ["SqlKeyStore"]
 
 _ROOT, _DATA = "root", "data"
 _IN_CHUNK = 500
 _MYSQL = frozenset({"mysql", "mariadb"})
 _SCOPE_CHARS = 255
 _SCOPE_BYTES = 4 * _SCOPE_CHARS  # UTF-8
+_NO_TABLE = "no such table"
 
 
 class ScopeType(TypeDecorator[str]):
@@ -151,7 +152,7 @@ class SqlKeyStore:
         """
         statements: tuple[str, ...] = ()
         with self._begin(check=False) as conn:
-            if _layout_problem(conn, self.table) is not None:
+            if _loose_scope(conn, self.table) not in (None, _NO_TABLE):
                 name = conn.dialect.identifier_preparer.format_table(self.table)
                 statements = (
                     f"ALTER TABLE {name} MODIFY scope VARBINARY({_SCOPE_BYTES}) NOT NULL",
@@ -162,7 +163,9 @@ class SqlKeyStore:
         return statements
 
     def _check_layout(self, conn: Connection) -> None:
-        problem = _layout_problem(conn, self.table)
+        problem = _loose_scope(conn, self.table)
+        if problem == _NO_TABLE:
+            return  # looked at again next time: the table may be created meanwhile
         if problem is not None:
             raise ConfigurationError(
                 f"key store table {self.table.name!r} was made by an older version: its scope "
@@ -171,7 +174,7 @@ class SqlKeyStore:
                 f"SqlKeyStore.migrate() once, or: ALTER TABLE {self.table.name} MODIFY scope "
                 f"VARBINARY({_SCOPE_BYTES}) NOT NULL (docs/sqlalchemy.md, 'Key store table')"
             )
-        self._layout_checked = _table_exists(conn, self.table)
+        self._layout_checked = True
 
     @contextmanager
     def _begin(self, *, check: bool = True) -> Iterator[Connection]:
@@ -288,8 +291,9 @@ class SqlKeyStore:
                 )
 
 
-def _layout_problem(conn: Connection, table: Table) -> str | None:
-    """What makes *table*'s scope column compare loosely, or None (also if there is no table)."""
+def _loose_scope(conn: Connection, table: Table) -> str | None:
+    """What makes *table*'s scope column compare loosely: None if nothing does, `_NO_TABLE`
+    if there is no such table (yet)."""
     if conn.dialect.name not in _MYSQL:
         return None  # PostgreSQL and SQLite compare the text column exactly
     row = conn.execute(
@@ -300,15 +304,11 @@ def _layout_problem(conn: Connection, table: Table) -> str | None:
         ),
         {"schema": table.schema, "table": table.name},
     ).first()
-    if row is None or str(row[0]).lower() in {"varbinary", "binary", "blob"}:
+    if row is None:
+        return _NO_TABLE
+    if str(row[0]).lower() in {"varbinary", "binary", "blob"}:
         return None
     return f"{str(row[0]).upper()} with collation {row[1]}"
-
-
-def _table_exists(conn: Connection, table: Table) -> bool:
-    if conn.dialect.name not in _MYSQL:
-        return True  # nothing to check there: never look again
-    return bool(conn.dialect.has_table(conn, table.name, schema=table.schema))
 
 
 def _naive_utc(value: dt.datetime) -> dt.datetime:
