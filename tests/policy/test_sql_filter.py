@@ -6,6 +6,9 @@ shared by every test, holds nullable columns of each kind the translation suppor
 on MariaDB), integers, big integers, double and single precision floats, booleans, dates,
 naive datetimes and a tenant. Its rows are drawn by a seeded generator from pools of edge
 values (case, trailing spaces, composed and decomposed accents, 2**53 + 1, -0.0, NULL...).
+Where booleans are stored as numbers (SQLite, MariaDB), the true values of the two boolean
+columns are then rewritten in raw SQL as 1, 2 and -1 (and 0.5 or text on SQLite), which the
+ORM reads as True.
 
 The oracle is always the same: `select(Row.id).where(engine.query_filter(...))` must return
 exactly the ids whose `engine.evaluate(subject, action, row_resource(row, ...), ...)` is ALLOW.
@@ -75,6 +78,7 @@ class Row(Base):
     score: Mapped[float | None] = mapped_column(sa.Double)
     ratio: Mapped[float | None] = mapped_column(RATIO_TYPE)
     active: Mapped[bool | None] = mapped_column(sa.Boolean)
+    blocked: Mapped[bool | None] = mapped_column(sa.Boolean)
     born: Mapped[dt.date | None] = mapped_column(sa.Date)
     seen: Mapped[dt.datetime | None] = mapped_column(SEEN_TYPE)
 
@@ -113,6 +117,10 @@ COLUMN_POOLS: Mapping[str, tuple[Any, ...]] = {
     "seen": DATETIMES,
 }
 ROW_COUNT = 160
+#: How rows whose boolean is True or False are stored where booleans are numbers: every
+#: nonzero number (and non-empty text on SQLite) is True to the ORM (SQLAlchemy's bool()).
+STORED_TRUE = {"sqlite": (1, 2, -1, 0.5, "yes"), "mariadb": (1, 2, -1, 127, -128)}
+STORED_FALSE = {"sqlite": (0, 0.0, ""), "mariadb": (0,)}
 
 
 def _rows() -> list[dict[str, Any]]:
@@ -125,7 +133,30 @@ def _rows() -> list[dict[str, Any]]:
         for name, pool in COLUMN_POOLS.items():
             row[name] = None if rng.random() < 0.2 else rng.choice(pool)
         rows.append(row)
+    more = random.Random(13)  # a column added later, with a generator of its own
+    for row in rows[2:]:
+        row["blocked"] = more.choice((True, False, None))
+    rows[1]["blocked"] = True
     return rows
+
+
+def _store_booleans_as_numbers(engine: sa.Engine) -> None:
+    """Rewrite the stored booleans with the other values the database may hold for them."""
+    true, false = STORED_TRUE.get(engine.dialect.name), STORED_FALSE.get(engine.dialect.name)
+    if true is None or false is None:
+        return  # PostgreSQL: a real boolean type, true, false or NULL
+    with engine.begin() as conn:
+        for column, offset in ((Row.__table__.c.active, 0), (Row.__table__.c.blocked, 1)):
+            rows = conn.execute(sa.select(Row.__table__.c.id, column)).all()
+            stored = []
+            for key, value in rows:
+                if value is not None:
+                    pool = true if value else false
+                    stored.append({"key": key, "raw": pool[(key + offset) % len(pool)]})
+            conn.execute(
+                sa.text(f"UPDATE policy_filter_rows SET {column.name} = :raw WHERE id = :key"),  # noqa: S608 (a column name of ours)
+                stored,
+            )
 
 
 @attrs.frozen
@@ -156,6 +187,7 @@ def table(db_url: str) -> Iterator[Table]:
         with Session(engine) as session:
             session.add_all(Row(**values) for values in _rows())
             session.commit()
+        _store_booleans_as_numbers(engine)
         with Session(engine, expire_on_commit=False) as session:
             rows = tuple(session.scalars(sa.select(Row).order_by(Row.id)))
             session.expunge_all()
@@ -247,7 +279,7 @@ def compare(table: Table, engine: PolicyEngine, request: Request) -> set[int]:
         ]
         for key in sorted(selected ^ allowed)[:8]:
             row = by_id[key]
-            values = {name: getattr(row, name) for name in ("id", *COLUMN_POOLS)}
+            values = {name: getattr(row, name) for name in ("id", *COLUMN_POOLS, "blocked")}
             decision = decisions[key]
             lines.append(
                 f"  {'selected' if key in selected else 'not selected'} but "
@@ -329,7 +361,7 @@ def literal(value: Any) -> str:
 COLUMN_KINDS = {
     "region": "string", "owner": "string", "label": "string", "tenant": "string",
     "level": "number", "big": "number", "score": "number", "ratio": "number", "lvl": "number",
-    "id": "number", "active": "bool", "born": "date", "seen": "datetime",
+    "id": "number", "active": "bool", "blocked": "bool", "born": "date", "seen": "datetime",
 }  # fmt: skip
 #: Operands of each kind other than literals: subject attributes, context keys, columns.
 KIND_PATHS = {
@@ -341,7 +373,7 @@ KIND_PATHS = {
         "subject.level", "subject.score", "context.level", "context.score", "context.map.level",
         "resource.level", "resource.big", "resource.score", "resource.ratio", "resource.id",
     ),
-    "bool": ("subject.flag", "context.flag", "resource.active"),
+    "bool": ("subject.flag", "context.flag", "resource.active", "resource.blocked"),
     "date": ("subject.day", "context.day", "resource.born"),
     "datetime": ("subject.stamp", "context.stamp", "context.aware", "resource.seen"),
 }  # fmt: skip
@@ -394,7 +426,7 @@ def comparisons(draw: st.DrawFn) -> str:
 
 #: Bare operands of and/or/not: booleans, and sometimes what is not one (an error).
 booleans_atoms = st.sampled_from(
-    ("resource.active", "subject.flag", "context.flag", "true", "false") * 3
+    ("resource.active", "resource.blocked", "subject.flag", "context.flag", "true", "false") * 3
     + ("null", "resource.level", "context.missing")
 )
 conditions = st.recursive(
@@ -606,6 +638,49 @@ class TestNulls:
         second = check(table, rule(when="not ((resource.level < 3) and (resource.level == 2))"))
         assert first == where(table, lambda row: row.level is None or row.level != 2)
         assert second == where(table, lambda row: row.level is not None and row.level != 2)
+
+
+class TestBooleans:
+    """A boolean column means what the ORM reads: on SQLite and MariaDB any nonzero number
+    is True, not only 1 (`deny when resource.blocked == true` once let a stored 2 through)."""
+
+    def test_the_table_holds_such_values(self, table: Table) -> None:
+        with table.engine.connect() as conn:
+            stored = set(conn.scalars(sa.text("SELECT DISTINCT blocked FROM policy_filter_rows")))
+        expected = {None, *STORED_TRUE.get(table.backend, (True,))}
+        assert expected | set(STORED_FALSE.get(table.backend, (False,))) == stored
+
+    @pytest.mark.parametrize(
+        "condition",
+        [
+            "resource.blocked == true",
+            "resource.blocked",
+            "resource.blocked != false",
+            "not (resource.blocked == false)",
+            "resource.blocked in [true]",
+            "resource.blocked == subject.flag",
+            "resource.blocked == resource.active",
+            "resource.blocked != resource.active",
+        ],
+    )
+    def test_allow_and_deny(self, table: Table, condition: str) -> None:
+        flagged = Subject("alice", roles=["agent"], tenant="acme", attributes={"flag": True})
+        check(table, rule(when=condition), subject=flagged)
+        check(table, ALLOW_ALL, rule("deny", condition), subject=flagged)
+
+    def test_examples(self, table: Table) -> None:
+        assert check(table, ALLOW_ALL, rule("deny", "resource.blocked == true")) == where(
+            table, lambda row: row.blocked is not True
+        )
+        assert check(table, rule(when="resource.blocked")) == where(
+            table, lambda row: row.blocked is True
+        )
+        assert check(table, rule(when="resource.blocked == false")) == where(
+            table, lambda row: row.blocked is False
+        )
+        assert check(table, rule(when="resource.blocked == resource.active")) == where(
+            table, lambda row: row.blocked == row.active
+        )
 
 
 class TestKinds:

@@ -23,6 +23,7 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import render_python_code
 from alembic.operations import ops
+from records import record
 from sqlalchemy.orm import Session
 
 import securecustomer
@@ -31,6 +32,7 @@ from securecustomer.sqlalchemy import (
     BlindIndex,
     Encrypted,
     EncryptedString,
+    SqlKeyStore,
     casefold,
     compose,
     default_keyring,
@@ -332,6 +334,34 @@ class TestAutogenerate:
         assert "a lambda" in done.stderr
         assert "module-level function" in done.stderr
         assert [] == list(project.versions.glob("*.py"))
+
+    def test_key_table(self, tmp_path: Path, db_url: str, engine: sa.Engine) -> None:
+        """The key store's table, with its exact scope column, migrates as written."""
+        (tmp_path / "sc_models.py").write_text(KEY_MODELS)
+        project = Project(tmp_path, db_url)
+        script = project.revision("keys")
+        assert "sa.VARBINARY(length=1020), 'mysql', 'mariadb')" in script
+        project.alembic("upgrade", "head")
+        assert "pass" == upgrade_body(project.revision("again"))  # nothing left to change
+        store = SqlKeyStore(engine)
+        store.add_data_key(record(1, scope="subject:ab"))
+        assert record(2, scope="subject:AB") == store.add_data_key(record(2, scope="subject:AB"))
+        assert () == store.migrate()
+
+
+KEY_MODELS = """
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase
+
+from securecustomer.sqlalchemy import SqlKeyStore
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+SqlKeyStore(sa.create_engine("sqlite://"), metadata=Base.metadata)
+"""
 
 
 def round_trip(engine: sa.Engine) -> None:

@@ -14,6 +14,7 @@ from records import NOW, record
 
 from securecustomer import Context, Keyring, LocalKeyProvider
 from securecustomer.exceptions import (
+    ConfigurationError,
     KeyDestroyedError,
     KeyNotFoundError,
     KeyStateError,
@@ -23,6 +24,34 @@ from securecustomer.keys import KeyState, RootKeyRecord, WrappedKey
 from securecustomer.sqlalchemy import SqlKeyStore
 
 CTX = Context("customers", "email")
+
+# Scopes that MariaDB's default collations call equal (case, accents, PAD SPACE, and
+# Unicode normal forms): each must get its own key on every database.
+LOOKALIKE_SCOPES = [
+    ("subject:ab", "subject:AB"),
+    ("subject:e", "subject:\u00e9"),
+    ("subject:x", "subject:x "),
+    ("subject:\u00e9", "subject:e\u0301"),
+]
+
+
+def old_key_table(metadata: sa.MetaData, name: str = "securecustomer_keys") -> sa.Table:
+    """The key table as securecustomer 0.x created it (a plain VARCHAR scope)."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("kind", sa.String(8), nullable=False),
+        sa.Column("scope", sa.String(255), nullable=False),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("key_id", sa.BigInteger, nullable=True, unique=True),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("created_at", sa.DateTime, nullable=False),
+        sa.Column("root_version", sa.Integer, nullable=True),
+        sa.Column("wrapped", sa.LargeBinary, nullable=False),
+        sa.Column("wrappers", sa.Text, nullable=True),
+        sa.UniqueConstraint("kind", "scope", "version", name=f"uq_{name}_kind_scope_version"),
+    )
 
 
 @pytest.fixture
@@ -82,6 +111,77 @@ class TestRules:
         assert "app_keys" in sa.inspect(engine).get_table_names()
         assert [] == store.roots()
         assert "app_keys" in repr(store)
+
+
+class TestExactScopes:
+    """Scopes compare byte for byte: no collation makes two scopes one."""
+
+    @pytest.mark.parametrize(("first", "second"), LOOKALIKE_SCOPES)
+    def test_lookalike_scopes(self, store: SqlKeyStore, first: str, second: str) -> None:
+        assert record(1, scope=first) == store.add_data_key(record(1, scope=first))
+        assert record(2, scope=second) == store.add_data_key(record(2, scope=second))
+        assert [record(1, scope=first)] == store.data_keys(first)
+        assert [record(2, scope=second)] == store.data_keys(second)
+        assert {first: [record(1, scope=first)], second: [record(2, scope=second)]} == (
+            store.data_keys_many([first, second])
+        )
+        assert second == store.data_key(2).scope  # type: ignore[union-attr]
+
+    def test_keyring_gives_each_lookalike_its_key(self, store: SqlKeyStore) -> None:
+        """Once was: 'could not draw an unused key id in 16 attempts' for the second scope."""
+        provider = LocalKeyProvider.generate()
+        keyring = Keyring(provider, store).load()
+        scopes = sorted({scope for pair in LOOKALIKE_SCOPES for scope in pair})
+        tokens = {scope: keyring.cipher(scope).encrypt(scope, context=CTX) for scope in scopes}
+        assert len(scopes) == len({token[2:6] for token in tokens.values()})
+        fresh = Keyring(provider, store).load()
+        assert all(fresh.cipher(s).decrypt(t, context=CTX) == s for s, t in tokens.items())
+
+
+class TestOldLayout:
+    """A key table made by an older version is detected, and migrated when asked."""
+
+    @pytest.fixture
+    def old_store(self, engine: sa.Engine) -> SqlKeyStore:
+        metadata = sa.MetaData()
+        old_key_table(metadata)
+        metadata.create_all(engine)
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO securecustomer_keys (kind, scope, version, key_id, state,"
+                    " created_at, root_version, wrapped) VALUES ('data', 'subject:ab', 1, 1,"
+                    " 'active', :created_at, 1, :wrapped)"
+                ),
+                {"created_at": NOW.replace(tzinfo=None), "wrapped": b"w" * 60},
+            )
+        return SqlKeyStore(engine)
+
+    def test_detected(self, old_store: SqlKeyStore, engine: sa.Engine) -> None:
+        if engine.dialect.name in ("sqlite", "postgresql"):  # byte-exact already
+            assert [record(1, scope="subject:ab")] == old_store.data_keys("subject:ab")
+            return
+        for use in (old_store.roots, lambda: old_store.data_keys("subject:ab"), old_store.create):
+            with pytest.raises(ConfigurationError, match=r"securecustomer_keys.*migrate\(\)"):
+                use()
+
+    def test_migrate_without_a_table(self, engine: sa.Engine) -> None:
+        store = SqlKeyStore(engine)
+        assert () == store.migrate()
+        store.create()
+        assert [] == store.roots()
+
+    def test_migrate(self, old_store: SqlKeyStore, engine: sa.Engine) -> None:
+        done = old_store.migrate()
+        assert (engine.dialect.name in ("mysql", "mariadb")) == bool(done)
+        assert () == old_store.migrate()  # once is enough
+        assert [record(1, scope="subject:ab")] == old_store.data_keys("subject:ab")
+        for n, (first, second) in enumerate(LOOKALIKE_SCOPES):
+            old_store.add_data_key(record(10 + n, scope=first))
+            assert record(20 + n, scope=second) == old_store.add_data_key(
+                record(20 + n, scope=second)
+            )
+            assert [second] == [r.scope for r in old_store.data_keys(second)]
 
 
 class TestWithKeyring:

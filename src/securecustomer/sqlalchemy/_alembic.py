@@ -30,6 +30,7 @@ from sqlalchemy.orm import configure_mappers
 
 from securecustomer.exceptions import ConfigurationError
 from securecustomer.sqlalchemy._blind import BlindIndex
+from securecustomer.sqlalchemy._keystore import ScopeType
 from securecustomer.sqlalchemy._normalizers import Normalizer, composed_steps, name_of
 from securecustomer.sqlalchemy._types import Encrypted
 
@@ -39,7 +40,7 @@ _PUBLIC = "securecustomer.sqlalchemy"
 
 
 def render_item(type_: str, obj: Any, autogen_context: Any) -> str | Literal[False]:
-    """An Alembic ``render_item`` hook for encrypted columns and blind indexes.
+    """An Alembic ``render_item`` hook for encrypted columns, blind indexes and the key table.
 
     Autogenerate then writes ``securecustomer.sqlalchemy.EncryptedString(...)``,
     ``securecustomer.sqlalchemy.BlindIndex(...)`` and the imports they need, so that the
@@ -66,6 +67,8 @@ def render_item(type_: str, obj: Any, autogen_context: Any) -> str | Literal[Fal
         return _render_encrypted(obj, imports)
     if isinstance(obj, BlindIndex):
         return _render_blind_index(obj, autogen_context)
+    if isinstance(obj, ScopeType):  # SqlKeyStore's table: its DDL types
+        return obj.render_ddl_type()
     return False
 
 

@@ -1,4 +1,13 @@
-"""SqlKeyStore: the key store in the application's own database, in one table."""
+"""SqlKeyStore: the key store in the application's own database, in one table.
+
+Scopes compare byte for byte on every database, so that two scopes never share a row or
+block each other. PostgreSQL (deterministic collations) and SQLite (``BINARY``) compare
+text exactly; MariaDB's and MySQL's text collations do not (``'a' = 'A'``, ``'e' = 'é'``,
+and PAD SPACE makes ``'x' = 'x '``, even under ``utf8mb4_bin``), so there the scope is a
+``VARBINARY`` column holding the UTF-8 bytes. A table made by an older version (a
+``VARCHAR`` scope) is refused at first use with a `ConfigurationError` that names
+``SqlKeyStore.migrate()``, the one ``ALTER TABLE`` that brings it up to date.
+"""
 
 from __future__ import annotations
 
@@ -20,23 +29,60 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
     UniqueConstraint,
     and_,
     insert,
     select,
+    text,
     update,
 )
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection, Dialect, Row
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.types import VARBINARY, TypeEngine
 
 from securecustomer.crypto import KeyState
-from securecustomer.exceptions import KeyNotFoundError, KeyStoreError
+from securecustomer.exceptions import ConfigurationError, KeyNotFoundError, KeyStoreError
 from securecustomer.keys import DataKeyRecord, RootKeyRecord, WrappedKey, check_update
 
 __all__ = ["SqlKeyStore"]
 
 _ROOT, _DATA = "root", "data"
 _IN_CHUNK = 500
+_MYSQL = frozenset({"mysql", "mariadb"})
+_SCOPE_CHARS = 255
+_SCOPE_BYTES = 4 * _SCOPE_CHARS  # UTF-8
+_NO_TABLE = "no such table"
+
+
+class ScopeType(TypeDecorator[str]):
+    """A key scope, compared byte for byte: text, or UTF-8 in ``VARBINARY`` on MariaDB/MySQL."""
+
+    impl = String(_SCOPE_CHARS)
+    cache_ok = True
+
+    @staticmethod
+    def render_ddl_type() -> str:
+        """This type's DDL in a migration, as plain SQLAlchemy types (for `render_item`)."""
+        return (
+            f"sa.String(length={_SCOPE_CHARS})"
+            f".with_variant(sa.VARBINARY(length={_SCOPE_BYTES}), 'mysql', 'mariadb')"
+        )
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name in _MYSQL:
+            return dialect.type_descriptor(VARBINARY(_SCOPE_BYTES))
+        return dialect.type_descriptor(String(_SCOPE_CHARS))
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> Any:
+        if value is not None and dialect.name in _MYSQL:
+            return value.encode("utf-8")
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        if isinstance(value, bytes | bytearray | memoryview):
+            return bytes(value).decode("utf-8")
+        return None if value is None else str(value)
 
 
 def key_table(metadata: MetaData, name: str = "securecustomer_keys") -> Table:
@@ -46,7 +92,7 @@ def key_table(metadata: MetaData, name: str = "securecustomer_keys") -> Table:
         metadata,
         Column("id", Integer, primary_key=True, autoincrement=True),
         Column("kind", String(8), nullable=False),
-        Column("scope", String(255), nullable=False),  # "" for root keys
+        Column("scope", ScopeType(), nullable=False),  # "" for root keys; exact comparison
         Column("version", Integer, nullable=False),
         Column("key_id", BigInteger, nullable=True, unique=True),  # data keys only
         Column("state", String(16), nullable=False),
@@ -65,6 +111,8 @@ class SqlKeyStore:
     several processes yields one key: the table's unique constraint decides, and the
     losers read the winner's record. Create the table with ``store.create()``, with
     ``metadata.create_all()`` when you pass your own *metadata*, or with a migration.
+    Scopes compare byte for byte on every database; a MariaDB/MySQL table made by an
+    older version is refused until ``store.migrate()`` (or its ``ALTER TABLE``) has run.
 
     Example:
         ```python
@@ -85,6 +133,7 @@ class SqlKeyStore:
         self.metadata = metadata if metadata is not None else MetaData()
         existing = self.metadata.tables.get(table_name)
         self.table = existing if existing is not None else key_table(self.metadata, table_name)
+        self._layout_checked = False
 
     def __repr__(self) -> str:
         return f"<SqlKeyStore {self.table.name!r} on {self.engine.url.render_as_string()!r}>"
@@ -94,10 +143,45 @@ class SqlKeyStore:
         with self._begin() as conn:
             self.table.create(conn, checkfirst=True)
 
+    def migrate(self) -> tuple[str, ...]:
+        """Bring a key table made by an older version up to date; return the statements run.
+
+        On MariaDB and MySQL an older table's scope column is a ``VARCHAR`` whose collation
+        calls distinct scopes equal; this makes it ``VARBINARY`` (the stored bytes are kept,
+        so no key is lost). Elsewhere, and on a table that is up to date, it does nothing.
+        """
+        statements: tuple[str, ...] = ()
+        with self._begin(check=False) as conn:
+            if _loose_scope(conn, self.table) not in (None, _NO_TABLE):
+                name = conn.dialect.identifier_preparer.format_table(self.table)
+                statements = (
+                    f"ALTER TABLE {name} MODIFY scope VARBINARY({_SCOPE_BYTES}) NOT NULL",
+                )
+            for statement in statements:
+                conn.exec_driver_sql(statement)
+        self._layout_checked = False
+        return statements
+
+    def _check_layout(self, conn: Connection) -> None:
+        problem = _loose_scope(conn, self.table)
+        if problem == _NO_TABLE:
+            return  # looked at again next time: the table may be created meanwhile
+        if problem is not None:
+            raise ConfigurationError(
+                f"key store table {self.table.name!r} was made by an older version: its scope "
+                f"column is {problem}, which calls distinct scopes equal (case, accents, "
+                f"trailing spaces), so some scopes could never get a key. Run "
+                f"SqlKeyStore.migrate() once, or: ALTER TABLE {self.table.name} MODIFY scope "
+                f"VARBINARY({_SCOPE_BYTES}) NOT NULL (docs/sqlalchemy.md, 'Key store table')"
+            )
+        self._layout_checked = True
+
     @contextmanager
-    def _begin(self) -> Iterator[Connection]:
+    def _begin(self, *, check: bool = True) -> Iterator[Connection]:
         try:
             with self.engine.begin() as conn:
+                if check and not self._layout_checked:
+                    self._check_layout(conn)
                 yield conn
         except IntegrityError:
             raise
@@ -205,6 +289,26 @@ class SqlKeyStore:
                 conn.execute(
                     update(t).where(t.c.key_id == record.key_id).values(**_data_values(record))
                 )
+
+
+def _loose_scope(conn: Connection, table: Table) -> str | None:
+    """What makes *table*'s scope column compare loosely: None if nothing does, `_NO_TABLE`
+    if there is no such table (yet)."""
+    if conn.dialect.name not in _MYSQL:
+        return None  # PostgreSQL and SQLite compare the text column exactly
+    row = conn.execute(
+        text(
+            "SELECT DATA_TYPE, COLLATION_NAME FROM information_schema.COLUMNS"
+            " WHERE TABLE_SCHEMA = COALESCE(:schema, DATABASE())"
+            " AND TABLE_NAME = :table AND COLUMN_NAME = 'scope'"
+        ),
+        {"schema": table.schema, "table": table.name},
+    ).first()
+    if row is None:
+        return _NO_TABLE
+    if str(row[0]).lower() in {"varbinary", "binary", "blob"}:
+        return None
+    return f"{str(row[0]).upper()} with collation {row[1]}"
 
 
 def _naive_utc(value: dt.datetime) -> dt.datetime:

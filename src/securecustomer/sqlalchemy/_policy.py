@@ -17,7 +17,9 @@ rounded to a float against a float (nor a float column against an integer), NaN,
 and integers beyond 64 bits become the constants they amount to instead of values the
 database cannot bind, and a single-precision float column (``FLOAT`` on MySQL/MariaDB,
 ``REAL`` on PostgreSQL) is compared as the shortest decimal text the text-protocol drivers
-read it as. A naive datetime column never equals an aware value (as in Python).
+read it as. A naive datetime column never equals an aware value (as in Python). A boolean
+column is true for every nonzero value stored where booleans are numbers (SQLite,
+MySQL/MariaDB), as `row_resource` reads it: ``x == true`` is ``x <> 0`` there, not ``x = 1``.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ text on MySQL/MariaDB). Numbers compare exactly as Python compares them: an inte
 is never rounded to a float against a float (nor a float column against an integer), NaN,
 infinities and integers beyond 64 bits become the constants they amount to, and a
 single-precision float column is compared as the decimal text drivers read it as. A naive
-datetime column never equals an aware value.
+datetime column never equals an aware value. A boolean column where booleans are stored as
+numbers (SQLite, MySQL/MariaDB) is true for every nonzero value, as SQLAlchemy reads it.
 """
 
 from __future__ import annotations
@@ -123,6 +124,39 @@ def _float_mysql(element: _Float, compiler: Any, **kw: Any) -> str:
     return str(inner)
 
 
+class _Truth(ColumnElement[Any]):
+    """A boolean column as SQLAlchemy reads it: ``bool(value)``, NULL as NULL.
+
+    Without a boolean type (SQLite, MySQL/MariaDB) the column holds numbers, and any other
+    than 0 reads as True: ``x = 1`` would miss a stored 2 or -1, so it becomes ``x <> 0``.
+    SQLite's columns may also hold text or blobs, true when not empty.
+    """
+
+    inherit_cache = True
+    _traverse_internals = [("expr", InternalTraversal.dp_clauseelement)]  # noqa: RUF012
+
+    def __init__(self, expr: ColumnElement[Any]) -> None:
+        self.expr = expr
+        self.type = expr.type
+
+
+@compiles(_Truth)
+def _truth_default(element: _Truth, compiler: Any, **kw: Any) -> str:
+    inner = compiler.process(element.expr, **kw)
+    if compiler.dialect.supports_native_boolean:
+        return str(inner)
+    return f"({inner} <> 0)"
+
+
+@compiles(_Truth, "sqlite")
+def _truth_sqlite(element: _Truth, compiler: Any, **kw: Any) -> str:
+    inner = compiler.process(element.expr, **kw)
+    return (
+        f"(CASE WHEN typeof({inner}) IN ('text', 'blob') THEN length({inner}) > 0"
+        f" ELSE {inner} <> 0 END)"
+    )
+
+
 class _Column:
     """A row value: the SQL expression, the kind of its non-NULL values, and for numbers
     whether they are integers."""
@@ -137,6 +171,8 @@ class _Column:
 
 def _new_column(expr: Any, name: str) -> _Column:
     kind_ = _column_kind(expr, name)
+    if kind_ == "bool":
+        return _Column(_Truth(expr), kind_, name)
     if kind_ != "number":
         return _Column(expr, kind_, name)
     if expr.type.python_type is int:
