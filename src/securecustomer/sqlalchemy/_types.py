@@ -49,6 +49,23 @@ __all__ = [
 ]
 
 
+class _Binding:
+    """Whether a column is row-bound: shared by its type and the type's dialect copies.
+
+    SQLAlchemy makes one shallow copy of the type per dialect on first use (and caches
+    its bind and result processors); a flag set on the type afterwards would not reach
+    those copies, but this object does, so `encrypt_rows` binds a column whenever it
+    is called. A copy of the type attached to another column gets its own (see
+    `_bind_column_names`): *owner* is the type the state belongs to.
+    """
+
+    __slots__ = ("owner", "row_bound")
+
+    def __init__(self, owner: Encrypted, row_bound: bool = False) -> None:
+        self.owner = owner
+        self.row_bound = row_bound
+
+
 class Encrypted(TypeDecorator[Any]):
     """A column whose values are encrypted before they reach the database.
 
@@ -115,7 +132,7 @@ class Encrypted(TypeDecorator[Any]):
         self._names: tuple[str, str] | None = context
         self._column_context: Context | None = None
         #: Set by `encrypt_rows`: the ORM layer encrypts with a row or subject context.
-        self._row_bound = False
+        self._binding = _Binding(self)
         self._lock = threading.Lock()
         self._cipher: tuple[Keyring, FieldCipher] | None = None
         super().__init__()
@@ -145,6 +162,14 @@ class Encrypted(TypeDecorator[Any]):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+
+    @property
+    def _row_bound(self) -> bool:
+        return self._binding.row_bound
+
+    @_row_bound.setter
+    def _row_bound(self, value: bool) -> None:
+        self._binding.row_bound = value
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         return dialect.type_descriptor(Text() if self.storage == "text" else LargeBinary())
@@ -262,6 +287,7 @@ class Encrypted(TypeDecorator[Any]):
         process_param = self.process_bind_param
         column_type = self
         types = self.python_types
+        binding = self._binding  # shared with the type: encrypt_rows() after this call
 
         def process(value: Any) -> Any:
             # The common case (a value of the column's type, a warm cipher for the keyring
@@ -272,7 +298,7 @@ class Encrypted(TypeDecorator[Any]):
                 cached is not None
                 and context is not None
                 and type(value) in types
-                and not column_type._row_bound
+                and not binding.row_bound
             ):
                 source = column_type.keyring
                 if source is None:
@@ -293,7 +319,7 @@ class Encrypted(TypeDecorator[Any]):
                 return None
             if type(value) is Sealed:
                 return self.encode_token(value.token)
-            if self._row_bound:
+            if self._binding.row_bound:
                 raise UnsupportedQueryError(
                     f"{'.'.join(self.names)} is row-bound or subject-scoped: write it through "
                     "the ORM (the flush encrypts it with the row's context)"
@@ -317,7 +343,7 @@ class Encrypted(TypeDecorator[Any]):
             token = value  # what decode_token() returns for it, without the call
         else:
             token = self.decode_token(value)
-        if self._row_bound:
+        if self._binding.row_bound:
             return Sealed(token)
         context = self._column_context  # column_context(), inlined when it is cached
         if context is None:
@@ -394,4 +420,7 @@ def _bind_column_names(column: Column[Any], table: Any) -> None:
     names = (table.name, column.name)
     if column_type._names not in (None, names) and column_type.context is None:
         column.type = column_type = column_type.copy()  # one type object shared by two columns
+    binding = column_type._binding
+    if binding.owner is not column_type:  # a copied column's type (mixins, to_metadata, above)
+        column_type._binding = _Binding(column_type, binding.row_bound)
     column_type.bind_names(*names)
