@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import sys
 import threading
 import uuid
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from decimal import Decimal
 from typing import Any, ClassVar, Literal
 
 from sqlalchemy import Column, LargeBinary, Table, Text, event
+from sqlalchemy.dialects.mysql import LONGBLOB, LONGTEXT
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.operators import OperatorType
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -48,6 +50,14 @@ __all__ = [
     "default_keyring",
 ]
 
+#: The most bytes a stored token may take, by dialect, unless ``length=`` says less.
+#: MySQL and MariaDB: a BLOB or TEXT holds 64 KiB; `Encrypted._large` columns are LONGBLOB
+#: or LONGTEXT there (4 GiB). PostgreSQL: 1 GB a field; SQLite: SQLITE_MAX_LENGTH.
+_MYSQL = frozenset({"mysql", "mariadb"})
+_MYSQL_BLOB = 65_535
+_MYSQL_LONG = 2**32 - 1
+_MAX_STORED = {"postgresql": 2**30 - 1, "sqlite": 1_000_000_000}
+
 
 class _Binding:
     """Whether a column is row-bound: shared by its type and the type's dialect copies.
@@ -82,6 +92,11 @@ class Encrypted(TypeDecorator[Any]):
         storage: ``"binary"`` (BYTEA / BLOB / VARBINARY) or ``"text"`` (base64).
         context: ``(table, column)`` to bind instead of the real names, so that a
             column can be renamed without re-encrypting it.
+        length: the most bytes a stored token may take (base64 characters with
+            ``storage="text"``); a longer one is refused before it is written. It sizes
+            the column on MySQL and MariaDB. Without it, a column holds what its
+            database type holds (on MySQL and MariaDB: 64 KiB, or 4 GiB for
+            `EncryptedText`, `EncryptedJSON` and `EncryptedBytes`).
 
     Example:
         ```python
@@ -95,6 +110,8 @@ class Encrypted(TypeDecorator[Any]):
     impl = LargeBinary
     cache_ok = True
     python_types: ClassVar[tuple[type, ...]] = ()
+    #: Values may be large: LONGBLOB / LONGTEXT on MySQL and MariaDB.
+    _large: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -105,6 +122,7 @@ class Encrypted(TypeDecorator[Any]):
         deterministic: bool = False,
         storage: Literal["binary", "text"] = "binary",
         context: tuple[str, str] | None = None,
+        length: int | None = None,
     ) -> None:
         if value_type is not None:
             accepted = _PYTHON_TYPES.get(value_type)
@@ -122,12 +140,17 @@ class Encrypted(TypeDecorator[Any]):
             len(context) != 2 or not all(isinstance(p, str) and p for p in context)
         ):
             raise ConfigurationError("context must be a (table, column) pair of non-empty str")
+        if length is not None and (type(length) is not int or length < 1):
+            raise ConfigurationError(f"length must be a positive int, got {length!r}")
+        if value_type in (bytes, dict, list):
+            self._large = True  # type: ignore[misc]
         self.value_type = value_type
         self.keyring = keyring
         self.scope = scope
         self.deterministic = deterministic
         self.storage = storage
         self.context = context
+        self.length = length
         #: (table, column) names bound when the column joins a table.
         self._names: tuple[str, str] | None = context
         self._column_context: Context | None = None
@@ -150,6 +173,7 @@ class Encrypted(TypeDecorator[Any]):
             ("deterministic", self.deterministic),
             ("storage", self.storage),
             ("context", self.context),
+            ("length", self.length),
             ("names", self._names),
         )
 
@@ -172,7 +196,14 @@ class Encrypted(TypeDecorator[Any]):
         self._binding.row_bound = value
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        return dialect.type_descriptor(Text() if self.storage == "text" else LargeBinary())
+        text = self.storage == "text"
+        impl: TypeEngine[Any] = Text() if text else LargeBinary()
+        if dialect.name in _MYSQL:  # where a BLOB or TEXT is cut at 64 KiB
+            if self.length is not None:
+                impl = Text(self.length) if text else LargeBinary(self.length)
+            elif self._large:
+                impl = LONGTEXT() if text else LONGBLOB()
+        return dialect.type_descriptor(impl)
 
     def __repr__(self) -> str:
         args = [] if self.value_type is None else [self.value_type.__name__]
@@ -183,6 +214,7 @@ class Encrypted(TypeDecorator[Any]):
                 ("deterministic", self.deterministic, False),
                 ("storage", self.storage, "binary"),
                 ("context", self.context, None),
+                ("length", self.length, None),
             )
             if value != default
         ]
@@ -258,6 +290,31 @@ class Encrypted(TypeDecorator[Any]):
                 f"{table}.{column} holds {expected} values, got {type(value).__qualname__}"
             )
 
+    def max_stored_size(self, dialect: Dialect) -> int | None:
+        """The most bytes a stored token may take in this column on *dialect*."""
+        if dialect.name in _MYSQL:
+            limit: int | None = _MYSQL_LONG if self._large else _MYSQL_BLOB
+        else:
+            limit = _MAX_STORED.get(dialect.name)
+        if self.length is not None and (limit is None or self.length < limit):
+            limit = self.length
+        return limit
+
+    def check_stored_size(self, stored: bytes | str, dialect: Dialect) -> None:
+        """Raise `UnsupportedValueError` if *stored* is longer than this column holds."""
+        limit = self.max_stored_size(dialect)
+        if limit is not None and len(stored) > limit:
+            table, column = self._names or ("?", "?")
+            bound = (
+                f"its declared length={self.length}"
+                if limit == self.length
+                else f"what the column holds on {dialect.name} ({limit:,} bytes)"
+            )
+            raise UnsupportedValueError(
+                f"{table}.{column}: the encrypted value takes {len(stored):,} bytes, more "
+                f"than {bound}; nothing was written"
+            )
+
     def encode_token(self, token: bytes) -> bytes | str:
         """The stored form of *token* (bytes, or base64 text)."""
         return base64.b64encode(token).decode("ascii") if self.storage == "text" else token
@@ -287,6 +344,7 @@ class Encrypted(TypeDecorator[Any]):
         process_param = self.process_bind_param
         column_type = self
         types = self.python_types
+        limit = self.max_stored_size(dialect) or sys.maxsize
         binding = self._binding  # shared with the type: encrypt_rows() after this call
 
         def process(value: Any) -> Any:
@@ -306,9 +364,12 @@ class Encrypted(TypeDecorator[Any]):
                 keyring = source._keyring if type(source) is KeyringSlot else source
                 if cached[0] is keyring:
                     try:
-                        return cached[1].encrypt(value, context=context)
+                        token = cached[1].encrypt(value, context=context)
                     except SecureCustomerError as exc:
                         raise _unwrapped(exc) from exc.__cause__
+                    if len(token) <= limit:
+                        return token
+                    # too long: process_bind_param() raises, naming the column
             return process_param(value, dialect)
 
         return process
@@ -318,7 +379,9 @@ class Encrypted(TypeDecorator[Any]):
             if value is None:
                 return None
             if type(value) is Sealed:
-                return self.encode_token(value.token)
+                stored = self.encode_token(value.token)
+                self.check_stored_size(stored, dialect)
+                return stored
             if self._binding.row_bound:
                 raise UnsupportedQueryError(
                     f"{'.'.join(self.names)} is row-bound or subject-scoped: write it through "
@@ -330,7 +393,9 @@ class Encrypted(TypeDecorator[Any]):
             if context is None:
                 context = self.column_context()
             token = self.cipher().encrypt(value, context=context)
-            return self.encode_token(token) if self.storage == "text" else token
+            stored = self.encode_token(token) if self.storage == "text" else token
+            self.check_stored_size(stored, dialect)
+            return stored
         except SecureCustomerError as exc:
             # SQLAlchemy wraps errors of bind processors in StatementError; ours reach
             # the caller as they are, so `except UnsupportedValueError` works.
@@ -379,8 +444,9 @@ class Encrypted(TypeDecorator[Any]):
             return super().reverse_operate(op, other, **kwargs)
 
 
-def _typed(name: str, types: tuple[type, ...], doc: str) -> type[Encrypted]:
-    cls = type(name, (Encrypted,), {"python_types": types, "cache_ok": True, "__doc__": doc})
+def _typed(name: str, types: tuple[type, ...], doc: str, large: bool = False) -> type[Encrypted]:
+    namespace = {"python_types": types, "cache_ok": True, "__doc__": doc, "_large": large}
+    cls = type(name, (Encrypted,), namespace)
     cls.__module__ = "securecustomer.sqlalchemy"
     return cls
 
@@ -398,15 +464,19 @@ _PYTHON_TYPES: dict[type, tuple[type, ...]] = {
 }
 
 EncryptedString = _typed("EncryptedString", (str,), "An encrypted `str` column.")
-EncryptedText = _typed("EncryptedText", (str,), "An encrypted `str` column for long text.")
-EncryptedBytes = _typed("EncryptedBytes", (bytes,), "An encrypted `bytes` column.")
+EncryptedText = _typed(
+    "EncryptedText", (str,), "An encrypted `str` column for long text.", large=True
+)
+EncryptedBytes = _typed("EncryptedBytes", (bytes,), "An encrypted `bytes` column.", large=True)
 EncryptedInteger = _typed("EncryptedInteger", (int,), "An encrypted `int` column.")
 EncryptedNumeric = _typed("EncryptedNumeric", (Decimal,), "An encrypted `Decimal` column.")
 EncryptedDate = _typed("EncryptedDate", (dt.date,), "An encrypted `datetime.date` column.")
 EncryptedDateTime = _typed(
     "EncryptedDateTime", (dt.datetime,), "An encrypted, timezone-aware `datetime` column."
 )
-EncryptedJSON = _typed("EncryptedJSON", (dict, list), "An encrypted JSON (`dict`/`list`) column.")
+EncryptedJSON = _typed(
+    "EncryptedJSON", (dict, list), "An encrypted JSON (`dict`/`list`) column.", large=True
+)
 EncryptedUUID = _typed("EncryptedUUID", (uuid.UUID,), "An encrypted `uuid.UUID` column.")
 Encrypted.__module__ = "securecustomer.sqlalchemy"
 
