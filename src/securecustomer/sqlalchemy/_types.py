@@ -154,7 +154,7 @@ class Encrypted(TypeDecorator[Any]):
         #: (table, column) names bound when the column joins a table.
         self._names: tuple[str, str] | None = context
         self._column_context: Context | None = None
-        #: Set by `encrypt_rows`: the ORM layer encrypts with a row or subject context.
+        #: Its row_bound is set by `encrypt_rows`: the ORM encrypts with the row's context.
         self._binding = _Binding(self)
         self._lock = threading.Lock()
         self._cipher: tuple[Keyring, FieldCipher] | None = None
@@ -189,6 +189,7 @@ class Encrypted(TypeDecorator[Any]):
 
     @property
     def _row_bound(self) -> bool:
+        """Whether `encrypt_rows` binds this column (read through `_binding`)."""
         return self._binding.row_bound
 
     @_row_bound.setter
