@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from securecustomer import Keyring, LocalKeyProvider
+from securecustomer.crypto import Context
 from securecustomer.exceptions import (
     ConfigurationError,
     DecryptionError,
@@ -167,6 +168,115 @@ class TestRowBinding:
         encrypt_rows(Plain, row="id")
         with pytest.raises(ConfigurationError, match="already called"):
             encrypt_rows(Plain, row="id")
+
+
+class TestLateEncryptRows:
+    """encrypt_rows() binds every write even after create_all and a first query."""
+
+    def test_after_create_all(self, engine: sa.Engine, keyring: Keyring) -> None:
+        class Base(DeclarativeBase):
+            pass
+
+        class Note(Base):
+            __tablename__ = "notes"
+            id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+            body: Mapped[str] = mapped_column(EncryptedText())
+
+        Base.metadata.create_all(engine)
+        encrypt_rows(Note, row="id")
+        with pytest.raises(UnsupportedQueryError), engine.begin() as conn:
+            conn.execute(sa.insert(Note.__table__), [{"id": uuid.uuid4(), "body": "Core"}])
+        with Session(engine) as session:
+            session.add(Note(body="ORM"))
+            session.commit()
+        with Session(engine) as session:
+            assert ["ORM"] == [n.body for n in session.scalars(sa.select(Note))]
+
+    def test_mixin_columns_are_bound_one_by_one(self, engine: sa.Engine, keyring: Keyring) -> None:
+        class Base(DeclarativeBase):
+            pass
+
+        class HasSecret:
+            id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+            secret: Mapped[str] = mapped_column(EncryptedString())
+
+        class Bound(HasSecret, Base):
+            __tablename__ = "bound"
+
+        class Free(HasSecret, Base):
+            __tablename__ = "free"
+
+        Base.metadata.create_all(engine)
+        with engine.connect() as conn:  # warm the dialect copies of both columns
+            conn.execute(sa.select(Bound.__table__)).all()
+            conn.execute(sa.select(Free.__table__)).all()
+        encrypt_rows(Bound, row="id")
+        with engine.begin() as conn:
+            conn.execute(sa.insert(Free.__table__), [{"id": uuid.uuid4(), "secret": "Core"}])
+            assert "Core" == conn.execute(sa.select(Free.__table__.c.secret)).scalar_one()
+            with pytest.raises(UnsupportedQueryError):
+                conn.execute(sa.insert(Bound.__table__), [{"id": uuid.uuid4(), "secret": "x"}])
+
+    def test_after_create_all_and_queries(self, engine: sa.Engine, keyring: Keyring) -> None:
+        class Base(DeclarativeBase):
+            pass
+
+        class Order(Base):
+            __tablename__ = "orders"
+            id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+            customer_id: Mapped[int]
+            address: Mapped[str] = mapped_column(EncryptedString())
+
+        table: sa.Table = Order.__table__  # type: ignore[assignment]
+        Base.metadata.create_all(engine)
+
+        def row(customer: int) -> dict[str, Any]:
+            return {"id": uuid.uuid4(), "customer_id": customer, "address": "Core"}
+
+        # Dialect copies of the type, bind and result processors and compiled
+        # statements are all made and cached before encrypt_rows() is called.
+        with engine.connect() as conn:
+            conn.execute(sa.insert(table), [row(1)])
+            conn.execute(sa.insert(table), [row(1), row(1)])
+            assert "Core" == conn.execute(sa.select(table.c.address)).scalars().first()
+            conn.rollback()
+        with Session(engine) as session:
+            session.add(Order(customer_id=1, address="ORM"))
+            session.flush()
+            assert ["ORM"] == [o.address for o in session.scalars(sa.select(Order))]
+            session.rollback()
+
+        encrypt_rows(Order, row="id", subject="customer_id")
+
+        with pytest.raises(UnsupportedQueryError), engine.begin() as conn:
+            conn.execute(sa.insert(table), [row(2)])
+        with pytest.raises(UnsupportedQueryError), engine.begin() as conn:
+            conn.execute(sa.insert(table), [row(2), row(2)])
+        with pytest.raises(UnsupportedQueryError), Session(engine) as session:
+            session.execute(sa.insert(Order), [row(2), row(2)])
+        with Session(engine) as session:
+            session.add_all([Order(customer_id=c, address=str(c)) for c in (2, 3)])
+            session.commit()
+        with engine.connect() as conn:
+            assert 2 == conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+            sealed = conn.execute(
+                sa.select(table.c.address).where(table.c.customer_id == 2)
+            ).scalar_one()
+        assert isinstance(sealed, Sealed)
+        column_cipher = keyring.cipher("orders.address")
+        with pytest.raises(DecryptionError):  # written with the row and subject, not the column
+            column_cipher.decrypt(sealed.token, context=Context("orders", "address"))
+        with Session(engine) as session:
+            assert ["2"] == [
+                o.address for o in session.scalars(sa.select(Order).where(Order.customer_id == 2))
+            ]
+        keyring.destroy("subject:2")
+        with Session(engine) as session:
+            with pytest.raises(KeyDestroyedError):
+                session.scalars(sa.select(Order).where(Order.customer_id == 2)).all()
+            assert ["3"] == [
+                o.address for o in session.scalars(sa.select(Order).where(Order.customer_id == 3))
+            ]
 
 
 class TestSubjects:

@@ -137,12 +137,18 @@ def encrypt_column(
     if progress is not None:
         progress(0, total)
     guarded = not isinstance(_column(plan.table, plaintext_column).type, JSON)
+    column_type = plan.encrypted[encrypted_column][1]
     failures = _Failures()
     scanned = encrypted = conflicts = 0
     for rows in _batches(plan, unit, batch_size, todo):
         sealed = _seal_batch(plan, rows, plaintext_column, encrypted_column, convert, failures)
         with unit.write() as conn:
             for pk, old, new_values in sealed:
+                try:  # a token too long for its column is refused, never cut by the database
+                    column_type.check_stored_size(new_values[encrypted_column], conn.dialect)
+                except UnsupportedValueError as exc:
+                    failures.add(encrypted_column, pk, str(exc), None)
+                    continue
                 # the plaintext read is not NULL (todo): its guard is plaintext = :old
                 read = {encrypted_column: None, **({plaintext_column: old} if guarded else {})}
                 if _update_guarded(conn, plan, pk, read, new_values):

@@ -290,7 +290,7 @@ def encrypt_rows(
         raise ConfigurationError(f"encrypt_rows() was already called for {model.__name__}")
     config = RowEncryption(mapper, row, subject, subject_prefix, on_destroyed, columns)
     for column_type in columns.values():
-        column_type._row_bound = True
+        column_type._binding.row_bound = True  # shared with its dialect copies
     for attr in (row, subject):  # keep the stored value when it changes: see open_all
         if attr is not None:
             event.listen(getattr(model, attr), "set", _keep_old_value, active_history=True)
@@ -328,7 +328,7 @@ def _prepare_keys(session: Session, flush_context: Any, instances: Any) -> None:
             if mapper not in done:
                 done.add(mapper)
                 for column_type in _encrypted_columns(mapper):
-                    if column_type._names is not None and not column_type._row_bound:
+                    if column_type._names is not None and not column_type._binding.row_bound:
                         want(column_type, column_type.scope_name())
             continue
         if config.row is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import sys
 import threading
 import uuid
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from decimal import Decimal
 from typing import Any, ClassVar, Literal
 
 from sqlalchemy import Column, LargeBinary, Table, Text, event
+from sqlalchemy.dialects.mysql import LONGBLOB, LONGTEXT
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.operators import OperatorType
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -48,6 +50,31 @@ __all__ = [
     "default_keyring",
 ]
 
+#: The most bytes a stored token may take, by dialect, unless ``length=`` says less.
+#: MySQL and MariaDB: a BLOB or TEXT holds 64 KiB; `Encrypted._large` columns are LONGBLOB
+#: or LONGTEXT there (4 GiB). PostgreSQL: 1 GB a field; SQLite: SQLITE_MAX_LENGTH.
+_MYSQL = frozenset({"mysql", "mariadb"})
+_MYSQL_BLOB = 65_535
+_MYSQL_LONG = 2**32 - 1
+_MAX_STORED = {"postgresql": 2**30 - 1, "sqlite": 1_000_000_000}
+
+
+class _Binding:
+    """Whether a column is row-bound: shared by its type and the type's dialect copies.
+
+    SQLAlchemy makes one shallow copy of the type per dialect on first use (and caches
+    its bind and result processors); a flag set on the type afterwards would not reach
+    those copies, but this object does, so `encrypt_rows` binds a column whenever it
+    is called. A copy of the type attached to another column gets its own (see
+    `_bind_column_names`): *owner* is the type the state belongs to.
+    """
+
+    __slots__ = ("owner", "row_bound")
+
+    def __init__(self, owner: Encrypted, row_bound: bool = False) -> None:
+        self.owner = owner
+        self.row_bound = row_bound
+
 
 class Encrypted(TypeDecorator[Any]):
     """A column whose values are encrypted before they reach the database.
@@ -65,6 +92,11 @@ class Encrypted(TypeDecorator[Any]):
         storage: ``"binary"`` (BYTEA / BLOB / VARBINARY) or ``"text"`` (base64).
         context: ``(table, column)`` to bind instead of the real names, so that a
             column can be renamed without re-encrypting it.
+        length: the most bytes a stored token may take (base64 characters with
+            ``storage="text"``); a longer one is refused before it is written. It sizes
+            the column on MySQL and MariaDB. Without it, a column holds what its
+            database type holds (on MySQL and MariaDB: 64 KiB, or 4 GiB for
+            `EncryptedText`, `EncryptedJSON` and `EncryptedBytes`).
 
     Example:
         ```python
@@ -78,6 +110,8 @@ class Encrypted(TypeDecorator[Any]):
     impl = LargeBinary
     cache_ok = True
     python_types: ClassVar[tuple[type, ...]] = ()
+    #: Values may be large: LONGBLOB / LONGTEXT on MySQL and MariaDB.
+    _large: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -88,6 +122,7 @@ class Encrypted(TypeDecorator[Any]):
         deterministic: bool = False,
         storage: Literal["binary", "text"] = "binary",
         context: tuple[str, str] | None = None,
+        length: int | None = None,
     ) -> None:
         if value_type is not None:
             accepted = _PYTHON_TYPES.get(value_type)
@@ -105,17 +140,22 @@ class Encrypted(TypeDecorator[Any]):
             len(context) != 2 or not all(isinstance(p, str) and p for p in context)
         ):
             raise ConfigurationError("context must be a (table, column) pair of non-empty str")
+        if length is not None and (type(length) is not int or length < 1):
+            raise ConfigurationError(f"length must be a positive int, got {length!r}")
+        if value_type in (bytes, dict, list):
+            self._large = True  # type: ignore[misc]
         self.value_type = value_type
         self.keyring = keyring
         self.scope = scope
         self.deterministic = deterministic
         self.storage = storage
         self.context = context
+        self.length = length
         #: (table, column) names bound when the column joins a table.
         self._names: tuple[str, str] | None = context
         self._column_context: Context | None = None
-        #: Set by `encrypt_rows`: the ORM layer encrypts with a row or subject context.
-        self._row_bound = False
+        #: Its row_bound is set by `encrypt_rows`: the ORM encrypts with the row's context.
+        self._binding = _Binding(self)
         self._lock = threading.Lock()
         self._cipher: tuple[Keyring, FieldCipher] | None = None
         super().__init__()
@@ -133,6 +173,7 @@ class Encrypted(TypeDecorator[Any]):
             ("deterministic", self.deterministic),
             ("storage", self.storage),
             ("context", self.context),
+            ("length", self.length),
             ("names", self._names),
         )
 
@@ -146,8 +187,24 @@ class Encrypted(TypeDecorator[Any]):
         self.__dict__.update(state)
         self._lock = threading.Lock()
 
+    @property
+    def _row_bound(self) -> bool:
+        """Whether `encrypt_rows` binds this column (read through `_binding`)."""
+        return self._binding.row_bound
+
+    @_row_bound.setter
+    def _row_bound(self, value: bool) -> None:
+        self._binding.row_bound = value
+
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        return dialect.type_descriptor(Text() if self.storage == "text" else LargeBinary())
+        text = self.storage == "text"
+        impl: TypeEngine[Any] = Text() if text else LargeBinary()
+        if dialect.name in _MYSQL:  # where a BLOB or TEXT is cut at 64 KiB
+            if self.length is not None:
+                impl = Text(self.length) if text else LargeBinary(self.length)
+            elif self._large:
+                impl = LONGTEXT() if text else LONGBLOB()
+        return dialect.type_descriptor(impl)
 
     def __repr__(self) -> str:
         args = [] if self.value_type is None else [self.value_type.__name__]
@@ -158,6 +215,7 @@ class Encrypted(TypeDecorator[Any]):
                 ("deterministic", self.deterministic, False),
                 ("storage", self.storage, "binary"),
                 ("context", self.context, None),
+                ("length", self.length, None),
             )
             if value != default
         ]
@@ -238,6 +296,31 @@ class Encrypted(TypeDecorator[Any]):
                 got += f", a subclass of {base.__name__}; convert it first"
             raise UnsupportedValueError(f"{table}.{column} holds {expected} values, got {got}")
 
+    def max_stored_size(self, dialect: Dialect) -> int | None:
+        """The most bytes a stored token may take in this column on *dialect*."""
+        if dialect.name in _MYSQL:
+            limit: int | None = _MYSQL_LONG if self._large else _MYSQL_BLOB
+        else:
+            limit = _MAX_STORED.get(dialect.name)
+        if self.length is not None and (limit is None or self.length < limit):
+            limit = self.length
+        return limit
+
+    def check_stored_size(self, stored: bytes | str, dialect: Dialect) -> None:
+        """Raise `UnsupportedValueError` if *stored* is longer than this column holds."""
+        limit = self.max_stored_size(dialect)
+        if limit is not None and len(stored) > limit:
+            table, column = self._names or ("?", "?")
+            bound = (
+                f"its declared length={self.length}"
+                if limit == self.length
+                else f"what the column holds on {dialect.name} ({limit:,} bytes)"
+            )
+            raise UnsupportedValueError(
+                f"{table}.{column}: the encrypted value takes {len(stored):,} bytes, more "
+                f"than {bound}; nothing was written"
+            )
+
     def encode_token(self, token: bytes) -> bytes | str:
         """The stored form of *token* (bytes, or base64 text)."""
         return base64.b64encode(token).decode("ascii") if self.storage == "text" else token
@@ -267,6 +350,8 @@ class Encrypted(TypeDecorator[Any]):
         process_param = self.process_bind_param
         column_type = self
         types = self.python_types
+        limit = self.max_stored_size(dialect) or sys.maxsize
+        binding = self._binding  # shared with the type: encrypt_rows() after this call
 
         def process(value: Any) -> Any:
             # The common case (a value of the column's type, a warm cipher for the keyring
@@ -277,7 +362,7 @@ class Encrypted(TypeDecorator[Any]):
                 cached is not None
                 and context is not None
                 and type(value) in types
-                and not column_type._row_bound
+                and not binding.row_bound
             ):
                 source = column_type.keyring
                 if source is None:
@@ -285,9 +370,12 @@ class Encrypted(TypeDecorator[Any]):
                 keyring = source._keyring if type(source) is KeyringSlot else source
                 if cached[0] is keyring:
                     try:
-                        return cached[1].encrypt(value, context=context)
+                        token = cached[1].encrypt(value, context=context)
                     except SecureCustomerError as exc:
                         raise _unwrapped(exc) from exc.__cause__
+                    if len(token) <= limit:
+                        return token
+                    # too long: process_bind_param() raises, naming the column
             return process_param(value, dialect)
 
         return process
@@ -297,8 +385,10 @@ class Encrypted(TypeDecorator[Any]):
             if value is None:
                 return None
             if type(value) is Sealed:
-                return self.encode_token(value.token)
-            if self._row_bound:
+                stored = self.encode_token(value.token)
+                self.check_stored_size(stored, dialect)
+                return stored
+            if self._binding.row_bound:
                 raise UnsupportedQueryError(
                     f"{'.'.join(self.names)} is row-bound or subject-scoped: write it through "
                     "the ORM (the flush encrypts it with the row's context)"
@@ -309,7 +399,9 @@ class Encrypted(TypeDecorator[Any]):
             if context is None:
                 context = self.column_context()
             token = self.cipher().encrypt(value, context=context)
-            return self.encode_token(token) if self.storage == "text" else token
+            stored = self.encode_token(token) if self.storage == "text" else token
+            self.check_stored_size(stored, dialect)
+            return stored
         except SecureCustomerError as exc:
             # SQLAlchemy wraps errors of bind processors in StatementError; ours reach
             # the caller as they are, so `except UnsupportedValueError` works.
@@ -322,7 +414,7 @@ class Encrypted(TypeDecorator[Any]):
             token = value  # what decode_token() returns for it, without the call
         else:
             token = self.decode_token(value)
-        if self._row_bound:
+        if self._binding.row_bound:
             return Sealed(token)
         context = self._column_context  # column_context(), inlined when it is cached
         if context is None:
@@ -358,8 +450,9 @@ class Encrypted(TypeDecorator[Any]):
             return super().reverse_operate(op, other, **kwargs)
 
 
-def _typed(name: str, types: tuple[type, ...], doc: str) -> type[Encrypted]:
-    cls = type(name, (Encrypted,), {"python_types": types, "cache_ok": True, "__doc__": doc})
+def _typed(name: str, types: tuple[type, ...], doc: str, large: bool = False) -> type[Encrypted]:
+    namespace = {"python_types": types, "cache_ok": True, "__doc__": doc, "_large": large}
+    cls = type(name, (Encrypted,), namespace)
     cls.__module__ = "securecustomer.sqlalchemy"
     return cls
 
@@ -377,15 +470,19 @@ _PYTHON_TYPES: dict[type, tuple[type, ...]] = {
 }
 
 EncryptedString = _typed("EncryptedString", (str,), "An encrypted `str` column.")
-EncryptedText = _typed("EncryptedText", (str,), "An encrypted `str` column for long text.")
-EncryptedBytes = _typed("EncryptedBytes", (bytes,), "An encrypted `bytes` column.")
+EncryptedText = _typed(
+    "EncryptedText", (str,), "An encrypted `str` column for long text.", large=True
+)
+EncryptedBytes = _typed("EncryptedBytes", (bytes,), "An encrypted `bytes` column.", large=True)
 EncryptedInteger = _typed("EncryptedInteger", (int,), "An encrypted `int` column.")
 EncryptedNumeric = _typed("EncryptedNumeric", (Decimal,), "An encrypted `Decimal` column.")
 EncryptedDate = _typed("EncryptedDate", (dt.date,), "An encrypted `datetime.date` column.")
 EncryptedDateTime = _typed(
     "EncryptedDateTime", (dt.datetime,), "An encrypted, timezone-aware `datetime` column."
 )
-EncryptedJSON = _typed("EncryptedJSON", (dict, list), "An encrypted JSON (`dict`/`list`) column.")
+EncryptedJSON = _typed(
+    "EncryptedJSON", (dict, list), "An encrypted JSON (`dict`/`list`) column.", large=True
+)
 EncryptedUUID = _typed("EncryptedUUID", (uuid.UUID,), "An encrypted `uuid.UUID` column.")
 Encrypted.__module__ = "securecustomer.sqlalchemy"
 
@@ -399,4 +496,7 @@ def _bind_column_names(column: Column[Any], table: Any) -> None:
     names = (table.name, column.name)
     if column_type._names not in (None, names) and column_type.context is None:
         column.type = column_type = column_type.copy()  # one type object shared by two columns
+    binding = column_type._binding
+    if binding.owner is not column_type:  # a copied column's type (mixins, to_metadata, above)
+        column_type._binding = _Binding(column_type, binding.row_bound)
     column_type.bind_names(*names)
