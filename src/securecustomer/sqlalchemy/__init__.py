@@ -38,6 +38,7 @@ from securecustomer.sqlalchemy._reencrypt import (
     swap_columns,
 )
 from securecustomer.sqlalchemy._search import asearch, blind_match, confirm_matches, search
+from securecustomer.sqlalchemy._statements import check_statement as _check_statement  # noqa: F401  (registers the checks)
 from securecustomer.sqlalchemy._types import (
     Encrypted,
     EncryptedBytes,

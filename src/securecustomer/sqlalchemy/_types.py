@@ -28,9 +28,9 @@ from securecustomer.exceptions import (
 )
 from securecustomer.keys import Keyring
 from securecustomer.sqlalchemy._keyring_slot import KeyringSlot, Sealed, default_keyring
-from securecustomer.sqlalchemy._refusal import _DETERMINISTIC_OK as _DETERMINISTIC_OK
-from securecustomer.sqlalchemy._refusal import _REFUSED as _REFUSED
 from securecustomer.sqlalchemy._refusal import _UNWRAPPED as _UNWRAPPED
+from securecustomer.sqlalchemy._refusal import _deferred as _deferred
+from securecustomer.sqlalchemy._refusal import _permits as _permits
 from securecustomer.sqlalchemy._refusal import _refusal as _refusal
 from securecustomer.sqlalchemy._refusal import _unwrapped as _unwrapped
 
@@ -430,23 +430,31 @@ class Encrypted(TypeDecorator[Any]):
         return self
 
     class comparator_factory(TypeDecorator.Comparator[Any]):
-        """Refuses SQL operators an encrypted column cannot answer."""
+        """Refuses SQL operators an encrypted column cannot answer (see `_refusal`).
 
-        def _check(self, op: OperatorType) -> None:
+        Constructs that apply no operator (``order_by(c)``, ``group_by(c)``,
+        ``distinct()``, ``func.lower(c)``) are refused when the statement runs: see
+        `_statements`.
+        """
+
+        def operate(self, op: OperatorType, *other: Any, **kwargs: Any) -> Any:
             column_type = self.type
             if (
                 isinstance(column_type, Encrypted)
-                and op in _REFUSED
-                and not (column_type.deterministic and op in _DETERMINISTIC_OK)
+                and not _permits(column_type, self.expr, op, other)
+                and not _deferred(op, other)
             ):
                 raise _refusal(column_type, op)
-
-        def operate(self, op: OperatorType, *other: Any, **kwargs: Any) -> Any:
-            self._check(op)
             return super().operate(op, *other, **kwargs)
 
         def reverse_operate(self, op: OperatorType, other: Any, **kwargs: Any) -> Any:
-            self._check(op)
+            column_type = self.type
+            if (
+                isinstance(column_type, Encrypted)
+                and not _permits(column_type, self.expr, op, (other,))
+                and not _deferred(op, (other,))
+            ):
+                raise _refusal(column_type, op)
             return super().reverse_operate(op, other, **kwargs)
 
 
