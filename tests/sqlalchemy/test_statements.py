@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from securecustomer import Keyring
@@ -282,6 +283,72 @@ class TestMerge:
         assert "new" == stored(engine, 2)[1]
 
 
+class TestOrmQueries:
+    """ORM queries are checked like Core ones, in sync and async sessions."""
+
+    def test_order_by_refused_before_sql(self, engine: sa.Engine, keyring: Keyring) -> None:
+        add_person(engine, id=1, name="a")
+        for statement in (
+            sa.select(Person).order_by(Person.name),
+            sa.select(Person).group_by(Person.name, Person.id).order_by(Person.ssn),
+            sa.select(Person.ssn).where(sa.func.lower(Person.name) == "a"),
+        ):
+            with (
+                Session(engine) as session,
+                sql_sent(engine) as sent,
+                pytest.raises(UnsupportedQueryError, match="decrypted values in Python"),
+            ):
+                session.scalars(statement).all()
+            assert [] == sent
+
+    def test_legacy_query(self, engine: sa.Engine, keyring: Keyring) -> None:
+        add_person(engine, id=1, name="a")
+        with Session(engine) as session, pytest.raises(UnsupportedQueryError, match="ORDER BY"):
+            session.query(Person).order_by(Person.name).all()
+
+    def test_refused_every_time(self, engine: sa.Engine, keyring: Keyring) -> None:
+        """A refused statement is not remembered as checked: the compiled cache serves it
+        again, and it is refused again."""
+        add_person(engine, id=1, name="a")
+        with Session(engine) as session:
+            for _ in range(3):
+                with pytest.raises(UnsupportedQueryError, match="ORDER BY"):
+                    session.scalars(sa.select(Person).order_by(Person.name)).all()
+            assert [1] == session.scalars(sa.select(Person.id).order_by(Person.id)).all()
+
+    def test_entity_distinct_and_grouping_by_row(self, engine: sa.Engine, keyring: Keyring) -> None:
+        """Deduplicating whole rows (their primary key is selected) stays allowed."""
+        add_person(engine, id=1, name="a")
+        add_person(engine, id=2, name="a")
+        with Session(engine) as session:
+            people = session.scalars(sa.select(Person).distinct()).all()
+            assert [1, 2] == sorted(p.id for p in people)
+            grouped = session.execute(
+                sa.select(Person.id, Person.name, sa.func.count()).group_by(Person.id, Person.name)
+            ).all()
+            assert [(1, "a", 1), (2, "a", 1)] == sorted(tuple(row) for row in grouped)
+
+    @pytest.mark.anyio
+    async def test_async(self, async_engine: AsyncEngine, keyring: Keyring) -> None:
+        async with async_engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+        async with AsyncSession(async_engine) as session:
+            session.add(Person(id=1, name="old"))
+            await session.commit()
+            person = await session.get(Person, 1)
+            assert person is not None
+            await session.execute(
+                sa.update(Person).where(Person.id == 1).values(name="new"),
+                execution_options={"synchronize_session": "evaluate"},
+            )
+            assert "new" == person.name
+            await session.commit()
+            with pytest.raises(UnsupportedQueryError, match="ORDER BY"):
+                await session.scalars(sa.select(Person).order_by(Person.name))
+        async with AsyncSession(async_engine) as session:
+            assert "new" == (await session.get(Person, 1)).name  # type: ignore[union-attr]
+
+
 # -- the operator table ---------------------------------------------------------------
 
 Build = Callable[[sa.Table, Any], Any]
@@ -368,6 +435,21 @@ CASES = [
         (
             (lambda t, c: sa.select(t.c.id).where(c.in_(["a", "z"])), ids(2)),
             (lambda t, c: sa.select(t.c.id).where(c.not_in(["a"])), ids(1, 3)),
+        ),
+        "",
+    ),
+    Case(
+        "`tuple_(c, x) == (v, y)`, `tuple_(c, x).in_([...])`",
+        "refused",
+        "allowed",
+        (
+            (lambda t, c: sa.select(t.c.id).where(sa.tuple_(c, t.c.id) == ("b", 3)), ids(3)),
+            (
+                lambda t, c: sa.select(t.c.id).where(
+                    sa.tuple_(c, t.c.id).in_([("b", 1), ("a", 1)])
+                ),
+                ids(1),
+            ),
         ),
         "",
     ),

@@ -13,6 +13,7 @@ Example:
     ```
 """
 
+from securecustomer.sqlalchemy import _statements as _statements  # registers the SQL checks
 from securecustomer.sqlalchemy._alembic import render_item
 from securecustomer.sqlalchemy._blind import BlindIndex, reindex
 from securecustomer.sqlalchemy._keystore import SqlKeyStore
@@ -38,7 +39,6 @@ from securecustomer.sqlalchemy._reencrypt import (
     swap_columns,
 )
 from securecustomer.sqlalchemy._search import asearch, blind_match, confirm_matches, search
-from securecustomer.sqlalchemy._statements import check_statement as _check_statement  # noqa: F401  (registers the checks)
 from securecustomer.sqlalchemy._types import (
     Encrypted,
     EncryptedBytes,

@@ -33,6 +33,8 @@ The rules, and the reasoning for each:
 - Comparisons between two columns (``a.c == b.c``): the comparator builds them, because
   SQLAlchemy itself compares columns with ``==`` in Python; here they are refused
   like ``a.c == value`` (a column compared with itself is allowed: it is always true).
+- Tuples (``tuple_(c, x) == (v, y)``, ``tuple_(...).in_(...)``) use their own comparator:
+  each encrypted item is held to its column's rule.
 - Unary operators built without the comparator (``sa.desc(c)``, ``sa.distinct(c)``,
   ``sa.nulls_last(c)``): the comparator's own rule.
 - ``type_coerce(c, LargeBinary)`` gives an expression of another type, which nothing
@@ -58,6 +60,7 @@ from sqlalchemy.sql.elements import (
     Grouping,
     Label,
     Over,
+    Tuple,
     UnaryExpression,
     WithinGroup,
     _label_reference,
@@ -167,6 +170,11 @@ def check_statement(statement: ClauseElement) -> None:
                 column_type = _encrypted(side)
                 if column_type is not None and not _permits(column_type, side, op, (other,)):
                     raise _refusal(column_type, op)
+                if isinstance(side, Tuple):  # tuple_(c, ...) == / IN: the tuple's comparator
+                    for item in side.clauses:
+                        column_type = _encrypted(item)
+                        if column_type is not None and not _permits(column_type, item, op, ()):
+                            raise _refusal(column_type, op)
         elif isinstance(element, UnaryExpression):
             column_type = _encrypted(element.element)
             unary_ops: tuple[OperatorType | None, ...] = (element.operator, element.modifier)
