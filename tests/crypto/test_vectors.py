@@ -83,7 +83,9 @@ def spec_header(algorithm: str, type_name: str, key_id: int) -> bytes:
 
 
 def spec_aad(head: bytes, context: dict[str, Any], scope: str) -> bytes:
-    parts = ("securecustomer", context["table"], context["column"], context["row"] or "", scope)
+    schema = [context["schema"]] if "schema" in context else []
+    parts = ("securecustomer", *schema, context["table"], context["column"])
+    parts += (context["row"] or "", scope)
     return head + b"".join(spec_lp(p) for p in parts)
 
 
@@ -335,7 +337,7 @@ def identity(value: Any) -> tuple[Any, ...]:
 
 def context_of(vector: dict[str, Any]) -> Context:
     c = vector["context"]
-    return Context(c["table"], c["column"], row=c["row"])
+    return Context(c["table"], c["column"], row=c["row"], schema=c.get("schema"))
 
 
 def cipher_for(vector: dict[str, Any], *, deterministic: bool = False) -> Any:
@@ -496,8 +498,10 @@ class TestSpecification:
     @pytest.mark.parametrize("vector", VALID, ids=ids(VALID))
     def test_blind_index(self, vector: dict[str, Any]) -> None:
         c = vector["context"]
+        schema = spec_lp("") + spec_lp(c["schema"]) if "schema" in c else b""
         message = (
-            spec_lp(c["table"])
+            schema
+            + spec_lp(c["table"])
             + spec_lp(c["column"])
             + bytes((vector["type_code"],))
             + bytes.fromhex(vector["plaintext"])
