@@ -324,3 +324,15 @@ class TestTablesWithoutSchema:
             from dbservers import reset_database
 
             reset_database(db_url)
+
+
+class TestKeysOfTheFlush:
+    """A flush under a map creates the keys of the tenant's scopes, and only those."""
+
+    @pytest.mark.parametrize("binding", ["plain", "row"])
+    def test_scopes_created(self, tenants: Tenants, keyring: Keyring, binding: str) -> None:
+        setup = translated_setup(tenants, binding)
+        with Session(setup.engines[tenants.a]) as session:
+            session.add(setup.models[tenants.a](subject=7, ssn="123-45-6789"))
+            session.commit()
+        assert {f"{tenants.a}.customers.ssn"} == {k.scope for k in keyring.status() if k.scope is not None}

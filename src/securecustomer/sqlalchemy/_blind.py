@@ -446,11 +446,14 @@ def _prepare_index_keys(session: Session, flush_context: Any, instances: Any) ->
     """
     seen: set[int] = set()
     for target in (*session.new, *session.dirty):
-        for bound in _indexes.get(inspect(target).mapper, ()):
+        mapper = inspect(target).mapper
+        for bound in _indexes.get(mapper, ()):
             if id(bound.index) not in seen:
                 seen.add(id(bound.index))
                 source = bound.index.source_type
-                source.resolve_keyring().keyset(source.scope_name())
+                connection = session.connection(bind_arguments={"mapper": mapper})
+                schema = schema_under(source.schema, connection_map(connection))
+                source.resolve_keyring().keyset(source.scope_name(schema=schema))
 
 
 def reindex(*instances: Any) -> None:

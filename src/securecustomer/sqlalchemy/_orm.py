@@ -347,10 +347,17 @@ def _prepare_keys(session: Session, flush_context: Any, instances: Any) -> None:
     """
     by_keyring: dict[int, tuple[Keyring, set[str]]] = {}
     done: set[Mapper[Any]] = set()
+    maps: dict[Mapper[Any], SchemaMap | None] = {}
 
     def want(column_type: Encrypted, scope: str) -> None:
         keyring = column_type.resolve_keyring()
         by_keyring.setdefault(id(keyring), (keyring, set()))[1].add(scope)
+
+    def schema_of(mapper: Mapper[Any], column_type: Encrypted) -> str | None:
+        if mapper not in maps:  # the schema_translate_map of the connection the flush uses
+            connection = session.connection(bind_arguments={"mapper": mapper})
+            maps[mapper] = connection_map(connection)
+        return schema_under(column_type.schema, maps[mapper])
 
     for target in (*session.new, *session.dirty):
         state: InstanceState[Any] = instance_state(target)
@@ -361,7 +368,8 @@ def _prepare_keys(session: Session, flush_context: Any, instances: Any) -> None:
                 done.add(mapper)
                 for column_type in _encrypted_columns(mapper):
                     if column_type._names is not None and not column_type._binding.row_bound:
-                        want(column_type, column_type.scope_name())
+                        schema = schema_of(mapper, column_type)
+                        want(column_type, column_type.scope_name(schema=schema))
             continue
         if config.row is not None:
             config._ensure_row_identity(target)
@@ -369,7 +377,8 @@ def _prepare_keys(session: Session, flush_context: Any, instances: Any) -> None:
         if config.subject is not None and values.get(config.subject) is None:
             continue
         for column_type in config.columns.values():
-            want(column_type, config.scope(column_type, values))
+            schema = schema_of(mapper, column_type)
+            want(column_type, config.scope(column_type, values, schema=schema))
     for keyring, scopes in by_keyring.values():
         keyring.prefetch(scopes)
         for scope in scopes:
