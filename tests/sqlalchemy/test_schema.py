@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from securecustomer import Keyring, LocalKeyProvider
+from securecustomer.crypto import Context
 from securecustomer.exceptions import DecryptionError
 from securecustomer.keys import MemoryKeyStore
 from securecustomer.sqlalchemy import (
@@ -31,6 +32,7 @@ from securecustomer.sqlalchemy import (
     SqlKeyStore,
     default_keyring,
     encrypt_rows,
+    reencrypt,
     search,
 )
 
@@ -120,6 +122,7 @@ def raw(schema: str | None) -> sa.TableClause:
         sa.column("id", sa.Uuid()),
         sa.column("ssn", sa.LargeBinary()),
         sa.column("ssn_index", sa.LargeBinary()),
+        sa.column("subject", sa.Integer()),
         schema=schema,
     )
 
@@ -276,6 +279,7 @@ class TestTablesWithoutSchema:
             import sqlalchemy as sa
             from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
             from securecustomer import Keyring, LocalKeyProvider
+from securecustomer.crypto import Context
             from securecustomer.sqlalchemy import EncryptedString, SqlKeyStore
 
             class Base(DeclarativeBase):
@@ -336,3 +340,40 @@ class TestKeysOfTheFlush:
             session.add(setup.models[tenants.a](subject=7, ssn="123-45-6789"))
             session.commit()
         assert {f"{tenants.a}.customers.ssn"} == {k.scope for k in keyring.status() if k.scope is not None}
+
+
+def write_legacy(keyring: Keyring, engine: sa.Engine, schema: str, values: list[str]) -> list[Any]:
+    """Rows of *schema*'s customers as the code before schemas wrote them: tokens bound to
+    ``customers.ssn`` without the schema, under the scope ``customers.ssn``."""
+    cipher = keyring.cipher("customers.ssn")
+    context = Context("customers", "ssn")
+    table = raw(schema)
+    rows = [
+        {"id": uuid.uuid4(), "ssn": cipher.encrypt(v, context=context), "ssn_index": None}
+        for v in values
+    ]
+    with engine.begin() as conn:
+        conn.execute(sa.insert(table), [{**r, "subject": 7} for r in rows])
+    return [r["id"] for r in rows]
+
+
+@pytest.mark.parametrize("how", sorted(SETUPS))
+class TestMigration:
+    """`reencrypt(..., migrate_schema=True)` binds the tokens of a table in use to its schema."""
+
+    def test_migrate(self, tenants: Tenants, keyring: Keyring, how: str) -> None:
+        setup = SETUPS[how](tenants, "plain")
+        model, engine = setup.models[tenants.a], setup.engines[tenants.a]
+        ids = write_legacy(keyring, tenants.engine, tenants.a, ["111", "222", "111"])
+        with Session(engine) as session, pytest.raises(DecryptionError):
+            session.get(model, ids[0])
+
+        report = reencrypt(engine, model, migrate_schema=True, batch_size=2)
+
+        assert report.ok
+        assert 3 == report.values_reencrypted
+        with Session(engine) as session:
+            assert ["111", "222", "111"] == [session.get(model, i).ssn for i in ids]
+            assert {ids[0], ids[2]} == {c.id for c in search(session, model.ssn, "111")}
+        again = reencrypt(engine, model, migrate_schema=True)
+        assert (True, 0, 3) == (again.ok, again.values_reencrypted, again.values_current)
