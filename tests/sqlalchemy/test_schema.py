@@ -15,7 +15,7 @@ import textwrap
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 import pytest
@@ -102,7 +102,7 @@ def customer_model(schema: str | None, binding: str = "plain") -> Any:
 
     class Customer(Base):
         __tablename__ = "customers"
-        __table_args__ = {"schema": schema}
+        __table_args__: ClassVar[dict[str, Any]] = {"schema": schema}
         id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
         subject: Mapped[int]
         ssn: Mapped[str] = mapped_column(EncryptedString())
@@ -153,7 +153,7 @@ def explicit_setup(tenants: Tenants, binding: str) -> Setup:
     models = {s: customer_model(s, binding) for s in (tenants.a, tenants.b)}
     for model in models.values():
         model.metadata.create_all(tenants.engine)
-    return Setup(models, {s: tenants.engine for s in models})
+    return Setup(models, dict.fromkeys(models, tenants.engine))
 
 
 def translated_setup(tenants: Tenants, binding: str) -> Setup:
@@ -161,7 +161,7 @@ def translated_setup(tenants: Tenants, binding: str) -> Setup:
     engines = {s: tenants.under(s) for s in (tenants.a, tenants.b)}
     for engine in engines.values():
         model.metadata.create_all(engine)
-    return Setup({s: model for s in engines}, engines)
+    return Setup(dict.fromkeys(engines, model), engines)
 
 
 SETUPS: dict[str, Callable[[Tenants, str], Setup]] = {
@@ -189,15 +189,12 @@ class TestCopiedToAnotherTenant:
 
         copy_token(tenants.engine, tenants.a, tenants.b, row_id)
 
-        with Session(setup.engines[tenants.b]) as session:
-            with pytest.raises(DecryptionError):
-                session.get(setup.models[tenants.b], row_id)
+        with Session(setup.engines[tenants.b]) as session, pytest.raises(DecryptionError):
+            session.get(setup.models[tenants.b], row_id)
         with Session(setup.engines[tenants.a]) as session:  # the source still reads
             assert "111-11-1111" == session.get(setup.models[tenants.a], row_id).ssn
 
-    def test_equal_values_get_other_indexes(
-        self, tenants: Tenants, how: str, binding: str
-    ) -> None:
+    def test_equal_values_get_other_indexes(self, tenants: Tenants, how: str, binding: str) -> None:
         setup = SETUPS[how](tenants, binding)
         ids = {}
         for schema in (tenants.a, tenants.b):
@@ -246,9 +243,7 @@ class TestBothWaysAgree:
         with tenants.engine.connect() as conn:
             assert "555" == conn.execute(sa.select(named.__table__.c.ssn)).scalar_one()
 
-    def test_a_result_keeps_its_map_while_another_statement_runs(
-        self, tenants: Tenants
-    ) -> None:
+    def test_a_result_keeps_its_map_while_another_statement_runs(self, tenants: Tenants) -> None:
         model = customer_model(None)
         table = model.__table__
         for schema, value in ((tenants.a, "aaa"), (tenants.b, "bbb")):
@@ -279,7 +274,6 @@ class TestTablesWithoutSchema:
             import sqlalchemy as sa
             from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
             from securecustomer import Keyring, LocalKeyProvider
-from securecustomer.crypto import Context
             from securecustomer.sqlalchemy import EncryptedString, SqlKeyStore
 
             class Base(DeclarativeBase):
@@ -301,7 +295,7 @@ from securecustomer.crypto import Context
                 session.commit()
             """
         )
-        subprocess.run(  # noqa: S603
+        subprocess.run(
             [sys.executable, "-c", script],
             check=True,
             env={"PYTHONPATH": str(MAIN_SRC)},
@@ -339,7 +333,9 @@ class TestKeysOfTheFlush:
         with Session(setup.engines[tenants.a]) as session:
             session.add(setup.models[tenants.a](subject=7, ssn="123-45-6789"))
             session.commit()
-        assert {f"{tenants.a}.customers.ssn"} == {k.scope for k in keyring.status() if k.scope is not None}
+        assert {f"{tenants.a}.customers.ssn"} == {
+            k.scope for k in keyring.status() if k.scope is not None
+        }
 
 
 def write_legacy(keyring: Keyring, engine: sa.Engine, schema: str, values: list[str]) -> list[Any]:

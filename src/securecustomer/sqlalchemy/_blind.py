@@ -259,20 +259,20 @@ class BlindIndex(TypeDecorator[bytes]):
             )
         return result
 
-    def _token(self, normalized: Any, schema: str | None | _Own = OWN) -> bytes:
+    def _token(self, normalized: Any, schema: str | _Own | None = OWN) -> bytes:
         source = self.source_type
         return source.cipher(schema=schema).blind_index(
             normalized, context=source.column_context(schema=schema), size=self.size
         )
 
-    def _tokens(self, normalized: Any, schema: str | None | _Own = OWN) -> list[bytes]:
+    def _tokens(self, normalized: Any, schema: str | _Own | None = OWN) -> list[bytes]:
         source = self.source_type
         tokens = source.cipher(schema=schema).blind_indexes(
             normalized, context=source.column_context(schema=schema), size=self.size
         )
         return list(dict.fromkeys(tokens))  # short tokens of two versions may coincide
 
-    def token(self, value: object, *, schema: str | None | _Own = OWN) -> bytes:
+    def token(self, value: object, *, schema: str | _Own | None = OWN) -> bytes:
         """The index of *value* under the scope's active key: what a row stores.
 
         For Core inserts: ``email_index=index.token(email) if email is not None else None``.
@@ -281,7 +281,7 @@ class BlindIndex(TypeDecorator[bytes]):
         """
         return self._token(self.normalize(value), schema)
 
-    def tokens(self, value: object, *, schema: str | None | _Own = OWN) -> list[bytes]:
+    def tokens(self, value: object, *, schema: str | _Own | None = OWN) -> list[bytes]:
         """The indexes of *value* under every key version that may still decrypt, newest
         first: what a query matches while a key rotation is in progress."""
         return self._tokens(self.normalize(value), schema)

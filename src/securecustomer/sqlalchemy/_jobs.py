@@ -185,7 +185,7 @@ class _Plan:
         return schema_under(column_type.schema, self.schema_map)
 
     def locate(
-        self, name: str, values: dict[str, Any], *, schema: str | None | _Own = OWN
+        self, name: str, values: dict[str, Any], *, schema: str | _Own | None = OWN
     ) -> tuple[str, Context]:
         """The key scope and context of column *name* in the row with *values*, in the
         schema the job reaches the table in (or in *schema*)."""
@@ -193,9 +193,7 @@ class _Plan:
         if schema is OWN:
             schema = self.schema_of(column_type)
         if self.config is None:
-            return column_type.scope_name(schema=schema), column_type.column_context(
-                schema=schema
-            )
+            return column_type.scope_name(schema=schema), column_type.column_context(schema=schema)
         return (
             self.config.scope(column_type, values, schema=schema),
             self.config.context(column_type, values, schema=schema),

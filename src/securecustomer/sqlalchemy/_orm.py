@@ -87,7 +87,7 @@ class RowEncryption:
         column_type: Encrypted,
         instance_values: dict[str, Any],
         *,
-        schema: str | None | _Own = OWN,
+        schema: str | _Own | None = OWN,
     ) -> str:
         """The key scope of a column in a row: the subject's, or the column's own (in its
         table's schema, or in *schema*)."""
@@ -106,7 +106,7 @@ class RowEncryption:
         column_type: Encrypted,
         instance_values: dict[str, Any],
         *,
-        schema: str | None | _Own = OWN,
+        schema: str | _Own | None = OWN,
     ) -> Context:
         """The encryption context of a column in a row (in its table's schema, or in
         *schema*: where a ``schema_translate_map`` puts the table)."""

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import CursorResult, Dialect
+from sqlalchemy.engine.cursor import CursorResultMetaData
 
 from securecustomer.exceptions import UnsupportedQueryError
 
@@ -133,10 +134,10 @@ def _exit(
 def _bind_result(result: CursorResult[Any], schema_map: SchemaMap) -> None:
     """Give *result* processors that decrypt in the schemas *schema_map* gives its tables."""
     metadata = result._metadata
-    processors = getattr(metadata, "_processors", None)
-    if processors is None:
+    if not isinstance(metadata, CursorResultMetaData):
         return
-    replaced = list(processors)
+    processors = metadata._processors
+    replaced: list[Any] = list(processors)
     changed = False
     for i, processor in enumerate(processors):
         found = _result_processors.get(processor) if processor is not None else None

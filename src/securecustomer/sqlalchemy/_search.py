@@ -75,7 +75,7 @@ def _search_value(index: BlindIndex, value: object) -> Any:
 
 
 def blind_match(
-    attribute: Any, value: object, *, schema: str | None | _Own = OWN
+    attribute: Any, value: object, *, schema: str | _Own | None = OWN
 ) -> ColumnElement[bool]:
     """The WHERE clause that selects the rows whose index matches *value*.
 

@@ -39,7 +39,6 @@ from securecustomer.sqlalchemy._schemas import (
     current_map,
     kept,
     register_result_processor,
-    schema_under,
 )
 
 __all__ = [
@@ -98,8 +97,9 @@ class Encrypted(TypeDecorator[Any]):
     Values are bound to the column's schema (when its table has one), table and name
     (and key scope), so a token copied to another column, or to the same table of another
     schema (another tenant), fails to decrypt. The schema is the table's ``schema``, as
-    renamed by a ``schema_translate_map`` execution option where one is in effect. Tokens are stored as binary by default;
-    ``storage="text"`` stores them as base64 in a text column.
+    renamed by a ``schema_translate_map`` execution option where one is in effect. Tokens
+    are stored as binary by default; ``storage="text"`` stores them as base64 in a text
+    column.
 
     Parameters:
         value_type: the type of the values (``str``, ``int``, ``Decimal``, ...).
@@ -277,7 +277,7 @@ class Encrypted(TypeDecorator[Any]):
         return self._schema
 
     def column_context(
-        self, row: str | int | uuid.UUID | None = None, *, schema: str | None | _Own = OWN
+        self, row: str | int | uuid.UUID | None = None, *, schema: str | _Own | None = OWN
     ) -> Context:
         """The encryption context of this column, optionally bound to a row.
 
@@ -299,7 +299,7 @@ class Encrypted(TypeDecorator[Any]):
         source = self.keyring if self.keyring is not None else default_keyring
         return source.get() if isinstance(source, KeyringSlot) else source
 
-    def scope_name(self, *, schema: str | None | _Own = OWN) -> str:
+    def scope_name(self, *, schema: str | _Own | None = OWN) -> str:
         """The key scope of this column (in its table's own schema, or in *schema*)."""
         if self.scope is not None:
             return self.scope
@@ -307,7 +307,7 @@ class Encrypted(TypeDecorator[Any]):
             schema = self._schema
         return ".".join(self.names if schema is None else (schema, *self.names))
 
-    def cipher(self, *, schema: str | None | _Own = OWN) -> FieldCipher:
+    def cipher(self, *, schema: str | _Own | None = OWN) -> FieldCipher:
         """The FieldCipher of this column's scope under the current keyring."""
         if schema is not OWN and schema != self._schema:
             return self._cipher_in(schema)
