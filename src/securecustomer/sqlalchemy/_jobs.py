@@ -288,12 +288,13 @@ def _prepare(
     if type(batch_size) is not int or batch_size < 1:
         raise ConfigurationError("batch_size must be a positive int")
     plan = _Plan(target, encrypted=encrypted, plaintext=plaintext)
+    unit = _Unit(bind, plan)  # checks bind
     if isinstance(bind, Session):
         arguments = {"mapper": plan.mapper} if plan.mapper is not None else None
         plan.schema_map = connection_map(bind.connection(bind_arguments=arguments))
     else:
         plan.schema_map = connection_map(bind)
-    return plan, _Unit(bind, plan)
+    return plan, unit
 
 
 def _batches(
