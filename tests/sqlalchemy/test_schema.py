@@ -20,6 +20,8 @@ from typing import Any, ClassVar
 import attrs
 import pytest
 import sqlalchemy as sa
+from dbservers import async_url
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from securecustomer import Keyring, LocalKeyProvider
@@ -46,6 +48,8 @@ class Tenants:
     engine: sa.Engine
     a: str
     b: str
+    #: Where SQLite keeps the attached databases.
+    directory: Path
 
     def under(self, schema: str) -> sa.Engine:
         """The engine with tables without a schema translated to *schema*."""
@@ -73,7 +77,7 @@ def tenants(db_url: str, tmp_path: Path) -> Iterator[Tenants]:
             for name in (a, b):
                 conn.exec_driver_sql(f"{create} {name}")
     try:
-        yield Tenants(engine, a, b)
+        yield Tenants(engine, a, b, tmp_path)
     finally:
         engine.dispose()
         if backend != "sqlite":
@@ -373,3 +377,42 @@ class TestMigration:
             assert {ids[0], ids[2]} == {c.id for c in search(session, model.ssn, "111")}
         again = reencrypt(engine, model, migrate_schema=True)
         assert (True, 0, 3) == (again.ok, again.values_reencrypted, again.values_current)
+
+
+@pytest.mark.usefixtures("keyring")
+class TestAsync:
+    """The map reaches parameters and results through the asyncio drivers too."""
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("binding", ["plain", "row"])
+    async def test_translated_tenants(self, tenants: Tenants, db_url: str, binding: str) -> None:
+        setup = translated_setup(tenants, binding)
+        model = setup.models[tenants.a]
+        engine = create_async_engine(async_url(db_url))
+        if sa.make_url(db_url).get_backend_name() == "sqlite":
+
+            @sa.event.listens_for(engine.sync_engine, "connect")
+            def attach(dbapi_connection: Any, record: Any) -> None:
+                cursor = dbapi_connection.cursor()
+                for name in (tenants.a, tenants.b):
+                    cursor.execute(f"ATTACH DATABASE '{tenants.directory / name}.db' AS {name}")
+                cursor.close()
+
+        try:
+            row_id = uuid.uuid4()
+            for schema in (tenants.a, tenants.b):
+                bind = engine.execution_options(schema_translate_map={None: schema})
+                async with AsyncSession(bind) as session:
+                    session.add(model(id=row_id, subject=7, ssn=f"ssn of {schema}"))
+                    await session.commit()
+            copy_token(tenants.engine, tenants.a, tenants.b, row_id)
+            for schema in (tenants.a, tenants.b):
+                bind = engine.execution_options(schema_translate_map={None: schema})
+                async with AsyncSession(bind) as session:
+                    if schema == tenants.a:
+                        assert f"ssn of {schema}" == (await session.get(model, row_id)).ssn
+                    else:
+                        with pytest.raises(DecryptionError):
+                            await session.get(model, row_id)
+        finally:
+            await engine.dispose()
