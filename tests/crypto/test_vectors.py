@@ -414,6 +414,13 @@ class TestVectorFile:
     def test_edge_case_is_present(self, vector_id: str) -> None:
         assert vector_id in BY_ID
 
+    def test_schemas_present_and_absent_with_both_algorithms(self) -> None:
+        covered = {(v["algorithm"], "schema" in v["context"]) for v in VALID}
+        assert {(a, s) for a in ("aes-256-gcm", "aes-256-siv") for s in (True, False)} == covered
+        moved = {"schema-wrong", "schema-missing", "schema-added", "schema-in-table-part"}
+        for algorithm in ("gcm", "siv"):
+            assert {f"{algorithm}-{m}" for m in moved} <= set(ids(INVALID))
+
     def test_invalid_kinds_are_present(self) -> None:
         expected = {"DecryptionError", "KeyNotFoundError"}
         assert expected == {v["error"] for v in INVALID}
