@@ -83,7 +83,9 @@ def spec_header(algorithm: str, type_name: str, key_id: int) -> bytes:
 
 
 def spec_aad(head: bytes, context: dict[str, Any], scope: str) -> bytes:
-    parts = ("securecustomer", context["table"], context["column"], context["row"] or "", scope)
+    schema = [context["schema"]] if "schema" in context else []
+    parts = ("securecustomer", *schema, context["table"], context["column"])
+    parts += (context["row"] or "", scope)
     return head + b"".join(spec_lp(p) for p in parts)
 
 
@@ -335,7 +337,7 @@ def identity(value: Any) -> tuple[Any, ...]:
 
 def context_of(vector: dict[str, Any]) -> Context:
     c = vector["context"]
-    return Context(c["table"], c["column"], row=c["row"])
+    return Context(c["table"], c["column"], row=c["row"], schema=c.get("schema"))
 
 
 def cipher_for(vector: dict[str, Any], *, deterministic: bool = False) -> Any:
@@ -411,6 +413,13 @@ class TestVectorFile:
     )
     def test_edge_case_is_present(self, vector_id: str) -> None:
         assert vector_id in BY_ID
+
+    def test_schemas_present_and_absent_with_both_algorithms(self) -> None:
+        covered = {(v["algorithm"], "schema" in v["context"]) for v in VALID}
+        assert {(a, s) for a in ("aes-256-gcm", "aes-256-siv") for s in (True, False)} == covered
+        moved = {"schema-wrong", "schema-missing", "schema-added", "schema-in-table-part"}
+        for algorithm in ("gcm", "siv"):
+            assert {f"{algorithm}-{m}" for m in moved} <= set(ids(INVALID))
 
     def test_invalid_kinds_are_present(self) -> None:
         expected = {"DecryptionError", "KeyNotFoundError"}
@@ -496,8 +505,10 @@ class TestSpecification:
     @pytest.mark.parametrize("vector", VALID, ids=ids(VALID))
     def test_blind_index(self, vector: dict[str, Any]) -> None:
         c = vector["context"]
+        schema = spec_lp("") + spec_lp(c["schema"]) if "schema" in c else b""
         message = (
-            spec_lp(c["table"])
+            schema
+            + spec_lp(c["table"])
             + spec_lp(c["column"])
             + bytes((vector["type_code"],))
             + bytes.fromhex(vector["plaintext"])

@@ -81,8 +81,12 @@ def header(version: int, nibble: int, type_code: int, key_id: int) -> bytes:
     return bytes((version, type_code << 4 | nibble)) + key_id.to_bytes(4, "big")
 
 
-def aad(head: bytes, table: str, column: str, row: str | None, scope: str) -> bytes:
-    parts = (b"securecustomer", table, column, row or "", scope)
+def aad(
+    head: bytes, table: str, column: str, row: str | None, scope: str, schema: str | None = None
+) -> bytes:
+    # The schema part is there only when the context has a schema (docs/format.md).
+    parts = (b"securecustomer", *([schema] if schema is not None else []), table, column)
+    parts += (row or "", scope)
     return head + b"".join(lp(p if isinstance(p, bytes) else p.encode("utf-8")) for p in parts)
 
 
@@ -267,7 +271,10 @@ SCOPE_K2 = "subject:Zoë/42"
 
 
 def context_json(ctx: Context) -> dict[str, Any]:
-    return {"table": ctx.table, "column": ctx.column, "row": ctx.row}
+    out: dict[str, Any] = {"table": ctx.table, "column": ctx.column, "row": ctx.row}
+    if ctx.schema is not None:  # only then: the vectors without a schema stay as they were
+        out["schema"] = ctx.schema
+    return out
 
 
 def valid_vector(
@@ -294,7 +301,7 @@ def valid_vector(
     cipher = field_cipher(material, key_id=key_id, scope=scope)
     form = typed(value)
     head = header(1, ALGORITHM_NIBBLE[algorithm], TYPE_CODES[form["type"]], key_id)
-    ad = aad(head, ctx.table, ctx.column, ctx.row, scope)
+    ad = aad(head, ctx.table, ctx.column, ctx.row, scope, ctx.schema)
     if token[:6] != head:
         raise SystemExit(
             f"{vector_id}: header {token[:6].hex()} is not the documented {head.hex()}"
@@ -581,9 +588,69 @@ def invalid_vectors(valid: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 vector["key"],
                 vector["algorithm"],
                 token,
-                aad(token[:6], c["table"], c["column"], c["row"], vector["scope"]),
+                aad(token[:6], c["table"], c["column"], c["row"], vector["scope"], c.get("schema")),
             )
     return out
+
+
+def schema_vectors(
+    earlier: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Contexts with a schema (an extra part before the table), and their negative cases."""
+    valid = [
+        valid_vector(vector_id, description, key="k1", algorithm=algorithm,
+                     value="ada@example.com", ctx=ctx, scope=scope)
+        for vector_id, description, algorithm, ctx, scope in [
+            ("schema-row-absent", "schema tenant_a, no row", GCM,
+             Context(TABLE, "email", schema="tenant_a"), "tenant_a.customers.email"),
+            ("schema-row-int", "schema tenant_a, row 42", GCM,
+             Context(TABLE, "email", row=42, schema="tenant_a"), SCOPE_K1),
+            ("schema-row-absent", "deterministic, schema tenant_a, no row", SIV,
+             Context(TABLE, "email", schema="tenant_a"), "tenant_a.customers.email"),
+        ]
+    ]  # fmt: skip
+    by_id = {v["id"]: v for v in valid + earlier}
+    invalid: list[dict[str, Any]] = []
+
+    def add(vector_id: str, description: str, base: dict[str, Any], ctx: dict[str, Any]) -> None:
+        invalid.append(
+            {
+                "id": vector_id,
+                "description": description,
+                "key": base["key"],
+                "scope": base["scope"],
+                "algorithm": base["algorithm"],
+                "context": ctx,
+                "token": base["token"],
+                "authentic": False,
+                "error": "DecryptionError",
+            }
+        )
+
+    for name in ("gcm", "siv"):
+        base = by_id[f"{name}-schema-row-absent"]
+        ctx = base["context"]
+        add(f"{name}-schema-wrong", "other schema", base, {**ctx, "schema": "tenant_b"})
+        add(
+            f"{name}-schema-missing",
+            "a token with a schema, decrypted without one",
+            base,
+            {key: value for key, value in ctx.items() if key != "schema"},
+        )
+        add(
+            f"{name}-schema-in-table-part",
+            'schema written into the table part: table "tenant_a.customers", no schema',
+            base,
+            {"table": "tenant_a.customers", "column": ctx["column"], "row": None},
+        )
+        plain = by_id[f"{name}-row-absent"]
+        add(
+            f"{name}-schema-added",
+            "a token without a schema, decrypted with one",
+            {**plain, "scope": plain["scope"]},
+            {**plain["context"], "schema": "tenant_a"},
+        )
+    return valid, invalid
 
 
 def document() -> dict[str, Any]:
@@ -591,6 +658,11 @@ def document() -> dict[str, Any]:
     _nonce_counter = 0
     valid = valid_vectors()
     invalid = invalid_vectors(valid)
+    # Added after the first release of v1: appended, so that the nonces (a counter) and
+    # the bytes of every earlier vector stay the same.
+    schema_valid, schema_invalid = schema_vectors(valid)
+    valid += schema_valid
+    invalid += schema_invalid
     return {
         "format": "securecustomer value format",
         "version": 1,

@@ -461,12 +461,7 @@ def _index(key: DataKey, value: Value, context: Context, size: int) -> bytes:
     if type(context) is not Context:
         raise ContextError("context must be a securecustomer.crypto.Context")
     code, data = encode_value(value)
-    message = (
-        length_prefixed(context.table.encode("utf-8"))
-        + length_prefixed(context.column.encode("utf-8"))
-        + bytes((code,))
-        + data
-    )
+    message = context.index_parts + bytes((code,)) + data
     return hmac.new(key.index_key, message, sha256).digest()[:size]
 
 

@@ -6,8 +6,15 @@ A token is::
 
 The algorithm byte packs the AEAD (low nibble) and the plaintext type (high nibble).
 Associated data is the 6 header bytes followed by length-prefixed context parts
-(``u32be(len) || utf-8 bytes``): ``"securecustomer"``, table, column, row identity
-(empty when absent) and key scope. The context is never stored in the token.
+(``u32be(len) || utf-8 bytes``): ``"securecustomer"``, [schema], table, column, row
+identity (empty when absent) and key scope. The context is never stored in the token.
+
+The schema part is present only when the context has a schema. Every part is
+length-prefixed, so the number of parts is part of the associated data: a context with
+a schema (six parts) never gives the associated data of one without (five parts), and
+the tokens of a table without a schema mean what they meant before schemas existed.
+Writing the schema into the table part (``"tenant_a.customers"``) would not do: a table
+may be named ``"tenant_a.customers"``.
 """
 
 from __future__ import annotations
@@ -77,26 +84,52 @@ def _row(value: str | int | uuid.UUID | None) -> str | None:
 class Context:
     """Where a value lives: bound into the ciphertext, never stored in it.
 
-    A token decrypts only with the same table, column and row (and the same key scope),
-    so a value copied to another column, table or row fails to decrypt.
+    A token decrypts only with the same schema, table, column and row (and the same key
+    scope), so a value copied to another column, table, schema or row fails to decrypt.
+    *schema* is the database schema (PostgreSQL schema, MySQL/MariaDB database, SQLite
+    attached database) that holds the table, None for a table named without one.
 
     Example:
         ```python
         ctx = Context("customers", "email", row=42)
         token = cipher.encrypt("ada@example.com", context=ctx)
+        tenant = Context("customers", "email", row=42, schema="tenant_a")
         ```
     """
 
     table: str
     column: str
     row: str | None = attrs.field(default=None, converter=_row)
-    #: Pre-encoded associated-data parts (label, table, column, row), computed once.
+    schema: str | None = attrs.field(default=None, kw_only=True)
+    #: Pre-encoded associated-data parts (label, [schema], table, column, row), computed once.
     aad_parts: bytes = attrs.field(init=False, repr=False, eq=False)
 
     @aad_parts.default
     def _aad_parts(self) -> bytes:
         row = b"" if self.row is None else _part("row", self.row)
+        schema = () if self.schema is None else (_part("schema", self.schema),)
         return b"".join(
             length_prefixed(p)
-            for p in (LABEL, _part("table", self.table), _part("column", self.column), row)
+            for p in (
+                LABEL,
+                *schema,
+                _part("table", self.table),
+                _part("column", self.column),
+                row,
+            )
         )
+
+    @property
+    def index_parts(self) -> bytes:
+        """The context's part of a blind-index input: ``LP(table) || LP(column)``, and
+        with a schema ``LP("") || LP(schema) || LP(table) || LP(column)``.
+
+        A table name is never empty, so the leading empty part of the schema form never
+        begins an input of a context without a schema.
+        """
+        names = length_prefixed(_part("table", self.table)) + length_prefixed(
+            _part("column", self.column)
+        )
+        if self.schema is None:
+            return names
+        return length_prefixed(b"") + length_prefixed(_part("schema", self.schema)) + names

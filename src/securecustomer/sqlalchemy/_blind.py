@@ -51,7 +51,8 @@ from securecustomer.sqlalchemy._normalizers import (
 from securecustomer.sqlalchemy._orm import _PLAIN, ERASED
 from securecustomer.sqlalchemy._planner import IndexPlan, plan_blind_index
 from securecustomer.sqlalchemy._refusal import _unwrapped
-from securecustomer.sqlalchemy._types import Encrypted, Sealed
+from securecustomer.sqlalchemy._schemas import connection_map, schema_under
+from securecustomer.sqlalchemy._types import OWN, Encrypted, Sealed, _Own
 
 __all__ = [
     "BlindIndex",
@@ -258,30 +259,32 @@ class BlindIndex(TypeDecorator[bytes]):
             )
         return result
 
-    def _token(self, normalized: Any) -> bytes:
+    def _token(self, normalized: Any, schema: str | _Own | None = OWN) -> bytes:
         source = self.source_type
-        return source.cipher().blind_index(
-            normalized, context=source.column_context(), size=self.size
+        return source.cipher(schema=schema).blind_index(
+            normalized, context=source.column_context(schema=schema), size=self.size
         )
 
-    def _tokens(self, normalized: Any) -> list[bytes]:
+    def _tokens(self, normalized: Any, schema: str | _Own | None = OWN) -> list[bytes]:
         source = self.source_type
-        tokens = source.cipher().blind_indexes(
-            normalized, context=source.column_context(), size=self.size
+        tokens = source.cipher(schema=schema).blind_indexes(
+            normalized, context=source.column_context(schema=schema), size=self.size
         )
         return list(dict.fromkeys(tokens))  # short tokens of two versions may coincide
 
-    def token(self, value: object) -> bytes:
+    def token(self, value: object, *, schema: str | _Own | None = OWN) -> bytes:
         """The index of *value* under the scope's active key: what a row stores.
 
         For Core inserts: ``email_index=index.token(email) if email is not None else None``.
+        The index is bound to the source table's schema; pass *schema* where a
+        ``schema_translate_map`` puts the table in another one.
         """
-        return self._token(self.normalize(value))
+        return self._token(self.normalize(value), schema)
 
-    def tokens(self, value: object) -> list[bytes]:
+    def tokens(self, value: object, *, schema: str | _Own | None = OWN) -> list[bytes]:
         """The indexes of *value* under every key version that may still decrypt, newest
         first: what a query matches while a key rotation is in progress."""
-        return self._tokens(self.normalize(value))
+        return self._tokens(self.normalize(value), schema)
 
     def matches(self, plaintext: object, value: object) -> bool:
         """Decrypt-and-compare: whether a decrypted *plaintext* equals *value* once normalised.
@@ -349,8 +352,9 @@ class _Bound:
     source_key: str
     index: BlindIndex
 
-    def value(self, state: InstanceState[Any]) -> bytes | None:
-        """The index of the instance's current source value (its plaintext)."""
+    def value(self, state: InstanceState[Any], connection: Any = None) -> bytes | None:
+        """The index of the instance's current source value (its plaintext), in the
+        schema the flush's *connection* writes the table to."""
         value = state.dict.get(self.source_key)
         if type(value) is Sealed:  # encrypt_rows sealed it first: read the plaintext
             value = state.info.get(_PLAIN, {}).get(self.source_key, value)
@@ -361,7 +365,10 @@ class _Bound:
                 )
         if value is None or value is ERASED:
             return None
-        return self.index.token(value)
+        if connection is None:
+            return self.index.token(value)
+        own = self.index.source_type.schema
+        return self.index.token(value, schema=schema_under(own, connection_map(connection)))
 
 
 _indexes: dict[Mapper[Any], tuple[_Bound, ...]] = {}
@@ -407,7 +414,7 @@ def _register_mapper(mapper: Mapper[Any], class_: type[Any]) -> None:
     def before_insert(mapper: Mapper[Any], connection: Any, target: Any) -> None:
         state: InstanceState[Any] = inspect(target)
         for bound in found:
-            setattr(target, bound.key, bound.value(state))
+            setattr(target, bound.key, bound.value(state, connection))
 
     def before_update(mapper: Mapper[Any], connection: Any, target: Any) -> None:
         state: InstanceState[Any] = inspect(target)
@@ -423,7 +430,7 @@ def _register_mapper(mapper: Mapper[Any], class_: type[Any]) -> None:
                     f"{class_.__name__}.{bound.key} changed but {bound.source_key} is not "
                     "loaded: the index is computed from it, load it first"
                 )
-            setattr(target, bound.key, bound.value(state))
+            setattr(target, bound.key, bound.value(state, connection))
 
     # insert=True: run before encrypt_rows replaces the plaintexts by sealed tokens.
     event.listen(mapper, "before_insert", before_insert, insert=True)
@@ -439,11 +446,14 @@ def _prepare_index_keys(session: Session, flush_context: Any, instances: Any) ->
     """
     seen: set[int] = set()
     for target in (*session.new, *session.dirty):
-        for bound in _indexes.get(inspect(target).mapper, ()):
+        mapper = inspect(target).mapper
+        for bound in _indexes.get(mapper, ()):
             if id(bound.index) not in seen:
                 seen.add(id(bound.index))
                 source = bound.index.source_type
-                source.resolve_keyring().keyset(source.scope_name())
+                connection = session.connection(bind_arguments={"mapper": mapper})
+                schema = schema_under(source.schema, connection_map(connection))
+                source.resolve_keyring().keyset(source.scope_name(schema=schema))
 
 
 def reindex(*instances: Any) -> None:

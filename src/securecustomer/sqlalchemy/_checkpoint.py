@@ -127,7 +127,11 @@ def _fingerprint(plan: _Plan) -> str:
     prefix = config.subject_prefix if config is not None and config.subject is not None else None
     for _, column_type in plan.encrypted.values():
         store = column_type.resolve_keyring().store
-        scope = prefix if prefix is not None else column_type.scope_name()
+        scope = (
+            prefix
+            if prefix is not None
+            else column_type.scope_name(schema=plan.schema_of(column_type))
+        )
         if (id(store), scope) in read:
             continue
         read.add((id(store), scope))

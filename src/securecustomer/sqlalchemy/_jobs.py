@@ -40,7 +40,8 @@ from securecustomer.crypto import Context
 from securecustomer.exceptions import ConfigurationError
 from securecustomer.sqlalchemy._blind import BlindIndex
 from securecustomer.sqlalchemy._orm import RowEncryption, _registry
-from securecustomer.sqlalchemy._types import Encrypted
+from securecustomer.sqlalchemy._schemas import SchemaMap, connection_map, schema_under
+from securecustomer.sqlalchemy._types import OWN, Encrypted, _Own
 
 __all__ = ["FailedValue"]
 
@@ -130,6 +131,8 @@ class _Plan:
         wanted = [*self.pk, *self.bindings.values(), *self.encrypted, *self.indexes, *extra]
         #: A private copy of the table with the columns the job needs, tokens untyped.
         self.raw = self._raw_table(wanted)
+        #: The schema_translate_map of the job's bind, set by `_prepare`.
+        self.schema_map: SchemaMap | None = None
 
     def _raw_table(self, wanted: list[str]) -> Table:
         columns: list[Column[Any]] = []
@@ -177,12 +180,24 @@ class _Plan:
         """The blind-index columns whose source is the encrypted column *name*."""
         return [ix for ix, (source, _) in self.indexes.items() if source == name]
 
-    def locate(self, name: str, values: dict[str, Any]) -> tuple[str, Context]:
-        """The key scope and context of column *name* in the row with *values*."""
+    def schema_of(self, column_type: Encrypted) -> str | None:
+        """The schema the job reaches the column's table in (under its bind's map)."""
+        return schema_under(column_type.schema, self.schema_map)
+
+    def locate(
+        self, name: str, values: dict[str, Any], *, schema: str | _Own | None = OWN
+    ) -> tuple[str, Context]:
+        """The key scope and context of column *name* in the row with *values*, in the
+        schema the job reaches the table in (or in *schema*)."""
         column_type = self.encrypted[name][1]
+        if schema is OWN:
+            schema = self.schema_of(column_type)
         if self.config is None:
-            return column_type.scope_name(), column_type.column_context()
-        return self.config.scope(column_type, values), self.config.context(column_type, values)
+            return column_type.scope_name(schema=schema), column_type.column_context(schema=schema)
+        return (
+            self.config.scope(column_type, values, schema=schema),
+            self.config.context(column_type, values, schema=schema),
+        )
 
 
 def _resolve(target: type[Any] | Table) -> tuple[Table, RowEncryption | None, Mapper[Any] | None]:
@@ -273,7 +288,13 @@ def _prepare(
     if type(batch_size) is not int or batch_size < 1:
         raise ConfigurationError("batch_size must be a positive int")
     plan = _Plan(target, encrypted=encrypted, plaintext=plaintext)
-    return plan, _Unit(bind, plan)
+    unit = _Unit(bind, plan)  # checks bind
+    if isinstance(bind, Session):
+        arguments = {"mapper": plan.mapper} if plan.mapper is not None else None
+        plan.schema_map = connection_map(bind.connection(bind_arguments=arguments))
+    else:
+        plan.schema_map = connection_map(bind)
+    return plan, unit
 
 
 def _batches(

@@ -67,6 +67,10 @@ class Sealed:
     """
 
     token: bytes
+    #: The schema a ``schema_translate_map`` gave the table the token was read from;
+    #: meaningful only when *translated* (otherwise: the table's own schema).
+    schema: str | None = attrs.field(default=None, kw_only=True)
+    translated: bool = attrs.field(default=False, kw_only=True)
 
     def __repr__(self) -> str:
         return f"<Sealed {len(self.token)} bytes>"

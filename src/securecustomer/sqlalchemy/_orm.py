@@ -34,7 +34,8 @@ from sqlalchemy.orm.state import InstanceState
 from securecustomer.crypto import Context
 from securecustomer.exceptions import ConfigurationError, KeyDestroyedError
 from securecustomer.keys import Keyring
-from securecustomer.sqlalchemy._types import Encrypted, Sealed
+from securecustomer.sqlalchemy._schemas import SchemaMap, connection_map, schema_under
+from securecustomer.sqlalchemy._types import OWN, Encrypted, Sealed, _Own
 
 __all__ = ["ERASED", "RowEncryption", "encrypt_rows"]
 
@@ -81,10 +82,17 @@ class RowEncryption:
     on_destroyed: Literal["raise", "erased"]
     columns: dict[str, Encrypted]
 
-    def scope(self, column_type: Encrypted, instance_values: dict[str, Any]) -> str:
-        """The key scope of a column in a row: the subject's, or the column's own."""
+    def scope(
+        self,
+        column_type: Encrypted,
+        instance_values: dict[str, Any],
+        *,
+        schema: str | _Own | None = OWN,
+    ) -> str:
+        """The key scope of a column in a row: the subject's, or the column's own (in its
+        table's schema, or in *schema*)."""
         if self.subject is None:
-            return column_type.scope_name()
+            return column_type.scope_name(schema=schema)
         subject = instance_values.get(self.subject)
         if subject is None:
             raise ConfigurationError(
@@ -93,10 +101,17 @@ class RowEncryption:
             )
         return f"{self.subject_prefix}{subject}"
 
-    def context(self, column_type: Encrypted, instance_values: dict[str, Any]) -> Context:
-        """The encryption context of a column in a row."""
+    def context(
+        self,
+        column_type: Encrypted,
+        instance_values: dict[str, Any],
+        *,
+        schema: str | _Own | None = OWN,
+    ) -> Context:
+        """The encryption context of a column in a row (in its table's schema, or in
+        *schema*: where a ``schema_translate_map`` puts the table)."""
         if self.row is None:
-            return column_type.column_context()
+            return column_type.column_context(schema=schema)
         identity = instance_values.get(self.row)
         if identity is None:
             raise ConfigurationError(
@@ -106,32 +121,48 @@ class RowEncryption:
             )
         if isinstance(identity, bytes):
             identity = identity.hex()
-        return column_type.column_context(row=identity)
+        return column_type.column_context(row=identity, schema=schema)
 
     def keyring(self) -> Keyring:
         return next(iter(self.columns.values())).resolve_keyring()
 
-    def seal(self, key: str, value: Any, instance_values: dict[str, Any]) -> Sealed:
-        """Encrypt *value* of column *key* for the row whose values are *instance_values*."""
+    def seal(
+        self,
+        key: str,
+        value: Any,
+        instance_values: dict[str, Any],
+        *,
+        schema_map: SchemaMap | None = None,
+    ) -> Sealed:
+        """Encrypt *value* of column *key* for the row whose values are *instance_values*,
+        in the schema its table has under *schema_map* (a ``schema_translate_map``)."""
         column_type = self.columns[key]
         column_type.check_value(value)
+        schema = schema_under(column_type.schema, schema_map)
         keyring = column_type.resolve_keyring()
         cipher = keyring.cipher(
-            self.scope(column_type, instance_values), deterministic=column_type.deterministic
+            self.scope(column_type, instance_values, schema=schema),
+            deterministic=column_type.deterministic,
         )
-        return Sealed(cipher.encrypt(value, context=self.context(column_type, instance_values)))
+        context = self.context(column_type, instance_values, schema=schema)
+        return Sealed(cipher.encrypt(value, context=context))
 
     def open(self, key: str, sealed: Sealed, instance_values: dict[str, Any]) -> Any:
-        """Decrypt the *sealed* value of column *key* in the row *instance_values*."""
+        """Decrypt the *sealed* value of column *key* in the row *instance_values*.
+
+        A token read under a ``schema_translate_map`` carries the schema it was read from.
+        """
         column_type = self.columns[key]
+        schema = sealed.schema if sealed.translated else column_type.schema
         keyring = column_type.resolve_keyring()
         cipher = keyring.cipher(
-            self.scope(column_type, instance_values),
+            self.scope(column_type, instance_values, schema=schema),
             deterministic=column_type.deterministic,
             create=False,
         )
+        context = self.context(column_type, instance_values, schema=schema)
         try:
-            return cipher.decrypt(sealed.token, context=self.context(column_type, instance_values))
+            return cipher.decrypt(sealed.token, context=context)
         except KeyDestroyedError:
             if self.on_destroyed == "erased":
                 return ERASED
@@ -153,10 +184,11 @@ class RowEncryption:
         value = default.arg(None) if default.is_callable else default.arg  # type: ignore[attr-defined]
         setattr(target, self.row, value)
 
-    def _seal_all(self, target: Any, keys: list[str]) -> None:
+    def _seal_all(self, target: Any, keys: list[str], connection: Any) -> None:
         state: InstanceState[Any] = inspect(target)
         values = state.dict
         plain = state.info.setdefault(_PLAIN, {})
+        schema_map = connection_map(connection)  # the flush's schema_translate_map
         if state.session is not None:  # a failed flush expunges new objects: keep track here
             state.session.info.setdefault(_SEALED, weakref.WeakSet()).add(target)
         for key in keys:
@@ -164,7 +196,7 @@ class RowEncryption:
             if value is None or type(value) is Sealed:
                 continue
             plain[key] = value
-            values[key] = self.seal(key, value, values)
+            values[key] = self.seal(key, value, values, schema_map=schema_map)
             flag_modified(target, key)  # an UPDATE must write it even if the value is unchanged
 
     def _restore(self, target: Any) -> None:
@@ -174,7 +206,7 @@ class RowEncryption:
 
     def before_insert(self, mapper: Mapper[Any], connection: Any, target: Any) -> None:
         self._ensure_row_identity(target)
-        self._seal_all(target, list(self.columns))
+        self._seal_all(target, list(self.columns), connection)
 
     def before_update(self, mapper: Mapper[Any], connection: Any, target: Any) -> None:
         rebind = [a for a in (self.row, self.subject) if a is not None]
@@ -189,7 +221,7 @@ class RowEncryption:
                 )
         else:
             keys = [k for k in self.columns if get_history(target, k, passive).added]
-        self._seal_all(target, keys)
+        self._seal_all(target, keys, connection)
 
     def after_write(self, mapper: Mapper[Any], connection: Any, target: Any) -> None:
         self._restore(target)
@@ -315,10 +347,17 @@ def _prepare_keys(session: Session, flush_context: Any, instances: Any) -> None:
     """
     by_keyring: dict[int, tuple[Keyring, set[str]]] = {}
     done: set[Mapper[Any]] = set()
+    maps: dict[Mapper[Any], SchemaMap | None] = {}
 
     def want(column_type: Encrypted, scope: str) -> None:
         keyring = column_type.resolve_keyring()
         by_keyring.setdefault(id(keyring), (keyring, set()))[1].add(scope)
+
+    def schema_of(mapper: Mapper[Any], column_type: Encrypted) -> str | None:
+        if mapper not in maps:  # the schema_translate_map of the connection the flush uses
+            connection = session.connection(bind_arguments={"mapper": mapper})
+            maps[mapper] = connection_map(connection)
+        return schema_under(column_type.schema, maps[mapper])
 
     for target in (*session.new, *session.dirty):
         state: InstanceState[Any] = instance_state(target)
@@ -329,7 +368,8 @@ def _prepare_keys(session: Session, flush_context: Any, instances: Any) -> None:
                 done.add(mapper)
                 for column_type in _encrypted_columns(mapper):
                     if column_type._names is not None and not column_type._binding.row_bound:
-                        want(column_type, column_type.scope_name())
+                        schema = schema_of(mapper, column_type)
+                        want(column_type, column_type.scope_name(schema=schema))
             continue
         if config.row is not None:
             config._ensure_row_identity(target)
@@ -337,7 +377,8 @@ def _prepare_keys(session: Session, flush_context: Any, instances: Any) -> None:
         if config.subject is not None and values.get(config.subject) is None:
             continue
         for column_type in config.columns.values():
-            want(column_type, config.scope(column_type, values))
+            schema = schema_of(mapper, column_type)
+            want(column_type, config.scope(column_type, values, schema=schema))
     for keyring, scopes in by_keyring.values():
         keyring.prefetch(scopes)
         for scope in scopes:

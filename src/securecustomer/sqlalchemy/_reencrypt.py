@@ -104,6 +104,7 @@ def reencrypt(
     checkpoint: str | None = CHECKPOINT_TABLE,
     dry_run: bool = False,
     progress: Progress | None = None,
+    migrate_schema: bool = False,
 ) -> ReencryptReport:
     """Move every encrypted value of *model* to its key scope's current data key.
 
@@ -149,6 +150,12 @@ def reencrypt(
         dry_run: decrypt but write nothing (checkpoint included); count what would change.
         progress: called as ``progress(rows_done, rows_total)`` at the start and after
             each batch.
+        migrate_schema: the table is in a schema (its own, or one the bind's
+            ``schema_translate_map`` gives it) and holds values written before
+            securecustomer bound schemas: read each value that does not decrypt bound to
+            the schema as written then (no schema in the context, key scope
+            ``table.column``), and encrypt it again bound to the schema. Values already
+            bound to it are left alone, so the job can be resumed or run again.
 
     Example:
         ```python
@@ -177,7 +184,7 @@ def reencrypt(
         progress(done, total)
     tally = _Tally()
     for rows in _batches(plan, unit, batch_size, start=start):
-        changes = _work_out(plan, rows, tally, dry_run=dry_run)
+        changes = _work_out(plan, rows, tally, dry_run=dry_run, migrate_schema=migrate_schema)
         position = plan.pk_of(rows[-1])
         if not dry_run:
             saved = _encode_position(position, plan) if job is not None else ""

@@ -90,13 +90,24 @@ _Change = tuple[tuple[Any, ...], dict[str, tuple[Any, Any, int | None]]]
 
 
 def _work_out(
-    plan: _Plan, rows: Sequence[Row[Any]], tally: _Tally, *, dry_run: bool
+    plan: _Plan,
+    rows: Sequence[Row[Any]],
+    tally: _Tally,
+    *,
+    dry_run: bool,
+    migrate_schema: bool = False,
 ) -> list[_Change]:
     """Decide every value of a batch (current, re-encrypted, destroyed or failed) and the
-    blind indexes to recompute."""
+    blind indexes to recompute.
+
+    With *migrate_schema*, a value that does not decrypt in its table's schema is read
+    as written before schemas were bound (no schema in the context, the scope without
+    it) and is re-encrypted bound to the schema.
+    """
     fail = tally.failures.add
     # Pass 1: tokens, scopes and contexts; the scopes of the batch per keyring.
     found: list[tuple[Row[Any], tuple[Any, ...], str, bytes, int, Keyring, str, Context]] = []
+    legacy: dict[tuple[tuple[Any, ...], str], tuple[str, Context]] = {}
     wanted: dict[int, tuple[Keyring, set[str]]] = {}
     for row in rows:
         pk = plan.pk_of(row)
@@ -123,12 +134,15 @@ def _work_out(
             keyring = column_type.resolve_keyring()
             wanted.setdefault(id(keyring), (keyring, set()))[1].add(scope)
             found.append((row, pk, name, token, key_id, keyring, scope, context))
+            if migrate_schema and plan.schema_of(column_type) is not None:
+                legacy[(pk, name)] = plan.locate(name, values, schema=None)
     index_scopes = {}
     for ix, (_, index) in plan.indexes.items():
         source = index.source_type
         keyring = source.resolve_keyring()
-        index_scopes[ix] = (id(keyring), source.scope_name())
-        wanted.setdefault(id(keyring), (keyring, set()))[1].add(source.scope_name())
+        index_scope = source.scope_name(schema=plan.schema_of(source))
+        index_scopes[ix] = (id(keyring), index_scope)
+        wanted.setdefault(id(keyring), (keyring, set()))[1].add(index_scope)
     keys = {
         (ident, scope): keyset
         for ident, (keyring, scopes) in wanted.items()
@@ -145,6 +159,9 @@ def _work_out(
     for row, pk, name, token, key_id, keyring, scope, context in found:
         column_type = plan.encrypted[name][1]
         keyset = keys[(id(keyring), scope)]
+        old = legacy.get((pk, name))
+        if keyset is None and old is not None:  # nothing written bound to the schema yet
+            keyset = keyring.keyset(scope)  # creates the scope's first key
         if keyset is None:
             fail(name, pk, f"scope {scope!r} has no key in the key store", key_id)
             continue
@@ -154,12 +171,18 @@ def _work_out(
             primary is not None and primary.key_id == key_id and token[1] & 0x0F == algorithm
         )
         indexes = [ix for ix in plan.indexes_of(name) if stale or checked[ix]]
-        if not stale and not indexes:
+        if not stale and not indexes and old is None:
             tally.current += 1
             tally.after[key_id] += 1
             continue
         cipher = keyring.cipher(scope, deterministic=column_type.deterministic)
         value = _open(cipher, token, context)
+        if type(value) is _Failed and old is not None:  # written before schemas were bound
+            old_cipher = keyring.cipher(old[0], deterministic=column_type.deterministic)
+            value = _open(old_cipher, token, old[1])
+            if type(value) is not _Failed and value is not _DESTROYED:
+                stale = True
+                indexes = plan.indexes_of(name)
         if value is _DESTROYED:
             tally.destroyed += 1
             tally.after[key_id] += 1
@@ -185,9 +208,11 @@ def _work_out(
             new_id = int.from_bytes(new[2:HEADER_SIZE], "big")
             row_changes[name] = (row._mapping[name], column_type.encode_token(new), new_id)
         for ix in indexes:
-            old, index_token = row._mapping[ix], plan.indexes[ix][1].token(value)
-            if old is None or bytes(old) != index_token:
-                row_changes[ix] = (old, index_token, None)
+            index = plan.indexes[ix][1]
+            index_token = index.token(value, schema=plan.schema_of(index.source_type))
+            old_index = row._mapping[ix]
+            if old_index is None or bytes(old_index) != index_token:
+                row_changes[ix] = (old_index, index_token, None)
         if row_changes:
             changes.setdefault(pk, {}).update(row_changes)
     return list(changes.items())

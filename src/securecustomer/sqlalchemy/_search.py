@@ -11,12 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Column, select
+from sqlalchemy import Column, inspect, select
 from sqlalchemy.orm import QueryableAttribute, Session, configure_mappers
 from sqlalchemy.sql.elements import ColumnElement
 
 from securecustomer.exceptions import UnsupportedQueryError, UnsupportedValueError
 from securecustomer.sqlalchemy._blind import BlindIndex, _column_name, _indexes
+from securecustomer.sqlalchemy._schemas import connection_map, schema_under
+from securecustomer.sqlalchemy._types import OWN, _Own
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -72,15 +74,20 @@ def _search_value(index: BlindIndex, value: object) -> Any:
     return index.normalize(value)
 
 
-def blind_match(attribute: Any, value: object) -> ColumnElement[bool]:
+def blind_match(
+    attribute: Any, value: object, *, schema: str | _Own | None = OWN
+) -> ColumnElement[bool]:
     """The WHERE clause that selects the rows whose index matches *value*.
 
     *attribute* is a mapped source or index attribute, or a Core source or index
     `Column`. The rows it selects include false positives (values that share a truncated
     token): drop them with `confirm_matches` or `BlindIndex.matches`, or use `search`.
+    Indexes are bound to the table's schema: under a ``schema_translate_map``, pass the
+    *schema* the statement will read (the clause is built before it executes).
     """
     _, expression, index, _ = _lookup(attribute)
-    return expression.in_(index._tokens(_search_value(index, value)))  # type: ignore[no-any-return]
+    tokens = index._tokens(_search_value(index, value), schema)
+    return expression.in_(tokens)  # type: ignore[no-any-return]
 
 
 def confirm_matches(instances: Iterable[Any], attribute: Any, value: object) -> list[Any]:
@@ -116,7 +123,10 @@ def search(session: Session, attribute: Any, value: object, *where: Any) -> list
             "BlindIndex.matches()"
         )
     normalized = _search_value(index, value)
-    statement = select(entity).where(expression.in_(index._tokens(normalized)), *where)
+    # The schema the session's connection reads the table in (schema_translate_map).
+    connection = session.connection(bind_arguments={"mapper": inspect(entity).mapper})
+    schema = schema_under(index.source_type.schema, connection_map(connection))
+    statement = select(entity).where(expression.in_(index._tokens(normalized, schema)), *where)
     rows = session.scalars(statement).unique().all()
     return [row for row in rows if index._equals(getattr(row, source_key), normalized)]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import enum
 import sys
 import threading
 import uuid
@@ -33,6 +34,12 @@ from securecustomer.sqlalchemy._refusal import _deferred as _deferred
 from securecustomer.sqlalchemy._refusal import _permits as _permits
 from securecustomer.sqlalchemy._refusal import _refusal as _refusal
 from securecustomer.sqlalchemy._refusal import _unwrapped as _unwrapped
+from securecustomer.sqlalchemy._schemas import (
+    _current,
+    current_map,
+    kept,
+    register_result_processor,
+)
 
 __all__ = [
     "Encrypted",
@@ -76,22 +83,35 @@ class _Binding:
         self.row_bound = row_bound
 
 
+class _Own(enum.Enum):
+    OWN = "the schema of the column's table"
+
+
+#: The ``schema=`` default of `Encrypted`'s methods: the schema of the column's own table.
+OWN = _Own.OWN
+
+
 class Encrypted(TypeDecorator[Any]):
     """A column whose values are encrypted before they reach the database.
 
-    Values are bound to the column's table and name (and key scope), so a token copied
-    to another column fails to decrypt. Tokens are stored as binary by default;
-    ``storage="text"`` stores them as base64 in a text column.
+    Values are bound to the column's schema (when its table has one), table and name
+    (and key scope), so a token copied to another column, or to the same table of another
+    schema (another tenant), fails to decrypt. The schema is the table's ``schema``, as
+    renamed by a ``schema_translate_map`` execution option where one is in effect. Tokens
+    are stored as binary by default; ``storage="text"`` stores them as base64 in a text
+    column.
 
     Parameters:
         value_type: the type of the values (``str``, ``int``, ``Decimal``, ...).
         keyring: a `Keyring`, or a `KeyringSlot` bound later; default `default_keyring`.
-        scope: the key scope; default ``"<table>.<column>"``.
+        scope: the key scope; default ``"<table>.<column>"``, and
+            ``"<schema>.<table>.<column>"`` for a table in a schema.
         deterministic: AES-SIV, so equal values give equal tokens and ``==`` / ``IN``
             filters work; it reveals which rows hold equal values.
         storage: ``"binary"`` (BYTEA / BLOB / VARBINARY) or ``"text"`` (base64).
         context: ``(table, column)`` to bind instead of the real names, so that a
-            column can be renamed without re-encrypting it.
+            column can be renamed without re-encrypting it. The schema is bound all the
+            same.
         length: the most bytes a stored token may take (base64 characters with
             ``storage="text"``); a longer one is refused before it is written. It sizes
             the column on MySQL and MariaDB. Without it, a column holds what its
@@ -153,11 +173,16 @@ class Encrypted(TypeDecorator[Any]):
         self.length = length
         #: (table, column) names bound when the column joins a table.
         self._names: tuple[str, str] | None = context
+        #: The schema of the table, bound with the names (None: a table without one).
+        self._schema: str | None = None
+        self._attached = False
         self._column_context: Context | None = None
         #: Its row_bound is set by `encrypt_rows`: the ORM encrypts with the row's context.
         self._binding = _Binding(self)
         self._lock = threading.Lock()
         self._cipher: tuple[Keyring, FieldCipher] | None = None
+        #: Ciphers of schemas that a schema_translate_map gives the table, by schema.
+        self._schema_ciphers: dict[str | None, tuple[Keyring, FieldCipher]] = {}
         super().__init__()
 
     @property
@@ -175,12 +200,14 @@ class Encrypted(TypeDecorator[Any]):
             ("context", self.context),
             ("length", self.length),
             ("names", self._names),
+            ("schema", self._schema),
         )
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state.pop("_lock", None)
         state["_cipher"] = None  # never pickle key material
+        state["_schema_ciphers"] = {}
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -223,11 +250,16 @@ class Encrypted(TypeDecorator[Any]):
 
     # -- binding ------------------------------------------------------------------------
 
-    def bind_names(self, table: str, column: str) -> None:
-        """Bind the table and column names (done for you when the column joins a table)."""
+    def bind_names(self, table: str, column: str, schema: str | None = None) -> None:
+        """Bind the table and column names and the table's schema (done for you when the
+        column joins a table)."""
         if self.context is None:
             self._names = (str(table), str(column))  # not quoted_name: it is bound as text
-            self._column_context = None
+        self._schema = None if schema is None else str(schema)
+        self._attached = True
+        self._column_context = None
+        self._cipher = None
+        self._schema_ciphers = {}
 
     @property
     def names(self) -> tuple[str, str]:
@@ -239,27 +271,46 @@ class Encrypted(TypeDecorator[Any]):
             )
         return self._names
 
-    def column_context(self, row: str | int | uuid.UUID | None = None) -> Context:
-        """The encryption context of this column, optionally bound to a row."""
-        if row is None:
-            cached = self._column_context
-            if cached is None:
-                cached = self._column_context = Context(*self.names)
-            return cached
+    @property
+    def schema(self) -> str | None:
+        """The schema of the column's table, None when the table has none."""
+        return self._schema
+
+    def column_context(
+        self, row: str | int | uuid.UUID | None = None, *, schema: str | _Own | None = OWN
+    ) -> Context:
+        """The encryption context of this column, optionally bound to a row.
+
+        *schema* is the schema the table is in (default: its own; pass the schema a
+        ``schema_translate_map`` gives it).
+        """
+        if schema is OWN:
+            if row is None:
+                cached = self._column_context
+                if cached is None:
+                    cached = self._column_context = Context(*self.names, schema=self._schema)
+                return cached
+            schema = self._schema
         table, column = self.names
-        return Context(table, column, row=row)
+        return Context(table, column, row=row, schema=schema)
 
     def resolve_keyring(self) -> Keyring:
         """The keyring this column uses now."""
         source = self.keyring if self.keyring is not None else default_keyring
         return source.get() if isinstance(source, KeyringSlot) else source
 
-    def scope_name(self) -> str:
-        """The key scope of this column."""
-        return self.scope if self.scope is not None else ".".join(self.names)
+    def scope_name(self, *, schema: str | _Own | None = OWN) -> str:
+        """The key scope of this column (in its table's own schema, or in *schema*)."""
+        if self.scope is not None:
+            return self.scope
+        if schema is OWN:
+            schema = self._schema
+        return ".".join(self.names if schema is None else (schema, *self.names))
 
-    def cipher(self) -> FieldCipher:
+    def cipher(self, *, schema: str | _Own | None = OWN) -> FieldCipher:
         """The FieldCipher of this column's scope under the current keyring."""
+        if schema is not OWN and schema != self._schema:
+            return self._cipher_in(schema)
         # resolve_keyring(), inlined: this runs once per value. A slot is read once, so
         # a concurrent rebind gives the old or the new keyring, never None.
         source = self.keyring
@@ -274,10 +325,23 @@ class Encrypted(TypeDecorator[Any]):
         cached = self._cipher
         if cached is None or cached[0] is not keyring:
             with self._lock:
-                cipher = keyring.cipher(
-                    self.scope_name(), deterministic=self.deterministic, create=False
-                )  # a read creates no key; the first write does
+                with kept():  # a key-store read may execute SQL while parameters are bound
+                    cipher = keyring.cipher(
+                        self.scope_name(), deterministic=self.deterministic, create=False
+                    )  # a read creates no key; the first write does
                 self._cipher = cached = (keyring, cipher)
+        return cached[1]
+
+    def _cipher_in(self, schema: str | None) -> FieldCipher:
+        """The FieldCipher of this column's scope when its table is in *schema*."""
+        keyring = self.resolve_keyring()
+        cached = self._schema_ciphers.get(schema)
+        if cached is None or cached[0] is not keyring:
+            with self._lock, kept():
+                cipher = keyring.cipher(
+                    self.scope_name(schema=schema), deterministic=self.deterministic, create=False
+                )
+                self._schema_ciphers[schema] = cached = (keyring, cipher)
         return cached[1]
 
     # -- values -------------------------------------------------------------------------
@@ -352,6 +416,7 @@ class Encrypted(TypeDecorator[Any]):
         types = self.python_types
         limit = self.max_stored_size(dialect) or sys.maxsize
         binding = self._binding  # shared with the type: encrypt_rows() after this call
+        schema_map = _current.get  # the map of the statement being executed (usually None)
 
         def process(value: Any) -> Any:
             # The common case (a value of the column's type, a warm cipher for the keyring
@@ -363,6 +428,7 @@ class Encrypted(TypeDecorator[Any]):
                 and context is not None
                 and type(value) in types
                 and not binding.row_bound
+                and schema_map() is None
             ):
                 source = column_type.keyring
                 if source is None:
@@ -395,10 +461,18 @@ class Encrypted(TypeDecorator[Any]):
                 )
             if type(value) not in self.python_types:  # check_value()'s test, inlined
                 self.check_value(value)  # raises UnsupportedValueError
-            context = self._column_context  # column_context(), inlined when it is cached
-            if context is None:
-                context = self.column_context()
-            token = self.cipher().encrypt(value, context=context)
+            schema_map = current_map()
+            context: Context | None
+            if schema_map is not None and self._schema in schema_map:
+                schema = schema_map[self._schema]  # the schema this statement writes to
+                cipher = self.cipher(schema=schema)
+                context = self.column_context(schema=schema)
+            else:
+                context = self._column_context  # column_context(), inlined when cached
+                if context is None:
+                    context = self.column_context()
+                cipher = self.cipher()
+            token = cipher.encrypt(value, context=context)
             stored = self.encode_token(token) if self.storage == "text" else token
             self.check_stored_size(stored, dialect)
             return stored
@@ -406,6 +480,33 @@ class Encrypted(TypeDecorator[Any]):
             # SQLAlchemy wraps errors of bind processors in StatementError; ours reach
             # the caller as they are, so `except UnsupportedValueError` works.
             raise _unwrapped(exc) from exc.__cause__
+
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Callable[[Any], Any] | None:
+        processor = super().result_processor(dialect, coltype)
+        if processor is not None:  # so that a result can be bound to a schema_translate_map
+            register_result_processor(processor, self, dialect, coltype)
+        return processor
+
+    def _result_processor_in(
+        self, dialect: Dialect, coltype: Any, schema: str | None
+    ) -> Callable[[Any], Any]:
+        """A result processor for this column when its table is read in *schema*."""
+        impl = self.impl_instance.result_processor(dialect, coltype)
+        context = self.column_context(schema=schema)
+
+        def process(value: Any) -> Any:
+            if impl is not None:
+                value = impl(value)
+            if value is None:
+                return None
+            token = value if type(value) is bytes and self.storage != "text" else None
+            if token is None:
+                token = self.decode_token(value)
+            if self._row_bound:
+                return Sealed(token, schema=schema, translated=True)
+            return self.cipher(schema=schema).decrypt(token, context=context)
+
+        return process
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Any:
         if value is None:
@@ -502,9 +603,13 @@ def _bind_column_names(column: Column[Any], table: Any) -> None:
     if not isinstance(column_type, Encrypted) or not isinstance(table, Table):
         return
     names = (table.name, column.name)
-    if column_type._names not in (None, names) and column_type.context is None:
+    schema = None if table.schema is None else str(table.schema)
+    if column_type._attached and (
+        column_type._schema != schema
+        or (column_type.context is None and column_type._names != names)
+    ):
         column.type = column_type = column_type.copy()  # one type object shared by two columns
     binding = column_type._binding
     if binding.owner is not column_type:  # a copied column's type (mixins, to_metadata, above)
         column_type._binding = _Binding(column_type, binding.row_bound)
-    column_type.bind_names(*names)
+    column_type.bind_names(*names, schema=schema)
