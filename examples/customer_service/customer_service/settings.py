@@ -20,6 +20,8 @@ class Settings:
       per file); on PostgreSQL or MariaDB it can be the same database.
     - ``key_file``: the master key (mode 0600), created by ``python -m customer_service init``.
     - ``audit_key``: 32 bytes or more; whoever holds it can rewrite the audit chain.
+    - ``pool_size``: connections the application keeps to ``database_url``, at most (the
+      audit trail's sink keeps up to 2 more of its own).
     """
 
     database_url: str = "sqlite:///customer_service.db"
@@ -27,11 +29,13 @@ class Settings:
     key_file: Path = Path("master.key")
     audit_key: bytes = field(default=b"", repr=False)
     policy_file: Path = POLICY_FILE
+    pool_size: int = 10
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
         """``CUSTOMER_SERVICE_DATABASE_URL``, ``..._KEY_STORE_URL``, ``..._KEY_FILE``,
-        ``..._AUDIT_KEY`` (hex) and ``..._POLICY_FILE``; unset ones keep their defaults."""
+        ``..._AUDIT_KEY`` (hex), ``..._POLICY_FILE`` and ``..._POOL_SIZE``; unset ones keep
+        their defaults."""
         default = cls()
         audit_key = environ.get(PREFIX + "AUDIT_KEY", "")
         return cls(
@@ -40,4 +44,5 @@ class Settings:
             key_file=Path(environ.get(PREFIX + "KEY_FILE", default.key_file)),
             audit_key=bytes.fromhex(audit_key),
             policy_file=Path(environ.get(PREFIX + "POLICY_FILE", default.policy_file)),
+            pool_size=int(environ.get(PREFIX + "POOL_SIZE", default.pool_size)),
         )

@@ -65,12 +65,14 @@ class TestSetup:
             {
                 "CUSTOMER_SERVICE_KEY_FILE": "/etc/app/master.key",
                 "CUSTOMER_SERVICE_AUDIT_KEY": "ab" * 32,
+                "CUSTOMER_SERVICE_POOL_SIZE": "3",
             }
         )
 
-        assert (Path("/etc/app/master.key"), bytes([0xAB]) * 32) == (
+        assert (Path("/etc/app/master.key"), bytes([0xAB]) * 32, 3) == (
             settings.key_file,
             settings.audit_key,
+            settings.pool_size,
         )
         assert "audit_key" not in repr(settings)  # the audit key is not shown
 
