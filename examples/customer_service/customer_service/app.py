@@ -10,8 +10,9 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Header, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel
 from securecustomer.audit import actor, default_trail
 from securecustomer.exceptions import AccessDenied
 from securecustomer.keys import Keyring
@@ -68,14 +69,27 @@ User = Annotated[Subject, Depends(current_user)]
 Svc = Annotated[Services, Depends(get_services)]
 
 
+def unicode_text(value: str) -> str:
+    """Refuse a lone surrogate: JSON can carry one ("\\ud800"), but it is not text, and the
+    encrypted columns refuse to store it."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("not valid Unicode text (a lone surrogate)") from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(unicode_text)]
+
+
 class NewCustomer(BaseModel):
-    name: str
-    email: str
-    phone: str | None = None
+    name: Text
+    email: Text
+    phone: Text | None = None
 
 
 class NewNote(BaseModel):
-    text: str
+    text: Text
 
 
 # -- the application ---------------------------------------------------------------------
@@ -106,12 +120,22 @@ def create_app(settings: Settings) -> FastAPI:
             engine.dispose()
             key_engine.dispose()
 
-    app = FastAPI(title="customer_service", lifespan=lifespan)
+    # A body larger than max_body_bytes, declared or streamed, gets 413 before it is read.
+    app = FastAPI(
+        title="customer_service", lifespan=lifespan, max_body_size=settings.max_body_bytes
+    )
 
     @app.exception_handler(AccessDenied)
     async def denied(request: Request, exc: AccessDenied) -> JSONResponse:
         # exc.decision.reason names the policy's rules: log it, never send it.
         return JSONResponse({"detail": "forbidden"}, status_code=status.HTTP_403_FORBIDDEN)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own answer repeats each bad value ("input"): customer data, which a
+        # lone surrogate even makes unencodable. Say where and what, never the value.
+        errors = [{key: error[key] for key in ("loc", "msg", "type")} for error in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
 
     @app.exception_handler(service.CustomerNotFound)
     async def not_found(request: Request, exc: service.CustomerNotFound) -> JSONResponse:
