@@ -163,6 +163,107 @@ class TestTable:
         assert trail.verify().ok
 
 
+class TestConnections:
+    """The sink never takes the application's pooled connections: it has a pool of its own."""
+
+    def test_appends_while_the_application_holds_every_connection(
+        self, engine: sa.Engine, db_url: str
+    ) -> None:
+        # A request's session holds one of the application's connections while its audit
+        # event is written; with every connection so held, appends must still go through.
+        # engine (the fixture) empties the database afterwards; this one is the application's
+        engine = sa.create_engine(db_url, pool_size=1, max_overflow=0, pool_timeout=1)
+        try:
+            sink = made_sink(engine)
+            trail = AuditTrail(sink, key=KEY)
+            with engine.connect() as held:
+                held.execute(sa.select(sa.func.count()).select_from(sink.table))
+                trail.append(event(1))
+                trail.append(event(2))
+                assert [1, 2] == [r.seq for r in sink.records()]
+                assert 2 == sink.head().seq  # type: ignore[union-attr]
+                assert trail.verify().ok
+        finally:
+            engine.dispose()
+
+    def test_threads_holding_connections_of_a_small_pool(
+        self, engine: sa.Engine, db_url: str
+    ) -> None:
+        engine = sa.create_engine(db_url, pool_size=2, max_overflow=0, pool_timeout=10)
+        try:
+            trail = AuditTrail(made_sink(engine), key=KEY)
+            errors: list[BaseException] = []
+
+            def request(n: int) -> None:
+                try:
+                    with engine.connect() as conn:  # the request's own connection
+                        conn.execute(sa.text("SELECT 1"))
+                        trail.append(event(n))
+                except BaseException as exc:  # pragma: no cover - reported below
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=request, args=(n,)) for n in range(12)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+
+            assert [] == errors
+            assert 12 == trail.verify().checked
+        finally:
+            engine.dispose()
+
+    def test_waiting_for_a_connection_is_bounded(self, engine: sa.Engine) -> None:
+        sink = SqlAuditSink(engine, pool_size=1, pool_timeout=0.2)
+        sink.create()
+        trail = AuditTrail(sink, key=KEY)
+
+        with sink._connect(), pytest.raises(AuditError) as caught:  # its one connection
+            trail.append(event(1))
+
+        assert (
+            "audit table 'audit_events': none of the sink's 1 connection(s) came free within 0.2 s"
+        ) == str(caught.value.__cause__)
+        trail.append(event(2))
+        assert [1] == [r.seq for r in sink.records()]
+
+    def test_disposing_the_engine_closes_the_sinks_connections(self, engine: sa.Engine) -> None:
+        sink = made_sink(engine)
+        AuditTrail(sink, key=KEY).append(event(1))
+        own = sink._engine.pool
+        assert own is not engine.pool
+        assert 1 == own.checkedin()  # type: ignore[attr-defined]
+
+        engine.dispose()
+
+        assert 0 == own.checkedin()  # type: ignore[attr-defined]
+        assert [1] == [r.seq for r in sink.records()]  # and it reconnects when used again
+
+    def test_an_in_memory_database_is_shared(self) -> None:
+        # StaticPool: one connection, one database; a pool of the sink's own would be
+        # another, empty, database.
+        engine = sa.create_engine("sqlite://", poolclass=sa.StaticPool)
+        try:
+            sink = made_sink(engine)
+            AuditTrail(sink, key=KEY).append(event(1))
+            with engine.connect() as conn:
+                stored = conn.execute(sa.select(sink.table.c.seq)).scalars().all()
+            assert [1] == stored
+        finally:
+            engine.dispose()
+
+    @pytest.mark.parametrize(
+        ("options", "message"),
+        [
+            ({"pool_size": 0}, "pool_size must be at least 1"),
+            ({"pool_timeout": 0}, "pool_timeout must be a positive number of seconds"),
+        ],
+    )
+    def test_pool_options_are_checked(self, options: dict[str, Any], message: str) -> None:
+        with pytest.raises(ValueError, match=message):
+            SqlAuditSink(sa.create_engine("sqlite://"), **options)
+
+
 class TestFailures:
     """Driver errors become AuditError without event content; nothing is half-stored."""
 

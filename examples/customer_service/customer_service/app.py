@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Header, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel
 from securecustomer.audit import actor, default_trail
 from securecustomer.exceptions import AccessDenied
 from securecustomer.keys import Keyring
@@ -42,11 +43,6 @@ def get_services(request: Request) -> Services:
     return services
 
 
-def get_session(services: Annotated[Services, Depends(get_services)]) -> Iterator[Session]:
-    with services.sessions() as session:
-        yield session
-
-
 # --8<-- [start:current_user]
 async def current_user(
     x_user: Annotated[str | None, Header()] = None,
@@ -69,19 +65,31 @@ async def current_user(
 # --8<-- [end:current_user]
 
 
-Db = Annotated[Session, Depends(get_session)]
 User = Annotated[Subject, Depends(current_user)]
 Svc = Annotated[Services, Depends(get_services)]
 
 
+def unicode_text(value: str) -> str:
+    """Refuse a lone surrogate: JSON can carry one ("\\ud800"), but it is not text, and the
+    encrypted columns refuse to store it."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("not valid Unicode text (a lone surrogate)") from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(unicode_text)]
+
+
 class NewCustomer(BaseModel):
-    name: str
-    email: str
-    phone: str | None = None
+    name: Text
+    email: Text
+    phone: Text | None = None
 
 
 class NewNote(BaseModel):
-    text: str
+    text: Text
 
 
 # -- the application ---------------------------------------------------------------------
@@ -93,7 +101,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url)
+        engine = create_engine(settings.database_url, settings.pool_size)
         key_engine = create_engine(settings.key_store_url)
         keyring = open_keyring(settings, key_engine)
         default_keyring.bind(keyring)  # the encrypted columns use it
@@ -112,12 +120,22 @@ def create_app(settings: Settings) -> FastAPI:
             engine.dispose()
             key_engine.dispose()
 
-    app = FastAPI(title="customer_service", lifespan=lifespan)
+    # A body larger than max_body_bytes, declared or streamed, gets 413 before it is read.
+    app = FastAPI(
+        title="customer_service", lifespan=lifespan, max_body_size=settings.max_body_bytes
+    )
 
     @app.exception_handler(AccessDenied)
     async def denied(request: Request, exc: AccessDenied) -> JSONResponse:
         # exc.decision.reason names the policy's rules: log it, never send it.
         return JSONResponse({"detail": "forbidden"}, status_code=status.HTTP_403_FORBIDDEN)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own answer repeats each bad value ("input"): customer data, which a
+        # lone surrogate even makes unencodable. Say where and what, never the value.
+        errors = [{key: error[key] for key in ("loc", "msg", "type")} for error in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
 
     @app.exception_handler(service.CustomerNotFound)
     async def not_found(request: Request, exc: service.CustomerNotFound) -> JSONResponse:
@@ -126,32 +144,42 @@ def create_app(settings: Settings) -> FastAPI:
     # --8<-- [end:create_app]
 
     # --8<-- [start:endpoints]
+    # Each endpoint opens its session itself, in the worker thread it runs in, and closes it
+    # (giving its connection back to the pool) before that thread is free again. A `yield`
+    # dependency would close it in another thread of the same pool afterwards: with every
+    # thread waiting for a connection, none would be left to give one back.
     @app.post("/customers", status_code=status.HTTP_201_CREATED)
-    def create_customer(body: NewCustomer, db: Db, user: User, svc: Svc) -> dict[str, str]:
-        customer_id = service.create_customer(
-            db, svc.policy, user, name=body.name, email=body.email, phone=body.phone
-        )
-        return {"id": str(customer_id)}
+    def create_customer(body: NewCustomer, user: User, svc: Svc) -> dict[str, str]:
+        with svc.sessions() as db:
+            customer_id = service.create_customer(
+                db, svc.policy, user, name=body.name, email=body.email, phone=body.phone
+            )
+            return {"id": str(customer_id)}
 
     @app.get("/customers/{customer_id}")
-    def read_customer(customer_id: uuid.UUID, db: Db, user: User, svc: Svc) -> dict[str, Any]:
-        return service.read_customer(db, svc.policy, user, customer_id)
+    def read_customer(customer_id: uuid.UUID, user: User, svc: Svc) -> dict[str, Any]:
+        with svc.sessions() as db:
+            return service.read_customer(db, svc.policy, user, customer_id)
 
     @app.post("/customers/{customer_id}/notes", status_code=status.HTTP_201_CREATED)
-    def add_note(customer_id: uuid.UUID, body: NewNote, db: Db, user: User, svc: Svc) -> None:
-        service.add_note(db, svc.policy, user, customer_id, body.text)
+    def add_note(customer_id: uuid.UUID, body: NewNote, user: User, svc: Svc) -> None:
+        with svc.sessions() as db:
+            service.add_note(db, svc.policy, user, customer_id, body.text)
 
     @app.get("/customers")
-    def search_customers(email: str, db: Db, user: User, svc: Svc) -> list[dict[str, Any]]:
-        return service.find_by_email(db, svc.policy, user, email)
+    def search_customers(email: str, user: User, svc: Svc) -> list[dict[str, Any]]:
+        with svc.sessions() as db:
+            return service.find_by_email(db, svc.policy, user, email)
 
     @app.get("/subjects/{customer_id}/export")
-    def export_subject(customer_id: uuid.UUID, db: Db, user: User, svc: Svc) -> dict[str, Any]:
-        return service.export_customer(db, svc.policy, user, customer_id)
+    def export_subject(customer_id: uuid.UUID, user: User, svc: Svc) -> dict[str, Any]:
+        with svc.sessions() as db:
+            return service.export_customer(db, svc.policy, user, customer_id)
 
     @app.delete("/subjects/{customer_id}")
-    def erase_subject(customer_id: uuid.UUID, db: Db, user: User, svc: Svc) -> dict[str, Any]:
-        return service.erase_customer(db, svc.policy, user, customer_id)
+    def erase_subject(customer_id: uuid.UUID, user: User, svc: Svc) -> dict[str, Any]:
+        with svc.sessions() as db:
+            return service.erase_customer(db, svc.policy, user, customer_id)
 
     @app.get("/audit/verify")
     def verify_audit(user: User, svc: Svc) -> dict[str, Any]:

@@ -13,9 +13,10 @@ from customer_service.models import Base
 from customer_service.settings import PREFIX, Settings
 
 
-def create_engine(url: str) -> sa.Engine:
+def create_engine(url: str, pool_size: int = 10) -> sa.Engine:
     # hide_parameters: a failed statement's values (plaintexts too) never reach a log.
-    return sa.create_engine(url, hide_parameters=True)
+    # At most pool_size connections; a request waits up to 30 s for one, then fails.
+    return sa.create_engine(url, hide_parameters=True, pool_size=pool_size, max_overflow=0)
 
 
 def first_run(settings: Settings) -> bool:
@@ -44,7 +45,11 @@ def open_keyring(settings: Settings, key_engine: sa.Engine) -> Keyring:
 
 
 def open_trail(settings: Settings, engine: sa.Engine) -> AuditTrail:
-    """The audit trail, in the application's own database."""
+    """The audit trail, in the application's own database.
+
+    The sink writes through a small pool of its own (2 connections), made from *engine*'s:
+    events are written even while every request holds one of the application's connections.
+    """
     if not settings.audit_key:
         raise ConfigurationError(f"set {PREFIX}AUDIT_KEY: 32 random bytes or more, hex")
     return AuditTrail(SqlAuditSink(engine), key=settings.audit_key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import stat
 from collections.abc import Callable
@@ -17,6 +18,7 @@ AGENT = {"X-User": "alice", "X-Roles": "support_agent"}
 ADMIN = {"X-User": "bob", "X-Roles": "admin"}
 DPO = {"X-User": "dora", "X-Roles": "dpo"}
 MARKETING = {"X-User": "mallory", "X-Roles": "marketing"}
+JSON = {"Content-Type": "application/json"}
 
 ADA = {"name": "Ada Lovelace", "email": "Ada@Example.com", "phone": "+44 20 7946 0958"}
 
@@ -65,12 +67,16 @@ class TestSetup:
             {
                 "CUSTOMER_SERVICE_KEY_FILE": "/etc/app/master.key",
                 "CUSTOMER_SERVICE_AUDIT_KEY": "ab" * 32,
+                "CUSTOMER_SERVICE_POOL_SIZE": "3",
+                "CUSTOMER_SERVICE_MAX_BODY_BYTES": "1000",
             }
         )
 
-        assert (Path("/etc/app/master.key"), bytes([0xAB]) * 32) == (
+        assert (Path("/etc/app/master.key"), bytes([0xAB]) * 32, 3, 1000) == (
             settings.key_file,
             settings.audit_key,
+            settings.pool_size,
+            settings.max_body_bytes,
         )
         assert "audit_key" not in repr(settings)  # the audit key is not shown
 
@@ -92,6 +98,73 @@ class TestSetup:
         stored = b"".join(bytes(value) for value in row)
         assert b"Ada" not in stored
         assert b"example" not in stored.lower()
+
+
+class TestBadInput:
+    """Malformed or oversized bodies get a 4xx, and nothing is stored."""
+
+    def stored(self, settings: Any) -> int:
+        engine = sa.create_engine(settings.database_url)
+        try:
+            with engine.connect() as conn:
+                count: int = conn.execute(sa.text("SELECT count(*) FROM customers")).scalar_one()
+                return count
+        finally:
+            engine.dispose()
+
+    @pytest.mark.parametrize("field", ["name", "email", "phone"])
+    def test_a_lone_surrogate_is_422(self, client: TestClient, settings: Any, field: str) -> None:
+        # Valid JSON, but no Unicode text: "\ud800" is half of a UTF-16 pair.
+        body = {"name": "Ada", "email": "ada@example.com", "phone": "1"}
+        raw = json.dumps(body).replace(f'"{body[field]}"', '"\\ud800"').encode()
+
+        response = client.post("/customers", content=raw, headers=AGENT | JSON)
+
+        assert 422 == response.status_code, response.text
+        assert ["body", field] == response.json()["detail"][0]["loc"]
+        assert "input" not in response.json()["detail"][0]  # bad values are not sent back
+        assert 0 == self.stored(settings)
+
+    def test_a_lone_surrogate_in_a_note_is_422(self, client: TestClient) -> None:
+        customer_id = create(client)
+
+        response = client.post(
+            f"/customers/{customer_id}/notes",
+            content=b'{"text": "a\\udfffb"}',
+            headers=ADMIN | JSON,
+        )
+
+        assert 422 == response.status_code, response.text
+
+    def test_a_body_over_the_limit_is_413(self, client: TestClient, settings: Any) -> None:
+        name = "x" * settings.max_body_bytes
+
+        response = client.post("/customers", json={"name": name, "email": "a@x.io"}, headers=AGENT)
+
+        assert 413 == response.status_code
+        assert 0 == self.stored(settings)
+
+    def test_a_streamed_body_over_the_limit_is_413(self, client: TestClient, settings: Any) -> None:
+        # No Content-Length: the body is counted as it arrives.
+        chunk = b" " * 4096
+        chunks = [
+            b'{"name": "x", "email": "a@x.io"',
+            *[chunk] * (settings.max_body_bytes // 4096),
+            b"}",
+        ]
+
+        response = client.post("/customers", content=iter(chunks), headers=AGENT | JSON)
+
+        assert 413 == response.status_code
+        assert 0 == self.stored(settings)
+
+    def test_a_body_within_the_limit_is_accepted(self, client: TestClient, settings: Any) -> None:
+        name = "x" * (settings.max_body_bytes - 100)
+
+        response = client.post("/customers", json={"name": name, "email": "a@x.io"}, headers=AGENT)
+
+        assert 201 == response.status_code
+        assert 1 == self.stored(settings)
 
 
 class TestCustomers:

@@ -9,6 +9,20 @@ One append is one transaction: take the dialect's lock, read the head row, link,
   it is the latest committed row, not a snapshot;
 - SQLite: ``BEGIN IMMEDIATE`` (the database's write lock, taken before the head is read).
 
+Connections: the sink never takes one from the application's pool. An audited call runs
+while the request's session holds one of the application's pooled connections; an append
+that waited for a second from the same pool would, with as many requests as the pool has
+connections, wait on connections held by requests that are themselves waiting to append
+(hold and wait: the pool runs dry and every request stalls until the pool's timeout). So the
+sink builds a pool of its own from the engine's (`Pool.recreate`: the same URL, connect
+arguments and pool events) and uses at most ``pool_size`` of its connections at once; a
+caller waits at most ``pool_timeout`` seconds for one, then gets an `AuditError`. An append
+holds one of those connections only for its own short transaction and never waits for the
+application's pool, so it always finishes; the event is committed on its own, whatever the
+request's transaction does afterwards (a denied or failed attempt is recorded too).
+Engines whose pool has no shared limit to exhaust (``NullPool``; ``StaticPool`` and
+``SingletonThreadPool``, which an in-memory SQLite database needs) are used as they are.
+
 The primary key on ``seq`` is the final guard: two writers that still read the same head
 (another program writing the table without the lock) cannot both store the same ``seq``;
 the loser gets an ``IntegrityError``, rolls back and retries from the new head. Driver
@@ -21,8 +35,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import random
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
@@ -36,6 +53,7 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    event,
     insert,
     select,
     text,
@@ -43,6 +61,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.pool import QueuePool
 
 from securecustomer.audit._chain import GENESIS, Record
 from securecustomer.audit._trail import EventLike, Linker
@@ -77,6 +96,14 @@ class SqlAuditSink:
     the row was written, naive UTC; informational, not covered by the hash). Any number of
     threads and processes may append at once: see the module docstring.
 
+    The sink reads and writes through a small pool of its own, made from *engine*'s, never
+    through *engine*'s pool itself: sharing the application's engine is safe however many
+    requests hold its connections (see the module docstring). At most *pool_size*
+    connections are used at once (appends are serialised by the chain's lock anyway); a
+    call that finds none free within *pool_timeout* seconds raises `AuditError`. Configure
+    *engine* (pool events, connect arguments) before making the sink. ``engine.dispose()``
+    closes the sink's connections too (or `dispose`, for the sink's alone).
+
     Create the table with ``sink.create()``, with ``metadata.create_all()`` when you pass
     your own *metadata*, or in an Alembic migration from ``sink.table`` (or `audit_table`).
     Grant the application INSERT and SELECT on it, not UPDATE or DELETE.
@@ -96,8 +123,19 @@ class SqlAuditSink:
         table: str = "audit_events",
         metadata: MetaData | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        pool_size: int = 2,
+        pool_timeout: float = 30.0,
     ) -> None:
+        if pool_size < 1:
+            raise ValueError("pool_size must be at least 1")
+        if not pool_timeout > 0:
+            raise ValueError("pool_timeout must be a positive number of seconds")
         self.engine = engine
+        self.pool_size = pool_size
+        self.pool_timeout = pool_timeout
+        self._engine, self._close = _own_pool(engine)
+        weakref.finalize(self, self._close)
+        self._slots = threading.BoundedSemaphore(pool_size)
         self.metadata = metadata if metadata is not None else MetaData()
         existing = self.metadata.tables.get(table)
         self.table = existing if existing is not None else audit_table(self.metadata, table)
@@ -113,10 +151,28 @@ class SqlAuditSink:
         cause = getattr(exc, "orig", None) or exc
         return AuditError(f"audit table {self.table.name!r}: {type(cause).__name__}")
 
+    def dispose(self) -> None:
+        """Close the connections of the sink's own pool (it reopens them when used again)."""
+        self._close()
+
+    @contextmanager
+    def _connect(self) -> Iterator[Connection]:
+        """One of the sink's own connections, waited for at most ``pool_timeout`` seconds."""
+        if not self._slots.acquire(timeout=self.pool_timeout):
+            raise AuditError(
+                f"audit table {self.table.name!r}: none of the sink's {self.pool_size} "
+                f"connection(s) came free within {self.pool_timeout:g} s"
+            )
+        try:
+            with self._engine.connect() as conn:
+                yield conn
+        finally:
+            self._slots.release()
+
     def create(self) -> None:
         """Create the audit table if it does not exist."""
         try:
-            with self.engine.begin() as conn:
+            with self._connect() as conn, conn.begin():
                 self.table.create(conn, checkfirst=True)
         except SQLAlchemyError as exc:
             raise self._error(exc) from exc
@@ -171,7 +227,7 @@ class SqlAuditSink:
     def _transaction(self) -> Iterator[Connection]:
         dialect = self.engine.dialect.name
         if dialect == "sqlite":
-            with self.engine.connect() as conn:
+            with self._connect() as conn:
                 # the driver must not open its own deferred transaction: take the write lock
                 conn = conn.execution_options(isolation_level="AUTOCOMMIT")
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -182,7 +238,7 @@ class SqlAuditSink:
                     raise
                 conn.exec_driver_sql("COMMIT")
         elif dialect in ("mysql", "mariadb"):
-            with self.engine.connect() as conn:
+            with self._connect() as conn:
                 got = conn.execute(
                     text("SELECT GET_LOCK(:name, :wait)"),
                     {"name": self._lock_name, "wait": _LOCK_WAIT},
@@ -201,13 +257,13 @@ class SqlAuditSink:
         elif dialect == "postgresql":
             # READ COMMITTED: the head is read after the lock is granted, never from a
             # snapshot taken before it (as REPEATABLE READ or SERIALIZABLE would)
-            with self.engine.connect() as conn:
+            with self._connect() as conn:
                 conn = conn.execution_options(isolation_level="READ COMMITTED")
                 with conn.begin():
                     conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": self._pg_key})
                     yield conn
         else:
-            with self.engine.begin() as conn:
+            with self._connect() as conn, conn.begin():
                 yield conn
 
     # -- reading ---------------------------------------------------------------------------
@@ -216,7 +272,7 @@ class SqlAuditSink:
         """The record with the highest ``seq`` (what a checkpoint signs), in one query."""
         t = self.table
         try:
-            with self.engine.connect() as conn:
+            with self._connect() as conn:
                 row = conn.execute(select(t).order_by(t.c.seq.desc()).limit(1)).first()
         except SQLAlchemyError as exc:
             raise self._error(exc) from exc
@@ -232,7 +288,7 @@ class SqlAuditSink:
             if after is not None:
                 query = query.where(t.c.seq > after)
             try:
-                with self.engine.connect() as conn:
+                with self._connect() as conn:
                     rows = conn.execute(query).all()
             except SQLAlchemyError as exc:
                 raise self._error(exc) from exc
@@ -247,6 +303,41 @@ class SqlAuditSink:
             if len(rows) < _PAGE:
                 return
             after = int(rows[-1].seq)
+
+
+def _own_pool(engine: Engine) -> tuple[Engine, Callable[[], None]]:
+    """*engine* on a new pool of its own (same class, creator, options and pool events),
+    and what closes that pool's connections; or *engine* itself (and nothing to close)
+    when its pool has no shared limit to run out of.
+
+    The new pool is closed when *engine* is disposed, and when the sink is garbage
+    collected; in a forked child its connections (the parent's) are only dropped, as
+    ``dispose(close=False)`` does: closing them would end the parent's database sessions.
+    """
+    if not isinstance(engine.pool, QueuePool):
+        return engine, lambda: None
+    own = Engine(
+        engine.pool.recreate(),
+        engine.dialect,
+        engine.url,
+        echo=engine.echo,
+        hide_parameters=engine.hide_parameters,
+        execution_options=engine.get_execution_options(),
+    )
+    parent = os.getpid()
+
+    def close(own: Engine = own) -> None:
+        own.dispose(close=os.getpid() == parent)
+
+    mine = weakref.ref(own)  # the application's engine must not keep the sink's pool alive
+
+    def follow(disposed: Engine) -> None:
+        alive = mine()
+        if alive is not None:
+            close(alive)
+
+    event.listen(engine, "engine_disposed", follow)
+    return own, close
 
 
 def _record(row: Any) -> Record:
