@@ -8,10 +8,10 @@ option on the engine.
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
+import json
 import secrets
-import subprocess
-import sys
-import textwrap
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -38,7 +38,7 @@ from securecustomer.sqlalchemy import (
     search,
 )
 
-MAIN_SRC = Path("/work/main/src")
+DATA = Path(__file__).parent / "data"
 
 
 @attrs.frozen
@@ -269,63 +269,43 @@ class TestBothWaysAgree:
 class TestTablesWithoutSchema:
     """Tokens of a table without a schema, written by the code before schemas, still read."""
 
-    def test_token_written_by_main_decrypts(self, db_url: str, tmp_path: Path) -> None:
-        if not (MAIN_SRC / "securecustomer").is_dir():
-            pytest.skip("the main checkout is not there")
-        master = secrets.token_bytes(32)
-        script = textwrap.dedent(
-            f"""
-            import sqlalchemy as sa
-            from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
-            from securecustomer import Keyring, LocalKeyProvider
-            from securecustomer.sqlalchemy import EncryptedString, SqlKeyStore
+    def test_rows_written_before_schemas_decrypt(self, engine: sa.Engine) -> None:
+        """Key-store rows and tokens written at commit edef0a8 (stored in data/) still read."""
+        legacy = json.loads((DATA / "legacy_edef0a8.json").read_text())
 
-            class Base(DeclarativeBase):
-                pass
+        class Base(DeclarativeBase):
+            pass
 
-            class Customer(Base):
-                __tablename__ = "customers"
-                id: Mapped[int] = mapped_column(primary_key=True)
-                ssn: Mapped[str] = mapped_column(EncryptedString())
+        class Customer(Base):
+            __tablename__ = "customers"
+            id: Mapped[int] = mapped_column(primary_key=True)
+            ssn: Mapped[str] = mapped_column(EncryptedString())
 
-            engine = sa.create_engine({db_url!r})
-            store = SqlKeyStore(engine)
-            store.create()
-            keyring = Keyring(LocalKeyProvider([bytes.fromhex({master.hex()!r})]), store).load()
-            Customer.__table__.c.ssn.type.keyring = keyring
-            Base.metadata.create_all(engine)
-            with Session(engine) as session:
-                session.add(Customer(id=1, ssn="123-45-6789"))
-                session.commit()
-            """
-        )
-        subprocess.run(
-            [sys.executable, "-c", script],
-            check=True,
-            env={"PYTHONPATH": str(MAIN_SRC)},
-            cwd=tmp_path,
-        )
-        engine = sa.create_engine(db_url)
-        try:
+        store = SqlKeyStore(engine)
+        store.create()
+        with engine.begin() as conn:
+            conn.execute(sa.insert(store.table), [_row(r) for r in legacy[store.table.name]])
+        keyring = Keyring(LocalKeyProvider([bytes(range(32))]), store).load()
+        Customer.__table__.c.ssn.type.keyring = keyring
+        Base.metadata.create_all(engine)
+        with engine.begin() as conn:
+            raw = sa.table("customers", sa.column("id"), sa.column("ssn", sa.LargeBinary))
+            conn.execute(sa.insert(raw), [_row(r) for r in legacy["customers"]])
+        with Session(engine) as session:
+            assert "123-45-6789" == session.get(Customer, 1).ssn
+            assert "078-05-1120" == session.get(Customer, 2).ssn
 
-            class Base(DeclarativeBase):
-                pass
 
-            class Customer(Base):
-                __tablename__ = "customers"
-                id: Mapped[int] = mapped_column(primary_key=True)
-                ssn: Mapped[str] = mapped_column(EncryptedString())
-
-            store = SqlKeyStore(engine)
-            keyring = Keyring(LocalKeyProvider([master]), store).load()
-            Customer.__table__.c.ssn.type.keyring = keyring
-            with Session(engine) as session:
-                assert "123-45-6789" == session.get(Customer, 1).ssn
-        finally:
-            engine.dispose()
-            from dbservers import reset_database
-
-            reset_database(db_url)
+def _row(stored: dict[str, Any]) -> dict[str, Any]:
+    """A row of the legacy fixture as values to insert (bytes, datetimes)."""
+    row: dict[str, Any] = {}
+    for name, value in stored.items():
+        if isinstance(value, str) and value.startswith("b64:"):
+            value = base64.b64decode(value[4:])
+        elif name == "created_at":
+            value = dt.datetime.fromisoformat(value)
+        row[name] = value
+    return row
 
 
 class TestKeysOfTheFlush:
