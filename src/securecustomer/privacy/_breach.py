@@ -374,12 +374,13 @@ def _read(items: Iterable[Record | AuditEvent], where: _Filter) -> _Tally:
         else:
             event = item.event
             try:
-                at = dt.datetime.fromisoformat(str(event["timestamp"]))
-                if at.tzinfo is None:
-                    raise ValueError("naive timestamp")
+                read: dt.datetime | None = dt.datetime.fromisoformat(str(event["timestamp"]))
             except (KeyError, TypeError, ValueError):
+                read = None
+            if read is None or read.tzinfo is None:  # unreadable or naive
                 tally.unreadable += 1
                 continue
+            at = read
         if where.matches(event, at):
             tally.add(event, at)
     return tally
