@@ -28,6 +28,7 @@ from securecustomer.audit import (
     VerificationReport,
     records_from_lines,
 )
+from securecustomer.exceptions import AuditError
 
 KEY = bytes(range(32))
 AT = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
@@ -292,3 +293,19 @@ class TestHostileLines:
                 conn.execute(sa.delete(t))
                 conn.execute(sa.insert(t), rows)
         assert trail.verify().ok
+
+    def test_nothing_is_linked_or_signed_after_an_unreadable_last_row(
+        self, engine: sa.Engine
+    ) -> None:
+        sink = SqlAuditSink(engine)
+        sink.create()
+        trail = AuditTrail(sink, key=KEY)
+        fill(trail)
+        t = sink.table
+        with engine.begin() as conn:
+            conn.execute(sa.update(t).where(t.c.seq == 3).values(event="not json"))
+        with pytest.raises(AuditError, match="the last row is not a valid record"):
+            trail.checkpoint()
+        with pytest.raises(AuditError):
+            fill(trail, 1)
+        assert 3 == len(list(sink.records()))
