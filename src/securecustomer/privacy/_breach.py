@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from securecustomer.audit import AuditEvent, AuditTrail, Checkpoint, Record
-from securecustomer.exceptions import ConfigurationError, KeyNotFoundError
+from securecustomer.exceptions import AuditError, ConfigurationError, KeyNotFoundError
 from securecustomer.keys import Keyring
 from securecustomer.privacy._assess import markdown_cell
 from securecustomer.privacy._holds import aware, utc_now
@@ -372,15 +372,12 @@ def _read(items: Iterable[Record | AuditEvent], where: _Filter) -> _Tally:
         if isinstance(item, AuditEvent):
             event, at = item.to_dict(), item.timestamp
         else:
-            event = item.event
-            try:
-                read: dt.datetime | None = dt.datetime.fromisoformat(str(event["timestamp"]))
-            except (KeyError, TypeError, ValueError):
-                read = None
-            if read is None or read.tzinfo is None:  # unreadable or naive
+            try:  # checked: a damaged or rewritten record is counted, never read
+                at = item.audit_event().timestamp
+            except AuditError:
                 tally.unreadable += 1
                 continue
-            at = read
+            event = item.event
         if where.matches(event, at):
             tally.add(event, at)
     return tally
