@@ -22,6 +22,7 @@ class TestTree:
             (exc.KeyNotFoundError, (exc.KeyManagementError, LookupError)),
             (exc.UnknownKeyError, (exc.DecryptionError,)),
             (exc.UnpicklableError, (TypeError,)),
+            (exc.UsageError, (TypeError,)),
             (exc.RecordNotFoundError, (KeyError,)),
             (exc.KeyDestroyedError, (exc.DecryptionError,)),
             (exc.KeyDisabledError, (exc.DecryptionError,)),

@@ -157,6 +157,7 @@ EXPECTED = {
         "UnpicklableError",
         "UnsupportedQueryError",
         "UnsupportedValueError",
+        "UsageError",
     ],
     "securecustomer.hazmat": [
         "StaticKeySource",

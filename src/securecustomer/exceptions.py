@@ -8,6 +8,8 @@ Catch the branch that matches what you can do about the failure::
     ├── ContextError (ValueError)              an encryption context that is empty or malformed
     ├── UnsupportedQueryError (TypeError)      a SQL operation an encrypted column cannot answer
     ├── UnpicklableError (TypeError)           an object holding keys or credentials was pickled
+    ├── UsageError (TypeError)                 an argument of the wrong kind, or an object used
+    │                                          as it cannot be (a verification report as a bool)
     ├── RecordNotFoundError (KeyError)         no legal hold, inventory entry... with this id
     ├── KeyManagementError                     the key hierarchy cannot do what was asked
     │   ├── KeyNotFoundError (LookupError)     no such scope, key id or root version
@@ -66,6 +68,7 @@ __all__ = [
     "UnpicklableError",
     "UnsupportedQueryError",
     "UnsupportedValueError",
+    "UsageError",
 ]
 
 
@@ -91,6 +94,10 @@ class UnsupportedQueryError(SecureCustomerError, TypeError):
 
 class UnpicklableError(SecureCustomerError, TypeError):
     """An object that holds key material or credentials refuses to be pickled or copied."""
+
+
+class UsageError(SecureCustomerError, TypeError):
+    """An argument of the wrong kind, or an object used in a way it does not support."""
 
 
 class RecordNotFoundError(SecureCustomerError, KeyError):

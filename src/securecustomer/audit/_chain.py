@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from securecustomer.audit._event import AuditEvent, canonical
-from securecustomer.exceptions import AuditError
+from securecustomer.exceptions import AuditError, ConfigurationError, UnpicklableError, UsageError
 
 __all__ = [
     "GENESIS",
@@ -109,6 +109,14 @@ class Record:
         return AuditEvent.from_dict(self.event)
 
 
+class _NotARecord(AuditError, ValueError):
+    """Stored text that is not a record (`parse_line`); callers report it as tampering."""
+
+
+class _BadSignature(AuditError, ValueError):
+    """A checkpoint whose signature does not verify under the given public key."""
+
+
 def parse_line(stored: bytes) -> Record:
     """The record whose canonical line (`Record.line`, no newline) is *stored*.
 
@@ -119,21 +127,21 @@ def parse_line(stored: bytes) -> Record:
     try:
         data = json.loads(stored)
     except RecursionError:
-        raise ValueError("not a record (nested too deeply)") from None
+        raise _NotARecord("not a record (nested too deeply)") from None
     except ValueError:
-        raise ValueError("not a record (not JSON)") from None
+        raise _NotARecord("not a record (not JSON)") from None
     if not isinstance(data, dict):
-        raise ValueError("not a record (not a JSON object)")
+        raise _NotARecord("not a record (not a JSON object)")
     if data.keys() != _RECORD_KEYS:
-        raise ValueError("not a record (its keys are not event, hash, prev and seq)")
+        raise _NotARecord("not a record (its keys are not event, hash, prev and seq)")
     seq, prev, digest, event = data["seq"], data["prev"], data["hash"], data["event"]
     if type(seq) is not int or not 0 < seq <= _MAX_SEQ:
-        raise ValueError("not a record (seq is not a positive 64-bit integer)")
+        raise _NotARecord("not a record (seq is not a positive 64-bit integer)")
     for name, value in (("prev", prev), ("hash", digest)):
         if not isinstance(value, str) or not _HEX.fullmatch(value):
-            raise ValueError(f"not a record ({name} is not 64 lower-case hex digits)")
+            raise _NotARecord(f"not a record ({name} is not 64 lower-case hex digits)")
     if not isinstance(event, dict):
-        raise ValueError("not a record (event is not a JSON object)")
+        raise _NotARecord("not a record (event is not a JSON object)")
     try:
         body: bytes | None = canonical(event)
     except (TypeError, ValueError, RecursionError):
@@ -154,7 +162,7 @@ class ChainKeys:
 
     def __init__(self, secret: bytes) -> None:
         if not isinstance(secret, bytes | bytearray) or len(secret) < 32:
-            raise ValueError("an audit trail key is at least 32 random bytes")
+            raise ConfigurationError("an audit trail key is at least 32 random bytes")
 
         def derive(label: bytes) -> bytes:
             return HKDF(hashes.SHA256(), 32, salt=None, info=label).derive(bytes(secret))
@@ -171,7 +179,7 @@ class ChainKeys:
         return f"<ChainKeys public_key={public_key_hex(self.public_key)[:16]}...>"
 
     def __getstate__(self) -> None:
-        raise TypeError("audit trail keys cannot be pickled")
+        raise UnpicklableError("audit trail keys cannot be pickled")
 
     def link(
         self, head: Record | None, events: Sequence[AuditEvent | Mapping[str, Any]]
@@ -243,7 +251,7 @@ class Checkpoint:
         try:
             public_key.verify(bytes.fromhex(self.signature), self.message())
         except (InvalidSignature, ValueError):
-            raise ValueError("the checkpoint's signature is not valid for this key") from None
+            raise _BadSignature("the checkpoint's signature is not valid for this key") from None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -276,7 +284,7 @@ class VerificationReport:
     problem: str | None = None
 
     def __bool__(self) -> bool:
-        raise TypeError("a VerificationReport is not a bool: test report.ok")
+        raise UsageError("a VerificationReport is not a bool: test report.ok")
 
 
 def verify_chain(

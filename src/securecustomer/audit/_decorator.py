@@ -22,7 +22,7 @@ from securecustomer.audit._context import current_actor
 from securecustomer.audit._event import SCHEMA_VERSION, utc_now
 from securecustomer.audit._trail import AuditTrail
 from securecustomer.crypto._nonces import nonce
-from securecustomer.exceptions import AuthorizationError, ConfigurationError
+from securecustomer.exceptions import AuthorizationError, ConfigurationError, UsageError
 
 __all__ = ["TrailSlot", "audited", "default_trail"]
 
@@ -55,7 +55,7 @@ default_trail = TrailSlot()
 
 def _check_spec(spec: Spec, names: Iterable[str], what: str, fn: Callable[..., Any]) -> None:
     if isinstance(spec, str) and spec not in names:
-        raise TypeError(f"@audited on {fn.__qualname__}: no parameter {spec!r} for {what}")
+        raise UsageError(f"@audited on {fn.__qualname__}: no parameter {spec!r} for {what}")
 
 
 def _value(spec: Spec, arguments: Mapping[str, Any]) -> Any:
@@ -152,7 +152,7 @@ def audited(
             _check_spec(fields, names, "fields", fn)  # type: ignore[arg-type]
         for name in wanted:
             if name != "return" and name not in names:
-                raise TypeError(f"@audited on {fn.__qualname__}: no parameter {name!r} to record")
+                raise UsageError(f"@audited on {fn.__qualname__}: no parameter {name!r} to record")
 
         getters = _Arguments(signature)
         get_actor = current_actor

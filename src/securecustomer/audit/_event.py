@@ -19,7 +19,7 @@ from typing import Any, Final
 import attrs
 
 from securecustomer.crypto._nonces import nonce
-from securecustomer.exceptions import AuditError
+from securecustomer.exceptions import AuditError, ConfigurationError, UsageError
 
 __all__ = ["OUTCOMES", "SCHEMA_VERSION", "AuditEvent", "canonical", "utc_now"]
 
@@ -34,19 +34,19 @@ def _frozen_map(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
 
 def _names(value: Iterable[str]) -> tuple[str, ...]:
     if isinstance(value, str):
-        raise TypeError("fields must be a collection of field names, not one string")
+        raise UsageError("fields must be a collection of field names, not one string")
     return tuple(value)
 
 
 def _aware(value: dt.datetime) -> dt.datetime:
     if value.tzinfo is None:
-        raise ValueError("an audit event's timestamp must be timezone-aware")
+        raise ConfigurationError("an audit event's timestamp must be timezone-aware")
     return value.astimezone(dt.UTC)
 
 
 def _outcome(instance: Any, attribute: Any, value: str) -> None:
     if value not in OUTCOMES:
-        raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, not {value!r}")
+        raise ConfigurationError(f"outcome must be one of {', '.join(OUTCOMES)}, not {value!r}")
 
 
 @attrs.frozen(slots=True)

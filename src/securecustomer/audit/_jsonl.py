@@ -42,7 +42,7 @@ import attrs
 
 from securecustomer.audit._chain import GENESIS, Record, parse_line
 from securecustomer.audit._trail import EventLike, Linker
-from securecustomer.exceptions import AuditError
+from securecustomer.exceptions import AuditError, ConfigurationError
 
 __all__ = ["JsonlAuditSink"]
 
@@ -77,9 +77,9 @@ class JsonlAuditSink:
         sync_interval: float = 1.0,
     ) -> None:
         if fsync not in _FSYNC:
-            raise ValueError(f"fsync must be one of {', '.join(_FSYNC)}, not {fsync!r}")
+            raise ConfigurationError(f"fsync must be one of {', '.join(_FSYNC)}, not {fsync!r}")
         if max_bytes is not None and max_bytes < 1:
-            raise ValueError("max_bytes must be positive (or None: never rotate)")
+            raise ConfigurationError("max_bytes must be positive (or None: never rotate)")
         self.path = Path(path)
         self.fsync: FsyncPolicy = fsync
         self.max_bytes = max_bytes

@@ -65,7 +65,7 @@ from sqlalchemy.pool import QueuePool
 
 from securecustomer.audit._chain import GENESIS, NOT_CANONICAL, Record, parse_line
 from securecustomer.audit._trail import EventLike, Linker
-from securecustomer.exceptions import AuditError
+from securecustomer.exceptions import AuditError, ConfigurationError
 
 __all__ = ["SqlAuditSink", "audit_table"]
 
@@ -127,9 +127,9 @@ class SqlAuditSink:
         pool_timeout: float = 30.0,
     ) -> None:
         if pool_size < 1:
-            raise ValueError("pool_size must be at least 1")
+            raise ConfigurationError("pool_size must be at least 1")
         if not pool_timeout > 0:
-            raise ValueError("pool_timeout must be a positive number of seconds")
+            raise ConfigurationError("pool_timeout must be a positive number of seconds")
         self.engine = engine
         self.pool_size = pool_size
         self.pool_timeout = pool_timeout
@@ -195,7 +195,7 @@ class SqlAuditSink:
             except SQLAlchemyError as exc:
                 raise self._error(exc) from exc
             time.sleep(random.uniform(0, 0.01 * min(attempt + 1, 10)))  # noqa: S311 - jitter
-        raise AssertionError("unreachable")  # pragma: no cover
+        raise AuditError("unreachable")  # pragma: no cover
 
     def _append_in(
         self, conn: Connection, events: Sequence[EventLike], link: Linker

@@ -29,6 +29,7 @@ from typing import Any, Final
 
 from securecustomer.audit._chain import GENESIS, Record
 from securecustomer.audit._trail import EventLike, Linker
+from securecustomer.exceptions import ConfigurationError
 
 __all__ = ["EVENT_KEYS", "StructlogAuditSink", "records_from_lines"]
 
@@ -66,7 +67,7 @@ class StructlogAuditSink:
 
     def __init__(self, logger: Any, *, event_name: str = "audit") -> None:
         if not event_name:
-            raise ValueError("event_name must not be empty")
+            raise ConfigurationError("event_name must not be empty")
         self.logger = logger
         self.event_name = event_name
         self._records: list[Record] = []
