@@ -562,6 +562,20 @@ class TestReviewFixes:
         assert "--out" in err
         assert [] == shop.actions()  # no subject.export event for an export never delivered
 
+    def test_export_to_a_directory_exports_nothing(
+        self, shop: Shop, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        args = ["subject", "export", "1", *MODELS, "--url", shop.url, *shop.key_args()]
+        listing = sorted(p.name for p in shop.directory.iterdir())
+
+        status, out, err = run([*args, *shop.trail_args(), "--out", str(shop.directory)], capsys)
+
+        assert (2, "") == (status, out)
+        expected = f"--out {str(shop.directory)!r}: is a directory, not a file"
+        assert f"securecustomer subject export: error: {expected}\n" == err
+        assert listing == sorted(p.name for p in shop.directory.iterdir())
+        assert [] == shop.actions()
+
     def test_scope_subject_key_under_a_custom_prefix(
         self, shop: Shop, capsys: pytest.CaptureFixture[str]
     ) -> None:
