@@ -3,6 +3,7 @@ no partial output file (issue 14, finding 9)."""
 
 from __future__ import annotations
 
+import io
 import os
 import secrets
 import subprocess
@@ -12,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from securecustomer.cli import main
+from securecustomer.cli._errors import describe, report
+from securecustomer.exceptions import ConfigurationError
 
 KEY = secrets.token_bytes(32)
 
@@ -159,7 +162,11 @@ class TestMalformedCsv:
             (b"name,email\nJ\xe4ne,j@example.com\n", 2, "not UTF-8 text"),
             (b"name,email\nJane,j@example.com\n\xff\xfe\n", 3, "not UTF-8 text"),
             (b"na\xffme,email\n", 1, "not UTF-8 text"),
-            (b"name,name\nJane,Joe\n", 1, "column 'name' appears twice"),
+            (
+                b"\nname,email,name\nJane,j@example.com,Joe\n",
+                2,
+                "columns 1 and 3 have the same name",
+            ),
         ],
         ids=[
             "more-cells",
@@ -411,3 +418,42 @@ class TestEntryPoint:
         assert (2, "") == (result.returncode, result.stdout), result.stderr
         one_error_line(result.stderr, command)
         assert before == _listing(files)
+
+
+class TestDescribe:
+    """What the one line says for errors from outside the library: never the input."""
+
+    def test_os_error_names_the_file(self) -> None:
+        exc = FileNotFoundError(2, "No such file or directory", "/data/in.csv")
+
+        assert "'/data/in.csv': No such file or directory" == describe(exc)
+
+    def test_not_utf8_without_the_bytes(self) -> None:
+        exc = UnicodeDecodeError("utf-8", b"J\xe4ne", 1, 2, "invalid continuation byte")
+
+        assert "the input is not UTF-8 text" == describe(exc)
+
+    def test_unexpected_error_without_its_message(self) -> None:
+        message = describe(TypeError("cannot use 'jane@example.com' here"))
+
+        assert message.startswith("unexpected TypeError (please report it")
+        assert "jane" not in message
+
+    def test_database_error_first_line_only(self) -> None:
+        import sqlalchemy.exc
+
+        orig = Exception("no such table: customers\nDETAIL: Key (email)=(jane@example.com)")
+        exc = sqlalchemy.exc.OperationalError("SELECT 1", {"email": "jane@example.com"}, orig)
+
+        assert "database: Exception: no such table: customers" == describe(exc)
+
+    def test_interrupted(self) -> None:
+        stream = io.StringIO()
+
+        assert 130 == report("keys rotate", KeyboardInterrupt(), debug=False, stream=stream)
+        assert "\nsecurecustomer keys rotate: interrupted\n" == stream.getvalue()
+
+    def test_multi_line_library_message_is_one_line(self) -> None:
+        exc = ConfigurationError("first\n  second")
+
+        assert "first second" == describe(exc)

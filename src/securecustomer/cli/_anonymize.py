@@ -92,11 +92,14 @@ def _anonymize_csv(
         header = next(rows, None)
         if header is None:
             raise ConfigurationError(f"{source}: the CSV file has no header row")
-        seen: set[str] = set()
-        for name in header:
-            if name in seen:
-                raise ConfigurationError(f"{source}, line 1: column {name!r} appears twice")
-            seen.add(name)
+        seen: dict[str, int] = {}
+        for number, name in enumerate(header, 1):
+            if name in seen:  # named by position: a file without a header row has data here
+                raise ConfigurationError(
+                    f"{source}, line {reader.line_num}: columns {seen[name]} and {number} "
+                    "have the same name"
+                )
+            seen[name] = number
         writer = csv.DictWriter(
             target, fieldnames=anonymizer.output_fields(header), lineterminator="\n"
         )

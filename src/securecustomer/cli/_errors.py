@@ -67,7 +67,7 @@ def _database_error(exc: BaseException) -> str | None:
 def describe(exc: BaseException) -> str:
     """What went wrong, in one line that holds no value read from the input."""
     if isinstance(exc, SecureCustomerError):
-        return _one_line(str(exc))
+        return _one_line(str(exc)) or type(exc).__name__
     database = _database_error(exc)
     if database is not None:
         return _one_line(database)
