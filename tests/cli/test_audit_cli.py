@@ -101,11 +101,11 @@ class TestVerify:
         assert 1 == main(["audit", "verify", "--jsonl", str(path), "--key-env", "OTHER"])
         assert "TAMPERED: record 1" in capsys.readouterr().out
         monkeypatch.setenv("SHORT", "abcd")
-        assert 1 == main(["audit", "verify", "--jsonl", str(path), "--key-env", "SHORT"])
+        assert 2 == main(["audit", "verify", "--jsonl", str(path), "--key-env", "SHORT"])
         err = capsys.readouterr().err
         assert "32 bytes" in err
         assert "abcd" not in err
-        assert 1 == main(["audit", "verify", "--jsonl", str(path), "--key-env", "UNSET_VAR"])
+        assert 2 == main(["audit", "verify", "--jsonl", str(path), "--key-env", "UNSET_VAR"])
         assert "'UNSET_VAR' is not set" in capsys.readouterr().err
 
 
