@@ -3,6 +3,7 @@ bootstraps nox."""
 
 from __future__ import annotations
 
+import os
 import tarfile
 import tempfile
 import zipfile
@@ -85,6 +86,34 @@ def bench(session: nox.Session) -> None:
         "demo.py",
     ):
         session.run("python", f"benchmarks/{script}", *docs_args)
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """The fuzz targets of tests/fuzz, longer: Hypothesis with SECURECUSTOMER_FUZZ_EXAMPLES
+    examples per test (default here 5000; 200 in the normal test run), then each atheris
+    target for SECURECUSTOMER_FUZZ_SECONDS seconds (default 30) where atheris installs.
+
+    Arguments go to pytest, e.g. ``nox -s fuzz -- -k pii``. See tests/fuzz/README.md.
+    """
+    _install(session, "test")
+    session.env["SECURECUSTOMER_FUZZ_EXAMPLES"] = os.environ.get(
+        "SECURECUSTOMER_FUZZ_EXAMPLES", "5000"
+    )
+    session.run("pytest", "tests/fuzz", *session.posargs)
+    try:
+        session.install("atheris")
+    except nox.command.CommandFailed:
+        session.log(
+            "atheris skipped: it did not install (it ships wheels for Linux and macOS on "
+            "CPython; elsewhere it needs clang and libFuzzer to build)"
+        )
+        return
+    seconds = os.environ.get("SECURECUSTOMER_FUZZ_SECONDS", "30")
+    harness = "tests/fuzz/atheris_targets.py"
+    targets = session.run("python", harness, "--list", silent=True)
+    for target in str(targets).split():
+        session.run("python", harness, target, f"-max_total_time={seconds}", "-print_final_stats=1")
 
 
 @nox.session
