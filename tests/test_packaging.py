@@ -56,7 +56,10 @@ def _is_type_checking(test: ast.expr) -> bool:
 def _catches_import_error(node: ast.Try) -> bool:
     for handler in node.handlers:
         names = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
-        if any(isinstance(n, ast.Name) and n.id in {"ImportError", "ModuleNotFoundError"} for n in names):
+        if any(
+            isinstance(n, ast.Name) and n.id in {"ImportError", "ModuleNotFoundError"}
+            for n in names
+        ):
             return True
     return False
 
