@@ -112,7 +112,8 @@ def fuzz(session: nox.Session) -> None:
     seconds = os.environ.get("SECURECUSTOMER_FUZZ_SECONDS", "30")
     harness = "tests/fuzz/atheris_targets.py"
     targets = session.run("python", harness, "--list", silent=True)
-    for target in str(targets).split():
+    (listed,) = [line for line in str(targets).splitlines() if line.startswith("targets:")]
+    for target in listed.split()[1:]:
         session.run("python", harness, target, f"-max_total_time={seconds}", "-print_final_stats=1")
 
 

@@ -23,12 +23,14 @@ not a test module (pytest does not collect it: its name does not start with ``te
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import atheris
+import attrs
 
 with atheris.instrument_imports():
     from securecustomer import Context, Keyring, LocalKeyProvider
@@ -115,7 +117,9 @@ def _seed_audit() -> tuple[bytes, list[Record]]:
     path = WORK / "seed.jsonl"
     trail = AuditTrail(JsonlAuditSink(path, fsync="never"), key=AUDIT_KEY)
     for n in range(3):
-        trail.append(AuditEvent(action="read", actor=f"user-{n}", resource_id=str(n)))
+        # fixed ids and times: every run's seed trail is the same, and so is SEED_RECORDS
+        event = AuditEvent("read", actor=f"user-{n}", resource_id=str(n), id=f"{n:024x}")
+        trail.append(attrs.evolve(event, timestamp=dt.datetime(2026, 1, 1, n, tzinfo=dt.UTC)))
     trail.flush()
     return path.read_bytes(), list(JsonlAuditSink(path).records())
 
@@ -151,7 +155,7 @@ def _seeds(name: str) -> list[bytes]:
 
 def main(argv: list[str]) -> None:
     if argv[1:] == ["--list"]:
-        print(" ".join(TARGETS))
+        print("targets:", " ".join(TARGETS))  # atheris may print to stdout too
         return
     if len(argv) < 2 or argv[1] not in TARGETS:
         sys.exit(f"usage: {argv[0]} {{{','.join(TARGETS)}}} [libFuzzer options]")
