@@ -425,6 +425,8 @@ def _resolve(found: list[PiiMatch]) -> list[PiiMatch]:
     do not overlap each other (and a candidate's text is as long anyway). Inserting into
     a sorted list instead costs up to the number kept, for each one kept: quadratic.
     """
+    if len(found) < 2:
+        return list(found)
     ranked = sorted(found, key=lambda match: (-match.score, match.start - match.end))  # stable
     taken = bytearray(max((match.end for match in found), default=0))
     kept: list[PiiMatch] = []
