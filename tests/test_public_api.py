@@ -150,6 +150,7 @@ EXPECTED = {
         "KeyUnwrapError",
         "LegalHoldError",
         "PolicyError",
+        "PolicyUsageError",
         "SecureCustomerError",
         "StepUpRequired",
         "UnsupportedQueryError",

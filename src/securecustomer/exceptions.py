@@ -23,6 +23,7 @@ Catch the branch that matches what you can do about the failure::
     │   ├── AccessDenied                       the policy engine denied the request
     │   └── StepUpRequired                     allowed only after a fresh MFA (re-authenticate)
     ├── PolicyError (ValueError)               a policy document that cannot be loaded
+    │   └── PolicyUsageError (TypeError)       a policy call with arguments of the wrong kind
     ├── AuditError                             the audit trail could not record or verify
     ├── LegalHoldError                         a legal hold forbids erasing or deleting the data
     └── AnonymizationError (ValueError)        a transform cannot be applied to its input
@@ -53,6 +54,7 @@ __all__ = [
     "KeyUnwrapError",
     "LegalHoldError",
     "PolicyError",
+    "PolicyUsageError",
     "SecureCustomerError",
     "StepUpRequired",
     "UnsupportedQueryError",
@@ -194,6 +196,12 @@ class PolicyError(SecureCustomerError, ValueError):
         self.source = source
         self.rule = rule
         self.field = field
+
+
+class PolicyUsageError(PolicyError, TypeError):
+    """The policy API was called with arguments of the wrong kind: one string where a
+    collection of names belongs, a naive datetime, a guard naming a parameter its function
+    lacks, a `Decision` tested as a bool. Also a `TypeError`, as such misuse was before."""
 
 
 class AuditError(SecureCustomerError):

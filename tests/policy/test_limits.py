@@ -9,7 +9,9 @@ interpreter's recursion limit.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import math
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -18,10 +20,19 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 
-from securecustomer.exceptions import PolicyError, UnsupportedQueryError
-from securecustomer.policy import Outcome, Policy, PolicyEngine, Resource, Subject
+from securecustomer.exceptions import PolicyError, PolicyUsageError, UnsupportedQueryError
+from securecustomer.policy import (
+    AccessRequest,
+    Outcome,
+    Policy,
+    PolicyEngine,
+    Resource,
+    Subject,
+    parse_duration,
+)
 from securecustomer.policy._document import MAX_DOCUMENT_DEPTH
 from securecustomer.policy._parse import MAX_CONDITION_DEPTH, ExprSyntaxError, parse
+from securecustomer.sqlalchemy import row_resource
 
 AGENT = Subject("u1", roles=["agent"], attributes={"level": 3})
 ROW = Resource("customer", id=1, attributes={"level": 2})
@@ -308,3 +319,66 @@ class TestDocumentDepth:
         with pytest.raises(PolicyError, match="nested more than") as info:
             Policy.from_json(path)
         assert str(path) == info.value.source
+
+
+class TestErrorTypes:
+    """What the policy package raises is a SecureCustomerError, still the built-in it was."""
+
+    @pytest.mark.parametrize(
+        "call",
+        [
+            lambda: Subject("u1", roles="agent"),  # type: ignore[arg-type]
+            lambda: AccessRequest(AGENT, "read", ROW, fields="name"),  # type: ignore[arg-type]
+            lambda: PolicyEngine(Policy.from_dict(document())).evaluate(
+                AGENT, "read", ROW, fields="name"
+            ),
+            lambda: bool(PolicyEngine(Policy.from_dict(document())).evaluate(AGENT, "read", ROW)),
+            lambda: Policy.from_toml(b"version = 1"),  # type: ignore[arg-type]
+            lambda: Policy.from_json(None),  # type: ignore[arg-type]
+        ],
+        ids=["roles-string", "fields-string", "evaluate-fields-string", "decision-bool",
+             "toml-bytes", "json-none"],
+    )  # fmt: skip
+    def test_usage_errors(self, call: Callable[[], object]) -> None:
+        with pytest.raises(PolicyUsageError) as info:
+            call()
+        assert isinstance(info.value, TypeError)
+
+    def test_naive_times(self) -> None:
+        naive = dt.datetime(2024, 5, 1, 12, 0)
+        with pytest.raises(PolicyUsageError, match="timezone-aware") as info:
+            Subject("u1", mfa_at=naive)
+        assert isinstance(info.value, ValueError)  # as before
+        doc = document(mfa_max_age="15m")
+        engine = PolicyEngine(Policy.from_dict(doc))
+        with pytest.raises(PolicyUsageError, match="timezone-aware"):
+            engine.evaluate(AGENT, "read", ROW, now=naive)
+
+    def test_guard_without_the_parameter(self) -> None:
+        engine = PolicyEngine(Policy.from_dict(document()))
+
+        @engine.guard("read", resource="row")
+        def show(subject: Subject) -> str:
+            return "ok"
+
+        with pytest.raises(PolicyUsageError, match="no parameter named 'row'"):
+            show(AGENT)
+
+    @pytest.mark.parametrize(
+        "value", [10**400, "9" * 5000 + "d", math.inf, math.nan, 1e300, "99999999999d"]
+    )
+    def test_durations(self, value: object) -> None:
+        """float(10**400) raised OverflowError, int() of 5000 digits ValueError, a NaN
+        duration was accepted, 1e300 seconds overflowed timedelta."""
+        with pytest.raises(PolicyError, match="duration"):
+            parse_duration(value)
+        with pytest.raises(PolicyError, match="mfa_max_age"):
+            Policy.from_dict(document(mfa_max_age=value))
+
+    def test_query_filter_on_what_is_not_a_model(self) -> None:
+        engine = PolicyEngine(Policy.from_dict(document("resource.level == 2")))
+        for model in (object(), "customers", sa.select(sa.literal(1))):
+            with pytest.raises(UnsupportedQueryError, match="not a mapped class or a Table"):
+                engine.query_filter(AGENT, "read", model, resource_type="customer")
+        with pytest.raises(UnsupportedQueryError, match="not a mapped class or a Table"):
+            row_resource(object(), "customer")

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import attrs
 
-from securecustomer.exceptions import PolicyError
+from securecustomer.exceptions import PolicyError, PolicyUsageError
 from securecustomer.policy._expr import compile_expr
 from securecustomer.policy._parse import Expr, ExprSyntaxError, parse, unparse
 
@@ -258,6 +258,10 @@ def _is_file(text: str) -> bool:
 def _read(text_or_path: str | os.PathLike[str], *, looks_like_text: bool) -> tuple[str, str | None]:
     """A ``str`` is document text when it has a line break, a path when such a file exists,
     and otherwise whatever *looks_like_text* guesses; a ``PathLike`` is always a path."""
+    if not isinstance(text_or_path, str | os.PathLike):
+        raise PolicyUsageError(
+            f"a policy is loaded from text (str) or a path, not {type(text_or_path).__name__}"
+        )
     if isinstance(text_or_path, str):
         if "\n" in text_or_path:
             return text_or_path, None

@@ -29,6 +29,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Mapper
 from sqlalchemy.sql.elements import ColumnElement
 
 from securecustomer.exceptions import UnsupportedQueryError
@@ -292,18 +293,26 @@ def _expression(value: Any) -> Any:
     return expr
 
 
+def _mapper(model: Any) -> Mapper[Any]:
+    """The mapper of an ORM class; anything else is refused (no SQLAlchemy error escapes)."""
+    mapper = sa.inspect(model, raiseerr=False)
+    if not isinstance(mapper, Mapper):
+        raise UnsupportedQueryError(
+            f"{getattr(model, '__name__', type(model).__name__)!r} is not a mapped class or a Table"
+        )
+    return mapper
+
+
 def _attribute_columns(model: Any) -> dict[str, Any]:
     if isinstance(model, sa.Table):
         return {column.key: column for column in model.columns}
-    mapper = sa.inspect(model)
+    mapper = _mapper(model)
     return {prop.key: getattr(model, prop.key).expression for prop in mapper.column_attrs}
 
 
 def _primary_key(model: Any) -> Any:
     keys = (
-        list(model.primary_key)
-        if isinstance(model, sa.Table)
-        else list(sa.inspect(model).primary_key)
+        list(model.primary_key) if isinstance(model, sa.Table) else list(_mapper(model).primary_key)
     )
     if len(keys) != 1:
         raise UnsupportedQueryError("resource.id needs a single-column primary key")
@@ -415,7 +424,7 @@ def row_resource(
         decision = engine.evaluate(agent, "read", row_resource(customer, "customer"))
         ```
     """
-    mapper = sa.inspect(type(row))
+    mapper = _mapper(type(row))
     attributes = {prop.key: getattr(row, prop.key) for prop in mapper.column_attrs}
     for name, value in (columns or {}).items():
         attributes[name] = getattr(row, getattr(value, "key", name))
