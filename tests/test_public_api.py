@@ -150,6 +150,7 @@ EXPECTED = {
         "KeyUnwrapError",
         "LegalHoldError",
         "PolicyError",
+        "PolicyUsageError",
         "RecordNotFoundError",
         "SecureCustomerError",
         "StepUpRequired",
