@@ -111,6 +111,7 @@ EXPECTED = {
         "VaultTransitKeyProvider",
         "WrappedKey",
         "check_update",
+        "scope_destroyed",
     ],
     "securecustomer.policy": [
         "AccessRequest",

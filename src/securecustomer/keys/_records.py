@@ -17,6 +17,7 @@ __all__ = [
     "RootKeyRecord",
     "WrappedKey",
     "check_update",
+    "scope_destroyed",
 ]
 
 
@@ -158,3 +159,15 @@ def check_update(old: RootKeyRecord | DataKeyRecord, new: RootKeyRecord | DataKe
         raise KeyStateError(
             "a destroyed key must not keep wrapped material", key_id=key_id, scope=scope
         )
+
+
+def scope_destroyed(mark: KeyState | None, records: list[DataKeyRecord]) -> bool:
+    """Whether a scope with tombstone *mark* and keys *records* is destroyed; every store
+    that keeps tombstones calls this.
+
+    Without a mark (a store written by an older version, or a scope never destroyed as a
+    whole) a scope is destroyed when it has keys and all of them are destroyed.
+    """
+    if mark is not None:
+        return mark is KeyState.DESTROYED
+    return bool(records) and all(r.state is KeyState.DESTROYED for r in records)

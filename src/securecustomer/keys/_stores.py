@@ -29,9 +29,15 @@ from securecustomer.exceptions import (
     KeyStoreError,
 )
 from securecustomer.keys._fs import atomic_write, leftovers, locked, scrub, temp_path
-from securecustomer.keys._records import DataKeyRecord, RootKeyRecord, WrappedKey, check_update
+from securecustomer.keys._records import (
+    DataKeyRecord,
+    RootKeyRecord,
+    WrappedKey,
+    check_update,
+    scope_destroyed,
+)
 
-__all__ = ["FileKeyStore", "MemoryKeyStore", "scope_destroyed"]
+__all__ = ["FileKeyStore", "MemoryKeyStore"]
 
 _T = TypeVar("_T")
 _FORMAT = "securecustomer.keystore"
@@ -69,7 +75,7 @@ class _Records:
         if not records:
             return []
         destroyed = [attrs.evolve(r, state=KeyState.DESTROYED, wrapped=b"") for r in records]
-        self.update_data_keys([d for d, r in zip(destroyed, records) if r != d])
+        self.update_data_keys([d for d, r in zip(destroyed, records, strict=True) if r != d])
         self.marks[scope] = KeyState.DESTROYED
         return destroyed
 
@@ -332,17 +338,6 @@ def _parse(raw: bytes) -> _Records:
             raise ValueError(f"scopes[{index}]: {exc!r}") from None
         records.marks[scope] = state
     return records
-
-
-def scope_destroyed(mark: KeyState | None, records: list[DataKeyRecord]) -> bool:
-    """Whether a scope with tombstone *mark* and keys *records* is destroyed.
-
-    Without a mark (a store written by an older version, or a scope never destroyed as a
-    whole) a scope is destroyed when it has keys and all of them are destroyed.
-    """
-    if mark is not None:
-        return mark is KeyState.DESTROYED
-    return bool(records) and all(r.state is KeyState.DESTROYED for r in records)
 
 
 def _int(value: object) -> int:
