@@ -92,7 +92,9 @@ EXPECTED = {
         "KeySet",
         "KeySource",
         "KeyState",
+        "TokenHeader",
         "Value",
+        "parse_header",
     ],
     "securecustomer.keys": [
         "AwsKmsKeyProvider",
