@@ -9,6 +9,7 @@ that `destroy()` leaves no copy of the destroyed keys in the store's directory.
 from __future__ import annotations
 
 import base64
+import json
 import multiprocessing
 import os
 import random
@@ -127,3 +128,20 @@ class TestKilledWriter:
         store.destroy_scope("subject:victim")
         assert [] == holders(tmp_path, victim.wrapped)
         assert [KeyState.DESTROYED] == [r.state for r in store.data_keys("subject:victim")]
+
+
+class TestMasterKeyFile:
+    """The same for a LocalKeyProvider key file: removing a master key (to retire the
+    key-store backups it wrapped) leaves no copy of it from a crashed earlier write."""
+
+    def test_removed_key_leaves_no_copy(self, tmp_path: Path) -> None:
+        path = tmp_path / "master.key"
+        LocalKeyProvider.create_key_file(path)
+        LocalKeyProvider.add_key_to_file(path)
+        old = json.loads(path.read_text())["keys"][0]
+        leave_a_crashed_write(path)
+
+        LocalKeyProvider.remove_key_from_file(path, old["id"])
+
+        assert [] == holders(tmp_path, base64.b64decode(old["key"]))
+        assert {"master.key", "master.key.lock"} == {p.name for p in tmp_path.iterdir()}

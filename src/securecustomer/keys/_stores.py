@@ -216,8 +216,8 @@ class FileKeyStore(_StoreBase):
 
     def _read(self, change: Callable[[_Records], _T], *, write: bool) -> _T:
         if not write:
-            if not self._scrubbed and leftovers(self.path):
-                return self._read(change, write=True)  # first use: scrub under the lock
+            if not self._scrubbed:
+                self._scrub_on_first_use()
             return change(self._load())
         try:
             with self._thread_lock, locked(self._lock_path):
@@ -234,6 +234,16 @@ class FileKeyStore(_StoreBase):
             raise KeyStoreError(
                 f"{self.path}: cannot write key store ({exc.strerror or exc})"
             ) from exc
+
+    def _scrub_on_first_use(self) -> None:
+        """Scrub what killed writers left (see `_fs`), under the lock, if there is any."""
+        if leftovers(self.path):
+            try:
+                with self._thread_lock, locked(self._lock_path):
+                    scrub(leftovers(self.path))
+            except OSError:
+                return  # a reader without write access: the next writer scrubs
+        self._scrubbed = True
 
     def _load(self) -> _Records:
         try:
