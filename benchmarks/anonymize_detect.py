@@ -22,6 +22,12 @@ Scoring: a detection is a true positive when it overlaps a labelled span of the 
 share of true positives whose span equals the label exactly is reported too.
 Throughput: `detect_pii` called once per sentence, over the whole corpus; the figure is the
 median of the rounds, in MB (10^6 bytes of UTF-8) per second.
+
+Adversarial inputs (`ADVERSARIAL`, also run by ``tests/fuzz/test_fuzz_pii.py`` under a
+timeout): texts built to make each recognizer's patterns work hard (long digit runs, runs
+of separators, runs of ``@`` and dots, domains that never reach a top-level domain, IBAN
+prefixes that never complete, thousands of overlapping candidates). Each is timed at
+100 kB, 200 kB and 800 kB (best of ``--rounds``); linear work shows as ratios near 2 and 8.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ START = "<!-- detect-results:start -->"
 END = "<!-- detect-results:end -->"
 SEED = 20261129
 SENTENCES = 2000
+ADVERSARIAL_SIZES = (100_000, 200_000, 800_000)
 
 try:  # a checkout without an installed package: use src/
     import securecustomer  # noqa: F401
@@ -241,6 +248,94 @@ def build_corpus(n: int = SENTENCES, seed: int = SEED) -> list[Sentence]:
     return corpus
 
 
+# -- adversarial inputs -------------------------------------------------------------------
+
+
+def _repeat(unit: str) -> Callable[[int], str]:
+    return lambda size: (unit * (size // len(unit) + 1))[:size]
+
+
+def _with(head: str, unit: str, tail: str = "") -> Callable[[int], str]:
+    return lambda size: head + _repeat(unit)(size - len(head) - len(tail)) + tail
+
+
+def _halves(first: str, second: str) -> Callable[[int], str]:
+    return lambda size: _repeat(first)(size // 2) + " " + _repeat(second)(size - size // 2 - 1)
+
+
+#: name -> builder of a text of the given size (characters)
+ADVERSARIAL: dict[str, Callable[[int], str]] = {
+    # digits and separators: card, phone, SSN, date and IP patterns start at every group
+    "digit run": _repeat("1"),
+    "digits and spaces": _repeat("1 "),
+    "digits and dashes": _repeat("1-"),
+    "digits and dots": _repeat("1."),
+    "trunk groups, double spaces": _repeat("00  "),
+    "international prefixes": _repeat("+1 "),
+    "trunk in parentheses": _repeat("(0)"),
+    "extensions": _repeat("1 ext "),
+    "SSN near misses": _repeat("123-45-"),
+    "many SSNs": _repeat("123-45-6789 "),
+    "mixed separators": _repeat("1 .-"),
+    # e-mail: local parts and domains that never complete
+    "@ run": _with("a", "@"),
+    "@ and dots": _repeat("@."),
+    "local part, no @": _repeat("a."),
+    "long local part then @": _with("", "a", "@"),
+    "domain labels, no TLD": _with("x@", "a.", "1"),
+    "63-char labels, no TLD": _with("x@", "a" * 63 + ".", "1"),
+    "domain dashes": _with("x@", "a-"),
+    "near-miss addresses": _repeat("a.a@"),
+    "many addresses": _repeat("ada@example.com "),
+    # IBAN: country prefixes with runs that never validate
+    "DE + digit run": _with("DE", "1"),
+    "DE12 repeated": _repeat("DE12"),
+    "spaced IBAN groups": _with("DE89", " 3704"),
+    # IP addresses and dates
+    "IPv4 dot runs": _repeat("1.1."),
+    "colon run": _repeat(":"),
+    "IPv6 groups": _repeat("ab12:"),
+    "private then public IPs": _halves("10.0.0.1 ", "8.8.8.8 "),
+    "date fragments": _repeat("1/1/"),
+    "month names": _repeat("May 1, "),
+    "birth keywords": _repeat("born "),
+    "birth dates": _repeat("born 1990-01-01 "),
+    "phone keywords": _repeat("phone 0"),
+    "whitespace": _repeat(" "),
+}
+
+
+def adversarial_rows(rounds: int = 3) -> list[tuple[str, list[float]]]:
+    """(name, best seconds per size in ADVERSARIAL_SIZES) for each adversarial input."""
+    rows = []
+    for name, build in ADVERSARIAL.items():
+        seconds = []
+        for size in ADVERSARIAL_SIZES:
+            text = build(size)
+            best = float("inf")
+            for _ in range(rounds):
+                began = time.perf_counter()
+                detect_pii(text)
+                best = min(best, time.perf_counter() - began)
+            seconds.append(best)
+        rows.append((name, seconds))
+    return rows
+
+
+def adversarial_table(rows: list[tuple[str, list[float]]]) -> str:
+    sizes = " | ".join(f"{size // 1000} kB (ms)" for size in ADVERSARIAL_SIZES)
+    ratios = " | ".join(f"{size // ADVERSARIAL_SIZES[0]}x / 1x" for size in ADVERSARIAL_SIZES[1:])
+    lines = [
+        f"| adversarial input | {sizes} | {ratios} |",
+        "|---" + "|---:" * (2 * len(ADVERSARIAL_SIZES) - 1) + "|",
+    ]
+    for name, seconds in rows:
+        ms = " | ".join(f"{s * 1000:.1f}" for s in seconds)
+        ratio = " | ".join(f"{s / seconds[0]:.2f}" for s in seconds[1:])
+        lines.append(f"| {name} | {ms} | {ratio} |")
+    return "\n".join(lines)
+
+
 # -- measurement ------------------------------------------------------------------------
 
 
@@ -320,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     corpus = build_corpus(args.sentences, args.seed)
     figures = evaluate(corpus)
     speed = throughput(corpus, args.rounds)
+    adversarial = adversarial_rows(min(args.rounds, 3))
     size = sum(len(s.text.encode()) for s in corpus) / 1000
     section = "\n".join(
         [
@@ -331,6 +427,13 @@ def main(argv: list[str] | None = None) -> int:
             "",
             f"Throughput: {speed:.2f} MB/s (`detect_pii` once per sentence, "
             f"median of {args.rounds} passes).",
+            "",
+            "Adversarial inputs: one `detect_pii` call on the whole text, best of "
+            f"{min(args.rounds, 3)}; linear work gives ratios near "
+            + " and ".join(str(size // ADVERSARIAL_SIZES[0]) for size in ADVERSARIAL_SIZES[1:])
+            + ".",
+            "",
+            adversarial_table(adversarial),
         ]
     )
     print(section)

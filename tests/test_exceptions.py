@@ -19,7 +19,11 @@ class TestTree:
         [
             (exc.ConfigurationError, (ValueError,)),
             (exc.UnsupportedValueError, (TypeError,)),
-            (exc.KeyNotFoundError, (exc.KeyManagementError, exc.DecryptionError, LookupError)),
+            (exc.KeyNotFoundError, (exc.KeyManagementError, LookupError)),
+            (exc.UnknownKeyError, (exc.DecryptionError,)),
+            (exc.UnpicklableError, (TypeError,)),
+            (exc.UsageError, (TypeError,)),
+            (exc.RecordNotFoundError, (KeyError,)),
             (exc.KeyDestroyedError, (exc.DecryptionError,)),
             (exc.KeyDisabledError, (exc.DecryptionError,)),
             (exc.KeyUnwrapError, (exc.KeyProviderError,)),
@@ -37,6 +41,15 @@ class TestTree:
         doc = exc.__doc__ or ""
         missing = [name for name in exc.__all__ if name not in doc]
         assert [] == missing
+
+    def test_key_not_found_is_not_a_decryption_error(self) -> None:
+        """An administrator's lookup failure is never caught as a bad token."""
+        assert not issubclass(exc.KeyNotFoundError, exc.DecryptionError)
+        assert not issubclass(exc.UnknownKeyError, exc.KeyManagementError)
+
+    def test_record_not_found_message_not_quoted(self) -> None:
+        message = "no legal hold with id 'h1'"
+        assert message == str(exc.RecordNotFoundError(message))
 
     def test_structured_attributes(self) -> None:
         error = exc.KeyDestroyedError(key_id=0x1234, scope="subject:1")

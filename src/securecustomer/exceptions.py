@@ -7,8 +7,12 @@ Catch the branch that matches what you can do about the failure::
     ├── UnsupportedValueError (TypeError)      a value of a type the value format cannot encode
     ├── ContextError (ValueError)              an encryption context that is empty or malformed
     ├── UnsupportedQueryError (TypeError)      a SQL operation an encrypted column cannot answer
+    ├── UnpicklableError (TypeError)           an object holding keys or credentials was pickled
+    ├── UsageError (TypeError)                 an argument of the wrong kind, or an object used
+    │                                          as it cannot be (a verification report as a bool)
+    ├── RecordNotFoundError (KeyError)         no legal hold, inventory entry... with this id
     ├── KeyManagementError                     the key hierarchy cannot do what was asked
-    │   ├── KeyNotFoundError (LookupError)     no such scope or key id (also a DecryptionError)
+    │   ├── KeyNotFoundError (LookupError)     no such scope, key id or root version
     │   ├── KeyStateError                      the key's state forbids the operation
     │   ├── KeyStoreError                      the key store is unreadable, corrupt or inconsistent
     │   └── KeyProviderError                   the master-key provider failed
@@ -16,7 +20,7 @@ Catch the branch that matches what you can do about the failure::
     │       ├── KeyProviderUnavailable         the provider could not be reached (retry later)
     │       └── KeyProviderAccessDenied        the provider refused (fix credentials / policy)
     ├── DecryptionError                        one opaque error for every bad token
-    │   ├── KeyNotFoundError                   the token names a key id the key store never had
+    │   ├── UnknownKeyError                    the token names a key id the key store never had
     │   ├── KeyDisabledError                   the key exists but is disabled (can be re-enabled)
     │   └── KeyDestroyedError                  the key was destroyed: the value is erased for good
     ├── AuthorizationError (PermissionError)
@@ -26,6 +30,10 @@ Catch the branch that matches what you can do about the failure::
     ├── AuditError                             the audit trail could not record or verify
     ├── LegalHoldError                         a legal hold forbids erasing or deleting the data
     └── AnonymizationError (ValueError)        a transform cannot be applied to its input
+
+`KeyNotFoundError` (an administrator's lookup: ``destroy``, ``set_state``...) is not a
+`DecryptionError`, so an ``except DecryptionError`` around a decryption never swallows
+it; a token naming an unknown key id raises `UnknownKeyError`, which is one.
 
 Messages and attributes never carry key material, plaintext or ciphertext: only
 identifiers such as ``key_id`` (an ``int``), ``scope`` (a ``str``) and file paths.
@@ -53,10 +61,14 @@ __all__ = [
     "KeyUnwrapError",
     "LegalHoldError",
     "PolicyError",
+    "RecordNotFoundError",
     "SecureCustomerError",
     "StepUpRequired",
+    "UnknownKeyError",
+    "UnpicklableError",
     "UnsupportedQueryError",
     "UnsupportedValueError",
+    "UsageError",
 ]
 
 
@@ -78,6 +90,24 @@ class ContextError(SecureCustomerError, ValueError):
 
 class UnsupportedQueryError(SecureCustomerError, TypeError):
     """A SQL operation that an encrypted column cannot answer (compare, order, render)."""
+
+
+class UnpicklableError(SecureCustomerError, TypeError):
+    """An object that holds key material or credentials refuses to be pickled or copied."""
+
+
+class UsageError(SecureCustomerError, TypeError):
+    """An argument of the wrong kind, or an object used in a way it does not support."""
+
+
+class RecordNotFoundError(SecureCustomerError, KeyError):
+    """No record with this id: a legal hold, a column of a data inventory.
+
+    A `KeyError`, so ``except KeyError`` keeps working; its message is not quoted.
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if len(self.args) == 1 else super().__str__()
 
 
 class KeyManagementError(SecureCustomerError):
@@ -124,13 +154,30 @@ class DecryptionError(SecureCustomerError):
         super().__init__(message)
 
 
-class KeyNotFoundError(KeyManagementError, DecryptionError, LookupError):
-    """No key with this id or scope exists in the key store."""
+class KeyNotFoundError(KeyManagementError, LookupError):
+    """No key with this id or scope (or no root key of this version) exists in the key store.
+
+    Raised by key management (``destroy``, ``set_state``, ``destroy_key``, a store's
+    ``update``...), never by decryption: it is not a `DecryptionError`. A token that names
+    an unknown key id raises `UnknownKeyError`.
+    """
 
     def __init__(self, message: str, *, key_id: int | None = None, scope: str | None = None):
         super().__init__(message)
         self.key_id = key_id
         self.scope = scope
+
+
+class UnknownKeyError(DecryptionError):
+    """The token names a key id that the key store has never had.
+
+    Raised before authentication, like `KeyDisabledError`: the data and the key store do
+    not belong together (a wrong environment, another key store) or the token is forged.
+    """
+
+    def __init__(self, message: str, *, key_id: int) -> None:
+        super().__init__(message)
+        self.key_id = key_id
 
 
 class KeyDisabledError(DecryptionError):

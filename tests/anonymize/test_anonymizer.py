@@ -83,7 +83,7 @@ class TestRecords:
         assert isinstance(info.value.__cause__, ValueError)
 
     def test_bad_rule(self) -> None:
-        with pytest.raises(TypeError, match="the rule for 'email' must be"):
+        with pytest.raises(ConfigurationError, match="the rule for 'email' must be"):
             Anonymizer({"email": "mask_email"})  # type: ignore[dict-item]
 
     def test_fields_and_output_fields(self) -> None:

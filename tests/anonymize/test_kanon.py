@@ -18,7 +18,7 @@ from securecustomer.anonymize._kanon import (
     k_anonymity,
     l_diversity,
 )
-from securecustomer.exceptions import AnonymizationError
+from securecustomer.exceptions import AnonymizationError, ConfigurationError
 
 QI = ["age", "zip", "sex"]
 
@@ -101,9 +101,9 @@ class TestMeasures:
             l_diversity([{"a": 1, "d": {"x": 1}}], ["a"], "d")
 
     def test_a_str_is_not_a_list_of_fields(self) -> None:
-        with pytest.raises(TypeError, match="not a str"):
+        with pytest.raises(ConfigurationError, match="not a str"):
             k_anonymity(ROWS, "age")
-        with pytest.raises(TypeError, match="not a str"):
+        with pytest.raises(ConfigurationError, match="not a str"):
             enforce_k_anonymity(ROWS, "age", 2, {})
 
 
@@ -211,7 +211,7 @@ class TestEnforce:
             enforce_k_anonymity(rows, ["city"], 3, {"city": cities}, max_suppression=0)
 
     def test_unknown_hierarchy_shape(self) -> None:
-        with pytest.raises(TypeError, match="the hierarchy of 'age' is not a list"):
+        with pytest.raises(ConfigurationError, match="the hierarchy of 'age' is not a list"):
             enforce_k_anonymity(ROWS, QI, 2, {"age": 3})  # type: ignore[dict-item]
 
     def test_quasi_identifier_without_hierarchy_is_never_generalised(self) -> None:

@@ -278,6 +278,86 @@ class TestWhatIsRecorded:
         )
 
 
+class TestSubjectIdsInResourceIds:
+    """A resource id that names the data subject is stored as the subject's pseudonym, never
+    in clear next to it (issue 14, finding 1): whoever reads the trail could otherwise link
+    the pseudonym to the id without the key, and an erased subject's id would stay in it."""
+
+    def test_same_parameter_as_subject(self) -> None:
+        trail, sink = make_trail()
+
+        @audited(
+            "read",
+            resource="customer",
+            resource_id="customer_id",
+            subject="customer_id",
+            trail=trail,
+        )
+        def show(customer_id: int) -> None:
+            pass
+
+        show(4242)
+        (event,) = stored(sink)
+        assert (trail.pseudonym(4242), trail.pseudonym(4242)) == (
+            event.resource_id,
+            event.subject,
+        )
+        assert b"4242" not in sink.stored[0].line()
+
+    def test_same_value_through_another_parameter_or_callable(self) -> None:
+        trail, sink = make_trail()
+
+        @audited("erase", resource_id="customer_id", subject=lambda ref, **_: ref, trail=trail)
+        def erase(customer_id: str, ref: str) -> None:
+            pass
+
+        erase("c-77", "c-77")
+        (event,) = stored(sink)
+        assert (trail.pseudonym("c-77"), trail.pseudonym("c-77")) == (
+            event.resource_id,
+            event.subject,
+        )
+        assert b"c-77" not in sink.stored[0].line()
+
+    def test_declared_subject_identifier(self) -> None:
+        trail, sink = make_trail()
+
+        @audited(
+            "export",
+            resource="subject",
+            resource_id="customer_id",
+            resource_id_is_subject=True,
+            trail=trail,
+        )
+        def export(customer_id: int) -> None:
+            pass
+
+        export(4242)
+        (event,) = stored(sink)
+        assert (trail.pseudonym(4242), None) == (event.resource_id, event.subject)
+        assert b"4242" not in sink.stored[0].line()
+
+    def test_other_resource_ids_stay_readable(self) -> None:
+        trail, sink = make_trail()
+
+        @audited(
+            "read", resource="order", resource_id="order_id", subject="customer_id", trail=trail
+        )
+        def show(order_id: int, customer_id: int) -> None:
+            pass
+
+        show(9, 4242)
+        (event,) = stored(sink)
+        assert ("9", trail.pseudonym(4242)) == (event.resource_id, event.subject)
+
+    def test_declared_without_a_resource_id(self) -> None:
+        with pytest.raises(ConfigurationError, match="resource_id_is_subject needs a resource_id"):
+
+            @audited("read", resource_id_is_subject=True, trail=make_trail()[0])
+            def show(customer_id: int) -> None:
+                pass
+
+
 class TestDecorationErrors:
     """Names that are not parameters are refused when the function is decorated."""
 

@@ -200,9 +200,25 @@ class TestRecordsFromLines:
         text, _ = self.write(2)
         assert [] == list(records_from_lines(text.splitlines(), event_name="other"))
 
-    def test_unparseable_seq_is_skipped(self) -> None:
+    def test_unparseable_seq_is_reported_at_its_position(self) -> None:
         line = json.dumps({"event": "audit", "seq": "x", "prev": "00", "hash": "00"})
-        assert [] == list(records_from_lines([line]))
+        (record,) = records_from_lines([line])
+        assert (1, "line 1: seq is not a number") == (record.seq, record.problem)
+        report = self.verify([record])
+        assert (False, 1, "line 1: seq is not a number") == (
+            report.ok,
+            report.first_bad,
+            report.problem,
+        )
+
+    def test_a_repeated_key_is_reported(self) -> None:
+        text, _ = self.write(1)
+        line = text.splitlines()[-1]
+        doubled = line.replace('"action": "read"', '"action": "export", "action": "read"')
+        assert doubled != line
+        (record,) = records_from_lines([doubled])
+        assert "line 1: a key is repeated" == record.problem
+        assert not self.verify([record]).ok
 
     def test_event_keys_match_the_event_schema(self) -> None:
         assert set(EVENT_KEYS) == set(event().to_dict())

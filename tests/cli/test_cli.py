@@ -27,8 +27,8 @@ class TestCommand:
     ) -> None:
         (tmp_path / "master.key").write_text("{}")
         (tmp_path / "master.key").chmod(0o600)
-        assert 1 == main(["demo", "--dir", str(tmp_path)])
+        assert 2 == main(["demo", "--dir", str(tmp_path)])
         err = capsys.readouterr().err
-        assert err.startswith("securecustomer: error: ")
+        assert err.startswith("securecustomer demo: error: ")
         assert "not a valid securecustomer key file" in err
         assert "Traceback" not in err

@@ -311,7 +311,8 @@ class TestReencrypt:
 
 
 class TestErrors:
-    """Mistakes print one line, ``securecustomer: error: ...``, and never a traceback."""
+    """Mistakes print one line, ``securecustomer <command>: error: ...``, exit 2, and
+    never a traceback."""
 
     @pytest.mark.parametrize(
         ("model", "message"),
@@ -330,8 +331,8 @@ class TestErrors:
 
         status, out, err = run(args, capsys)
 
-        assert (1, "") == (status, out)
-        assert err.startswith("securecustomer: error: ")
+        assert (2, "") == (status, out)
+        assert err.startswith("securecustomer keys reencrypt: error: ")
         assert message in err
         assert 1 == len(err.splitlines())
 
@@ -342,8 +343,10 @@ class TestErrors:
 
         status, _, err = run(args, capsys)
 
-        assert 1 == status
-        assert err.startswith("securecustomer: error: --model 'broken_models_abc:Customer': ")
+        assert 2 == status
+        assert err.startswith(
+            "securecustomer keys reencrypt: error: --model 'broken_models_abc:Customer': "
+        )
         assert err.endswith(": cannot import broken_models_abc: RuntimeError: boom\n")
 
     def test_key_store_without_keys(self, shop: Shop, capsys: pytest.CaptureFixture[str]) -> None:
@@ -351,7 +354,7 @@ class TestErrors:
 
         status, _, err = run(["keys", "status", *empty], capsys)
 
-        assert 1 == status
+        assert 2 == status
         assert "holds no root key" in err
         assert not (shop.directory / "x").exists()
 
@@ -362,7 +365,7 @@ class TestErrors:
 
         status, _, err = run(args, capsys)
 
-        assert 1 == status
+        assert 2 == status
         if shop.store_args:  # a key store file: the model's table is what is missing
             assert "database: OperationalError: no such table: customers\n" == err.split(": ", 2)[2]
         else:
@@ -383,8 +386,9 @@ class TestErrors:
             capsys,
         )
 
-        assert 1 == status
-        assert "securecustomer: error: key store table 'x': OperationalError: no such table" in err
+        assert 2 == status
+        prefix = "securecustomer keys status: error: "
+        assert f"{prefix}key store table 'x': OperationalError: no such table" in err
 
     def test_no_action(self, capsys: pytest.CaptureFixture[str]) -> None:
         status, out, _ = run(["keys"], capsys)

@@ -86,7 +86,7 @@ class TestEmergency:
 
         status, out, err = run(args(shop, key_id), capsys)
 
-        assert 1 == status
+        assert 2 == status
         assert "plan:" in out
         assert "not a terminal: add --yes" in err
         assert KeyState.ACTIVE == state(shop, key_id)
@@ -117,8 +117,10 @@ class TestEmergency:
     def test_unknown_key(self, shop: Shop, capsys: pytest.CaptureFixture[str]) -> None:
         status, out, err = run([*args(shop, 0x7FFFFFFF), "--yes"], capsys)
 
-        assert (1, "") == (status, out)
-        assert "securecustomer: error: no data key 0x7fffffff in the key store\n" == err
+        assert (2, "") == (status, out)
+        assert (
+            "securecustomer keys emergency: error: no data key 0x7fffffff in the key store\n" == err
+        )
 
     def test_bad_key_id(self, shop: Shop, capsys: pytest.CaptureFixture[str]) -> None:
         argv = args(shop, 1)
@@ -135,7 +137,7 @@ class TestEmergency:
 
         status, _, err = run(argv, capsys)
 
-        assert 1 == status
+        assert 2 == status
         assert "--model 'app.models': expected MODULE:CLASS" in err
 
     def test_help(self, capsys: pytest.CaptureFixture[str]) -> None:

@@ -123,8 +123,11 @@ class TestLint:
     def test_missing_file(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         status, _, err = run(["policy", "lint", str(tmp_path / "nope.toml")], capsys)
 
-        assert 1 == status
-        assert f"securecustomer: error: {tmp_path / 'nope.toml'}: no such file\n" == err
+        assert 2 == status
+        assert (
+            f"securecustomer policy lint: error: {str(tmp_path / 'nope.toml')!r}: no such file\n"
+            == err
+        )
 
 
 class TestExplain:
@@ -200,8 +203,8 @@ class TestExplain:
 
         status, out, err = run(args, capsys)
 
-        assert (1, "") == (status, out)
-        assert err.startswith("securecustomer: error: ")
+        assert (2, "") == (status, out)
+        assert err.startswith("securecustomer policy explain: error: ")
         assert message in err
 
 
@@ -253,7 +256,7 @@ class TestReview:
     ) -> None:
         status, _, err = run(["policy", "review", str(policy), "--assignments", value], capsys)
 
-        assert 1 == status
+        assert 2 == status
         assert message in err
 
 

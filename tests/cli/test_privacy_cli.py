@@ -102,8 +102,8 @@ class TestInventory:
     def test_bad_models(self, capsys: pytest.CaptureFixture[str], spec: str, message: str) -> None:
         status, out, err = run(["inventory", "--models", spec, "--app-dir", APP_DIR], capsys)
 
-        assert (1, "") == (status, out)
-        assert err.startswith(f"securecustomer: error: {message}")
+        assert (2, "") == (status, out)
+        assert err.startswith(f"securecustomer inventory: error: {message}")
 
     def test_key_store_without_master_key(
         self, shop: Shop, capsys: pytest.CaptureFixture[str]
@@ -112,7 +112,7 @@ class TestInventory:
 
         status, _, err = run(args, capsys)
 
-        assert 1 == status
+        assert 2 == status
         assert "--key-store-file needs --key-file or --key-env" in err
 
 
@@ -150,7 +150,7 @@ class TestAssess:
     def test_bad_resource_type(self, capsys: pytest.CaptureFixture[str]) -> None:
         status, _, err = run(["assess", *MODELS, "--resource-type", "shoppers"], capsys)
 
-        assert 1 == status
+        assert 2 == status
         assert "--resource-type 'shoppers': expected TABLE=TYPE" in err
 
 
@@ -217,7 +217,7 @@ class TestSubjectExport:
 
         status, _, err = run([*args, *trail], capsys)
 
-        assert 1 == status
+        assert 2 == status
         assert "no audit table 'audit_events' in the --audit-sql database" in err
         assert 3 == shop.count("shoppers")
 
@@ -226,7 +226,7 @@ class TestSubjectExport:
 
         status, out, err = run(args, capsys)
 
-        assert (1, "") == (status, out)
+        assert (2, "") == (status, out)
         assert "no audit trail: give --audit-jsonl PATH or --audit-sql URL" in err
 
     def test_needs_the_trail_key(self, shop: Shop, capsys: pytest.CaptureFixture[str]) -> None:
@@ -234,7 +234,7 @@ class TestSubjectExport:
 
         status, _, err = run([*args, "--audit-jsonl", str(shop.trail_file)], capsys)
 
-        assert 1 == status
+        assert 2 == status
         assert "the audit trail needs its key: --audit-key-env VAR" in err
         assert not shop.trail_file.exists() or [] == shop.actions()
 
@@ -257,7 +257,7 @@ class TestSubjectExport:
 
         status, _, err = run([*args, *shop.key_args(), *shop.trail_args()], capsys)
 
-        assert 1 == status
+        assert 2 == status
         assert message in err
 
     def test_no_registered_model(self, shop: Shop, capsys: pytest.CaptureFixture[str]) -> None:
@@ -265,7 +265,7 @@ class TestSubjectExport:
 
         status, _, err = run([*args, *shop.key_args(), *shop.trail_args()], capsys)
 
-        assert 1 == status
+        assert 2 == status
         assert "no model of this package is registered with register_subject()" in err
 
 
@@ -279,7 +279,7 @@ class TestSubjectErase:
     def test_refuses_without_yes(self, shop: Shop, capsys: pytest.CaptureFixture[str]) -> None:
         status, out, err = run(self.args(shop, "1"), capsys)
 
-        assert (1, "") == (status, out)
+        assert (2, "") == (status, out)
         assert "add --yes to erase it" in err
         assert 3 == shop.count("shoppers")
 
@@ -311,8 +311,8 @@ class TestSubjectErase:
 
         status, out, err = run([*self.args(shop, "2"), "--yes"], capsys)
 
-        assert (1, "") == (status, out)
-        assert err.startswith("securecustomer: error: ")
+        assert (2, "") == (status, out)
+        assert err.startswith("securecustomer subject erase: error: ")
         assert "hold" in err
         assert 3 == shop.count("shoppers")
         assert [] == shop.actions()
@@ -364,7 +364,7 @@ class TestRetention:
     def test_needs_a_trail(self, shop: Shop, capsys: pytest.CaptureFixture[str]) -> None:
         status, _, err = run(self.args(shop, "--yes"), capsys)
 
-        assert 1 == status
+        assert 2 == status
         assert "no audit trail" in err
         assert 6 == shop.count("parcels")
 
@@ -382,7 +382,7 @@ class TestRetention:
 
         status, _, err = run([*args, "--dry-run"], capsys)
 
-        assert 1 == status
+        assert 2 == status
         assert message in err
 
 
@@ -463,7 +463,7 @@ class TestAuditScope:
 
         status, _, err = run(["audit", "scope", "--jsonl", str(shop.trail_file), *extra], capsys)
 
-        assert 1 == status
+        assert 2 == status
         assert message in err
 
 
@@ -504,7 +504,7 @@ class TestReviewFixes:
 
         status, _, err = run([*args, "--url", shop.url, *shop.trail_args()], capsys)
 
-        assert 1 == status
+        assert 2 == status
         assert "--yes" in err
         assert 6 == shop.count("parcels")
 
@@ -517,7 +517,7 @@ class TestReviewFixes:
 
         status, out, err = run([*args, *command[1:]], capsys)
 
-        assert (1, "") == (status, out)
+        assert (2, "") == (status, out)
         assert "no audit trail" in err
         assert not missing.exists()
 
@@ -558,9 +558,23 @@ class TestReviewFixes:
 
         status, out, err = run([*args, *shop.trail_args(), "--out", str(out_file)], capsys)
 
-        assert (1, "") == (status, out)
+        assert (2, "") == (status, out)
         assert "--out" in err
         assert [] == shop.actions()  # no subject.export event for an export never delivered
+
+    def test_export_to_a_directory_exports_nothing(
+        self, shop: Shop, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        args = ["subject", "export", "1", *MODELS, "--url", shop.url, *shop.key_args()]
+        listing = sorted(p.name for p in shop.directory.iterdir())
+
+        status, out, err = run([*args, *shop.trail_args(), "--out", str(shop.directory)], capsys)
+
+        assert (2, "") == (status, out)
+        expected = f"--out {str(shop.directory)!r}: is a directory, not a file"
+        assert f"securecustomer subject export: error: {expected}\n" == err
+        assert listing == sorted(p.name for p in shop.directory.iterdir())
+        assert [] == shop.actions()
 
     def test_scope_subject_key_under_a_custom_prefix(
         self, shop: Shop, capsys: pytest.CaptureFixture[str]

@@ -18,7 +18,7 @@ from securecustomer.exceptions import (
     ContextError,
     DecryptionError,
     KeyDestroyedError,
-    KeyNotFoundError,
+    UnknownKeyError,
     UnsupportedValueError,
 )
 
@@ -155,7 +155,7 @@ class TestTampering:
     def test_unknown_key_id(self, cipher: FieldCipher) -> None:
         token = cipher.encrypt("x", context=CTX)
         forged = token[:2] + bytes(4) + token[6:]
-        with pytest.raises(KeyNotFoundError) as info:
+        with pytest.raises(UnknownKeyError) as info:
             cipher.decrypt(forged, context=CTX)
         assert 0 == info.value.key_id
         assert isinstance(info.value, DecryptionError)

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM, AESSIV
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from securecustomer.crypto import Context
-from securecustomer.exceptions import DecryptionError, KeyNotFoundError
+from securecustomer.exceptions import DecryptionError, UnknownKeyError
 from securecustomer.hazmat import encrypt_with_nonce, field_cipher
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,7 +43,7 @@ MUTATIONS: list[dict[str, Any]] = DOC["mutations"]
 BY_ID: dict[str, dict[str, Any]] = {v["id"]: v for v in VALID}
 ERRORS: dict[str, type[DecryptionError]] = {
     "DecryptionError": DecryptionError,
-    "KeyNotFoundError": KeyNotFoundError,
+    "UnknownKeyError": UnknownKeyError,
 }
 
 
@@ -422,7 +422,7 @@ class TestVectorFile:
             assert {f"{algorithm}-{m}" for m in moved} <= set(ids(INVALID))
 
     def test_invalid_kinds_are_present(self) -> None:
-        expected = {"DecryptionError", "KeyNotFoundError"}
+        expected = {"DecryptionError", "UnknownKeyError"}
         assert expected == {v["error"] for v in INVALID}
         wanted = {
             "truncated-1",

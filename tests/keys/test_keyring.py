@@ -24,6 +24,7 @@ from securecustomer.exceptions import (
     KeyNotFoundError,
     KeyStateError,
     KeyUnwrapError,
+    UnknownKeyError,
 )
 from securecustomer.keys import FileKeyStore, KeyState, MemoryKeyStore
 
@@ -448,7 +449,7 @@ class TestReadersCreateNoKeys:
     def test_reader_then_writer(self, keyring: Keyring) -> None:
         reader = keyring.cipher("subject:5", create=False)
         assert [] == keyring.store.data_keys("subject:5")
-        with pytest.raises(KeyNotFoundError):
+        with pytest.raises(UnknownKeyError):
             reader.decrypt(b"\x01\x11\x00\x00\x00\x09" + bytes(40), context=CTX)
         assert [] == keyring.store.data_keys("subject:5")
         writer = keyring.cipher("subject:5")

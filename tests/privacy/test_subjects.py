@@ -573,3 +573,81 @@ class TestHoldRace:
             erase(engine, models, trail, holds=holds)
         assert before == export(engine, models, trail, ALICE).records
         assert {KeyState.ACTIVE} == {r.state for r in keyring.store.data_keys(f"subject:{ALICE}")}
+
+
+class TestCallersSession:
+    """After erase_subject, the caller's own session returns none of the erased values,
+    even with ``expire_on_commit=False``: the erased objects are expired (a reload shows
+    the erased values) or, when their rows were deleted, expired and expunged."""
+
+    PLAINTEXTS = (f"c{ALICE}@example.com", f"Customer {ALICE}", f"0 Main St {ALICE}", "DE")
+
+    def load(self, session: Session, models: Models, subject: int) -> tuple[Any, list[Any]]:
+        customer = session.get(models.customer, subject)
+        orders = session.scalars(
+            sa.select(models.order).where(models.order.customer_id == subject)
+        ).all()
+        assert customer is not None
+        assert f"Customer {subject}" == customer.name
+        assert 2 == len(orders)
+        assert all(o.address.endswith(f"Main St {subject}") for o in orders)
+        return customer, list(orders)
+
+    def held(self, *objects: Any) -> str:
+        """Everything the objects hold in memory, as text."""
+        return repr([vars(o) for o in objects])
+
+    @pytest.mark.parametrize("on_destroyed", ["raise", "erased"])
+    def test_anonymized_and_shredded_objects_expired(
+        self, engine: sa.Engine, keyring: Keyring, trail: AuditTrail, on_destroyed: str
+    ) -> None:
+        models = registered(on_destroyed)
+        models.create(engine)
+        with Session(engine) as session:
+            populate(models, session, ALICE, BOB)
+        with Session(engine, expire_on_commit=False) as session:
+            alice, orders = self.load(session, models, ALICE)
+            bob, _ = self.load(session, models, BOB)
+            erase_subject(session, ALICE, trail=trail, models=[models.customer, models.order])
+
+            held = self.held(alice, *orders)
+            assert [] == [p for p in self.PLAINTEXTS if p in held]
+            assert "erased" == alice.name  # reloaded: the anonymized values
+            assert (None, None) == (alice.email, alice.country)
+            if on_destroyed == "erased":
+                assert [ERASED, ERASED] == [o.address for o in orders]
+            else:
+                with pytest.raises(KeyDestroyedError):
+                    orders[0].address  # noqa: B018 - the reload is the test
+            assert f"c{BOB}@example.com" == vars(bob)["email"]  # another subject stays loaded
+
+    def test_deleted_objects_expunged(
+        self, engine: sa.Engine, models: Models, trail: AuditTrail
+    ) -> None:
+        with Session(engine, expire_on_commit=False) as session:
+            alice, orders = self.load(session, models, ALICE)
+            bob, _ = self.load(session, models, BOB)
+            erase_subject(
+                session, ALICE, trail=trail, mode="delete", models=[models.customer, models.order]
+            )
+            held = self.held(alice, *orders)
+            assert [] == [p for p in self.PLAINTEXTS if p in held]
+            for obj in (alice, *orders):
+                assert obj not in session
+            with pytest.raises(sa.orm.exc.DetachedInstanceError):
+                alice.name  # noqa: B018 - nothing left to return
+            assert bob in session
+            assert session.get(models.customer, ALICE) is None
+
+    def test_other_sessions_are_not_reached(
+        self, engine: sa.Engine, models: Models, trail: AuditTrail
+    ) -> None:
+        """What docs/privacy.md says: another session's objects keep what they loaded
+        until that session expires them and starts a new transaction (MariaDB's REPEATABLE
+        READ shows a transaction its first snapshot)."""
+        with Session(engine, expire_on_commit=False) as other:
+            alice, _ = self.load(other, models, ALICE)
+            erase(engine, models, trail)
+            assert f"Customer {ALICE}" == alice.name  # not reachable from erase_subject
+            other.rollback()  # expires every object and ends the transaction
+            assert "erased" == alice.name

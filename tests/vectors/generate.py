@@ -453,7 +453,7 @@ def invalid_vectors(valid: list[dict[str, Any]]) -> list[dict[str, Any]]:
             base,
             token,
             key="k2",
-            error="KeyNotFoundError",
+            error="UnknownKeyError",
         )
         # Table and column boundaries are length-prefixed: "customers"|"email" is not
         # "customersemai"|"l" even though the concatenation is the same.
@@ -688,11 +688,11 @@ def document() -> dict[str, Any]:
                 "mutation": "flip-each-bit",
                 "description": (
                     "every copy of the token with exactly one bit flipped fails to decrypt: "
-                    "with KeyNotFoundError when the bit is in the key id (bytes 2 to 5), "
+                    "with UnknownKeyError when the bit is in the key id (bytes 2 to 5), "
                     "with DecryptionError anywhere else"
                 ),
                 "error": "DecryptionError",
-                "key_id_error": "KeyNotFoundError",
+                "key_id_error": "UnknownKeyError",
             }
             for v in ("gcm-row-int", "siv-row-int")
         ],

@@ -142,7 +142,7 @@ class Anonymizer:
     def __init__(self, rules: Mapping[str, Rule], *, keep_unlisted: bool = False) -> None:
         for field, rule in rules.items():
             if not (rule is None or rule == DROP or callable(rule)):
-                raise TypeError(
+                raise ConfigurationError(
                     f"the rule for {field!r} must be a callable, None or 'drop', not {rule!r}"
                 )
         self._rules: dict[str, Rule] = dict(rules)

@@ -32,7 +32,7 @@ from typing import NoReturn
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from securecustomer.exceptions import AnonymizationError
+from securecustomer.exceptions import AnonymizationError, UnpicklableError
 
 __all__ = ["DIGITS", "FF3Cipher"]
 
@@ -247,7 +247,7 @@ class FF3Cipher:
         return f"<FF3Cipher FF3-1 AES-{self._key_bits} radix={self._radix}>"
 
     def __getstate__(self) -> NoReturn:
-        raise TypeError("FF3Cipher holds a key and cannot be pickled")
+        raise UnpicklableError("FF3Cipher holds a key and cannot be pickled")
 
     # -- private ----------------------------------------------------------------------
 

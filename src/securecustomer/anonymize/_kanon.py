@@ -18,7 +18,7 @@ from typing import Any, Protocol, TypeAlias
 
 import attrs
 
-from securecustomer.exceptions import AnonymizationError
+from securecustomer.exceptions import AnonymizationError, ConfigurationError
 
 __all__ = [
     "HierarchySpec",
@@ -84,7 +84,7 @@ def _classes(
     rows: Iterable[Mapping[str, Any]], quasi_identifiers: Sequence[str]
 ) -> dict[tuple[Any, ...], list[Mapping[str, Any]]]:
     if isinstance(quasi_identifiers, str):
-        raise TypeError("quasi_identifiers must be a sequence of field names, not a str")
+        raise ConfigurationError("quasi_identifiers must be a sequence of field names, not a str")
     classes: dict[tuple[Any, ...], list[Mapping[str, Any]]] = defaultdict(list)
     for index, row in enumerate(rows):
         classes[_key(row, quasi_identifiers, index)].append(row)
@@ -142,7 +142,9 @@ def _steps(qi: str, hierarchy: HierarchySpec) -> _Steps:
         return _Steps(generalize, depth, True)
     if callable(hierarchy):
         return _Steps(hierarchy, _MAX_CALLABLE_LEVEL, False)
-    raise TypeError(f"the hierarchy of {qi!r} is not a list, a callable or a LeveledHierarchy")
+    raise ConfigurationError(
+        f"the hierarchy of {qi!r} is not a list, a callable or a LeveledHierarchy"
+    )
 
 
 def _column(steps: _Steps, values: Sequence[Any], level: int, qi: str) -> list[Any]:
@@ -174,17 +176,20 @@ def enforce_k_anonymity(
     generalised. At most ``floor(max_suppression * len(rows))`` rows are suppressed.
 
     Raises :class:`AnonymizationError` when every hierarchy is at its top and still too
-    many rows would need suppressing, and :class:`ValueError` for a bad ``k`` or budget.
+    many rows would need suppressing, and :class:`ConfigurationError` (a `ValueError`) for
+    a bad ``k``, budget or hierarchy.
     """
     if isinstance(quasi_identifiers, str):
-        raise TypeError("quasi_identifiers must be a sequence of field names, not a str")
+        raise ConfigurationError("quasi_identifiers must be a sequence of field names, not a str")
     if k < 1:
-        raise ValueError(f"k must be at least 1, not {k}")
+        raise ConfigurationError(f"k must be at least 1, not {k}")
     if not 0.0 <= max_suppression <= 1.0:
-        raise ValueError(f"max_suppression must be within [0, 1], not {max_suppression}")
+        raise ConfigurationError(f"max_suppression must be within [0, 1], not {max_suppression}")
     unknown = sorted(set(hierarchies) - set(quasi_identifiers))
     if unknown:
-        raise ValueError(f"hierarchies for fields that are not quasi-identifiers: {unknown}")
+        raise ConfigurationError(
+            f"hierarchies for fields that are not quasi-identifiers: {unknown}"
+        )
     source = list(rows)
     for index, row in enumerate(source):
         _key(row, quasi_identifiers, index)

@@ -32,7 +32,7 @@ import re
 from collections.abc import Iterable
 from typing import Any, Final, Literal, NoReturn
 
-from securecustomer.exceptions import AnonymizationError, ConfigurationError
+from securecustomer.exceptions import AnonymizationError, ConfigurationError, UnpicklableError
 
 __all__ = ["MIN_KEY_SIZE", "Pseudonymizer", "pseudonymize"]
 
@@ -101,7 +101,7 @@ class _HmacState:
         return outer.digest()
 
     def __reduce__(self) -> NoReturn:
-        raise TypeError("key material cannot be pickled")
+        raise UnpicklableError("key material cannot be pickled")
 
 
 def _check_format(format: Any, length: Any) -> None:
@@ -232,4 +232,4 @@ class Pseudonymizer:
         return f"Pseudonymizer(domain={self.domain!r}, format={self._format!r}{key_id})"
 
     def __reduce__(self) -> NoReturn:
-        raise TypeError("a Pseudonymizer holds key material and cannot be pickled or copied")
+        raise UnpicklableError("a Pseudonymizer holds key material and cannot be pickled or copied")

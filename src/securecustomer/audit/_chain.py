@@ -6,6 +6,13 @@ event's canonical JSON. Without the chain key nobody can recompute a hash, so an
 deletion, insertion or swap shows at the first record it touches. A cut tail leaves a valid
 chain: a `Checkpoint` (the last sequence number and hash, signed with Ed25519 and kept
 elsewhere) detects it.
+
+The MAC covers the canonical encoding of the *parsed* record, so stored text is accepted only
+when it is exactly that encoding (`parse_line`): text that parses to the same record but is
+spelt differently (duplicate keys, spaces, escapes, ``"seq":"2"``) would verify while meaning
+something else to another reader (MariaDB's ``JSON_VALUE`` reads the first of duplicate
+keys). Stored text that is not a record at all becomes a record with a ``problem``, which
+the verifier reports as tampering at its position: reading a hostile line never raises.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hmac
+import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
@@ -27,23 +36,50 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from securecustomer.audit._event import AuditEvent, canonical
+from securecustomer.exceptions import AuditError, ConfigurationError, UnpicklableError, UsageError
 
-__all__ = ["GENESIS", "Checkpoint", "ChainKeys", "Record", "VerificationReport", "verify_chain"]
+__all__ = [
+    "GENESIS",
+    "Checkpoint",
+    "ChainKeys",
+    "Record",
+    "VerificationReport",
+    "parse_line",
+    "verify_chain",
+]
 
 GENESIS: Final = "00" * 32
+_HEX: Final = re.compile(r"[0-9a-f]{64}")
+_MAX_SEQ: Final = 2**63 - 1  # a signed BIGINT, and 8 bytes in the MAC
+_RECORD_KEYS: Final = frozenset({"event", "hash", "prev", "seq"})
+NOT_CANONICAL: Final = (
+    "is not stored in its canonical encoding (rewritten: spacing, escapes, key order, "
+    "duplicate keys or value types differ from what was signed)"
+)
 _PSEUDONYMS: Final = 4096
 _DOMAIN: Final = b"sc-audit-v1"
 
 
 @attrs.frozen(slots=True)
 class Record:
-    """One stored event: its position, the previous record's hash, and its own."""
+    """One stored event: its position, the previous record's hash, and its own.
+
+    ``problem`` is set by a sink on a record whose stored text is not a valid record (then
+    ``hash`` is empty and ``event`` too) or not exactly its canonical encoding: the verifier
+    reports it as tampering at the record's position.
+    """
 
     seq: int
     prev: str
     hash: str
     event: Mapping[str, Any]
     body: bytes | None = attrs.field(default=None, eq=False, repr=False)
+    problem: str | None = attrs.field(default=None, eq=False)
+
+    @classmethod
+    def unreadable(cls, seq: int, prev: str, problem: str) -> Record:
+        """A placeholder at position *seq* for stored text that is not a record."""
+        return cls(seq, prev, "", {}, problem=problem)
 
     def canonical_event(self) -> bytes:
         """The event's canonical JSON (what the hash covers), computed once."""
@@ -67,7 +103,53 @@ class Record:
         return cls(int(data["seq"]), str(data["prev"]), str(data["hash"]), data["event"])
 
     def audit_event(self) -> AuditEvent:
+        """The event, checked (`AuditEvent.from_dict`): `AuditError` when it is not one."""
+        if self.problem is not None:
+            raise AuditError(f"record {self.seq}: {self.problem}")
         return AuditEvent.from_dict(self.event)
+
+
+class _NotARecord(AuditError, ValueError):
+    """Stored text that is not a record (`parse_line`); callers report it as tampering."""
+
+
+class _BadSignature(AuditError, ValueError):
+    """A checkpoint whose signature does not verify under the given public key."""
+
+
+def parse_line(stored: bytes) -> Record:
+    """The record whose canonical line (`Record.line`, no newline) is *stored*.
+
+    Raises ``ValueError`` (saying what is wrong, never quoting the text) when *stored* is not
+    a record; a record that parses but is not spelt exactly canonically comes back with
+    ``problem`` set. Never raises anything else, whatever the bytes.
+    """
+    try:
+        data = json.loads(stored)
+    except RecursionError:
+        raise _NotARecord("not a record (nested too deeply)") from None
+    except ValueError:
+        raise _NotARecord("not a record (not JSON)") from None
+    if not isinstance(data, dict):
+        raise _NotARecord("not a record (not a JSON object)")
+    if data.keys() != _RECORD_KEYS:
+        raise _NotARecord("not a record (its keys are not event, hash, prev and seq)")
+    seq, prev, digest, event = data["seq"], data["prev"], data["hash"], data["event"]
+    if type(seq) is not int or not 0 < seq <= _MAX_SEQ:
+        raise _NotARecord("not a record (seq is not a positive 64-bit integer)")
+    for name, value in (("prev", prev), ("hash", digest)):
+        if not isinstance(value, str) or not _HEX.fullmatch(value):
+            raise _NotARecord(f"not a record ({name} is not 64 lower-case hex digits)")
+    if not isinstance(event, dict):
+        raise _NotARecord("not a record (event is not a JSON object)")
+    try:
+        body: bytes | None = canonical(event)
+    except (TypeError, ValueError, RecursionError):
+        body = None  # NaN, infinity: no canonical encoding exists
+    record = Record(seq, prev, digest, event, body)
+    if body is None or record.line() != stored:
+        return attrs.evolve(record, body=None, problem=NOT_CANONICAL)
+    return record
 
 
 class ChainKeys:
@@ -80,7 +162,7 @@ class ChainKeys:
 
     def __init__(self, secret: bytes) -> None:
         if not isinstance(secret, bytes | bytearray) or len(secret) < 32:
-            raise ValueError("an audit trail key is at least 32 random bytes")
+            raise ConfigurationError("an audit trail key is at least 32 random bytes")
 
         def derive(label: bytes) -> bytes:
             return HKDF(hashes.SHA256(), 32, salt=None, info=label).derive(bytes(secret))
@@ -97,7 +179,7 @@ class ChainKeys:
         return f"<ChainKeys public_key={public_key_hex(self.public_key)[:16]}...>"
 
     def __getstate__(self) -> None:
-        raise TypeError("audit trail keys cannot be pickled")
+        raise UnpicklableError("audit trail keys cannot be pickled")
 
     def link(
         self, head: Record | None, events: Sequence[AuditEvent | Mapping[str, Any]]
@@ -169,7 +251,7 @@ class Checkpoint:
         try:
             public_key.verify(bytes.fromhex(self.signature), self.message())
         except (InvalidSignature, ValueError):
-            raise ValueError("the checkpoint's signature is not valid for this key") from None
+            raise _BadSignature("the checkpoint's signature is not valid for this key") from None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -202,7 +284,7 @@ class VerificationReport:
     problem: str | None = None
 
     def __bool__(self) -> bool:
-        raise TypeError("a VerificationReport is not a bool: test report.ok")
+        raise UsageError("a VerificationReport is not a bool: test report.ok")
 
 
 def verify_chain(
@@ -220,6 +302,8 @@ def verify_chain(
     wanted = {c.seq: c for c in checkpoints}
     checked = 0
     for record in records:
+        if record.problem is not None:
+            return VerificationReport(False, checked, expected, record.problem)
         if record.seq != expected:
             if record.seq > expected:
                 problem = f"records {expected} to {record.seq - 1} are missing (deleted)"
@@ -237,9 +321,10 @@ def verify_chain(
             )
         try:
             digest = keys.digest(record.seq, record.prev, record.event)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             digest = ""
-        if not hmac.compare_digest(digest, record.hash):
+        given = record.hash if isinstance(record.hash, str) and record.hash.isascii() else ""
+        if not hmac.compare_digest(digest, given):
             return VerificationReport(False, checked, expected, "its content or hash was altered")
         signed = wanted.get(record.seq)
         if signed is not None and not hmac.compare_digest(signed.hash, record.hash):

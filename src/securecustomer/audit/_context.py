@@ -19,6 +19,8 @@ from typing import Any, ParamSpec, TypeVar
 
 import attrs
 
+from securecustomer.exceptions import ConfigurationError
+
 __all__ = ["Actor", "actor", "current_actor", "propagate", "propagate_to_threads"]
 
 P = ParamSpec("P")
@@ -62,7 +64,7 @@ def actor(
     """
     identity = getattr(subject_or_id, "id", subject_or_id)
     if identity is None or (isinstance(identity, str) and not identity):
-        raise ValueError("an actor needs an id")
+        raise ConfigurationError("an actor needs an id")
     who = Actor(str(identity), attributes, request_id)
     token = _CURRENT.set(who)
     try:

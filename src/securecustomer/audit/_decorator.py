@@ -4,7 +4,10 @@ The event is written after the call, with its outcome: ``success``, ``denied`` (
 `AuthorizationError` such as the policy engine's `AccessDenied`, re-raised) or ``error``
 (the exception's type only: a message may hold data). Argument and return values are never
 recorded unless named in ``record``. The data subject is stored as the trail's keyed
-pseudonym, never as the id given.
+pseudonym, never as the id given; so is a resource id that names the data subject (the
+same value as the subject's id, or any value of a resource id declared with
+``resource_id_is_subject=True``): stored in clear next to the pseudonym, it would link the
+two for anyone who reads the trail, and keep an erased subject's id in it.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from securecustomer.audit._context import current_actor
 from securecustomer.audit._event import SCHEMA_VERSION, utc_now
 from securecustomer.audit._trail import AuditTrail
 from securecustomer.crypto._nonces import nonce
-from securecustomer.exceptions import AuthorizationError, ConfigurationError
+from securecustomer.exceptions import AuthorizationError, ConfigurationError, UsageError
 
 __all__ = ["TrailSlot", "audited", "default_trail"]
 
@@ -52,7 +55,7 @@ default_trail = TrailSlot()
 
 def _check_spec(spec: Spec, names: Iterable[str], what: str, fn: Callable[..., Any]) -> None:
     if isinstance(spec, str) and spec not in names:
-        raise TypeError(f"@audited on {fn.__qualname__}: no parameter {spec!r} for {what}")
+        raise UsageError(f"@audited on {fn.__qualname__}: no parameter {spec!r} for {what}")
 
 
 def _value(spec: Spec, arguments: Mapping[str, Any]) -> Any:
@@ -111,6 +114,7 @@ def audited(
     fields: Iterable[str] | Spec = None,
     record: Iterable[str] = (),
     trail: AuditTrail | None = None,
+    resource_id_is_subject: bool = False,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Record an `AuditEvent` for every call of the decorated function.
 
@@ -119,6 +123,10 @@ def audited(
     may also be a list of names). *record* lists parameters whose values go into the
     event's ``extra`` (``"return"`` records the return value). *trail* defaults to
     `default_trail`.
+
+    A resource id equal to the subject's id is stored as the subject's pseudonym, never in
+    clear; *resource_id_is_subject* ``True`` says that the resource id always names a data
+    subject (a customer id without ``subject=``, say) and pseudonymizes every value of it.
 
     Example:
         ```python
@@ -132,6 +140,9 @@ def audited(
     if fields is not None and not isinstance(fields, str) and not callable(fields):
         fixed_fields = tuple(fields)
 
+    if resource_id_is_subject and resource_id is None:
+        raise ConfigurationError("@audited: resource_id_is_subject needs a resource_id")
+
     def decorate(fn: Callable[P, R]) -> Callable[P, R]:
         signature = inspect.signature(fn)
         names = list(signature.parameters)
@@ -141,7 +152,7 @@ def audited(
             _check_spec(fields, names, "fields", fn)  # type: ignore[arg-type]
         for name in wanted:
             if name != "return" and name not in names:
-                raise TypeError(f"@audited on {fn.__qualname__}: no parameter {name!r} to record")
+                raise UsageError(f"@audited on {fn.__qualname__}: no parameter {name!r} to record")
 
         getters = _Arguments(signature)
         get_actor = current_actor
@@ -180,7 +191,13 @@ def audited(
                 decision = getattr(exc, "decision", None)
                 if decision is not None:
                     reason = getattr(decision, "reason", None)
+            subject_text = None if subject_id is None else str(subject_id)
             identity = subject_id if resource_id == subject else _value(resource_id, arguments)
+            identity_text = None if identity is None else str(identity)
+            if identity_text is not None and (
+                resource_id_is_subject or identity_text == subject_text
+            ):  # an id naming the data subject: never stored in clear (see the docstring)
+                identity_text = target.pseudonym(identity_text)
             # The dict of AuditEvent.to_dict, built directly (the hot path of every call).
             target.append_data(
                 {
@@ -191,8 +208,8 @@ def audited(
                     "actor": None if who is None else who.id,
                     "actor_attributes": {} if who is None else who.plain,
                     "resource_type": resource(**arguments) if callable(resource) else resource,
-                    "resource_id": None if identity is None else str(identity),
-                    "subject": None if subject_id is None else target.pseudonym(subject_id),
+                    "resource_id": identity_text,
+                    "subject": None if subject_text is None else target.pseudonym(subject_text),
                     "fields": touched,  # a tuple encodes as the list it reads back as
                     "outcome": outcome,
                     "error_type": None if exc is None else type(exc).__name__,

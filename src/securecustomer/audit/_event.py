@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, Final
 
 import attrs
 
 from securecustomer.crypto._nonces import nonce
+from securecustomer.exceptions import AuditError, ConfigurationError, UsageError
 
 __all__ = ["OUTCOMES", "SCHEMA_VERSION", "AuditEvent", "canonical", "utc_now"]
 
@@ -32,19 +34,19 @@ def _frozen_map(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
 
 def _names(value: Iterable[str]) -> tuple[str, ...]:
     if isinstance(value, str):
-        raise TypeError("fields must be a collection of field names, not one string")
+        raise UsageError("fields must be a collection of field names, not one string")
     return tuple(value)
 
 
 def _aware(value: dt.datetime) -> dt.datetime:
     if value.tzinfo is None:
-        raise ValueError("an audit event's timestamp must be timezone-aware")
+        raise ConfigurationError("an audit event's timestamp must be timezone-aware")
     return value.astimezone(dt.UTC)
 
 
 def _outcome(instance: Any, attribute: Any, value: str) -> None:
     if value not in OUTCOMES:
-        raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, not {value!r}")
+        raise ConfigurationError(f"outcome must be one of {', '.join(OUTCOMES)}, not {value!r}")
 
 
 @attrs.frozen(slots=True)
@@ -98,7 +100,15 @@ class AuditEvent:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AuditEvent:
-        """The inverse of `to_dict` (what a sink reads back)."""
+        """The inverse of `to_dict` (what a sink reads back). Raises `AuditError`, naming the
+        key (never its value), when *data* is not an event of this form."""
+        if not isinstance(data, Mapping):
+            raise AuditError("not a valid audit event: not an object")
+        for name, check in _CHECKS.items():
+            if name not in data:
+                raise AuditError(f"not a valid audit event: key {name!r} is missing")
+            if not check(data[name]):
+                raise AuditError(f"not a valid audit event: key {name!r} {_WANTED[name]}")
         return cls(
             schema=data["schema"],
             id=data["id"],
@@ -142,3 +152,61 @@ def utc_now() -> str:
 def canonical(data: Mapping[str, Any]) -> bytes:
     """One byte string per event dict: sorted keys, no spaces, ASCII (what is hashed)."""
     return _CANONICAL.encode(data).encode("ascii")
+
+
+def _text(value: object) -> bool:
+    return isinstance(value, str)
+
+
+def _optional_text(value: object) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _timestamp(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return parsed.utcoffset() is not None
+
+
+_CHECKS: Final[dict[str, Callable[[Any], bool]]] = {
+    "schema": lambda v: type(v) is int,
+    "id": _text,
+    "timestamp": _timestamp,
+    "action": _text,
+    "actor": _optional_text,
+    "actor_attributes": lambda v: isinstance(v, dict),
+    "resource_type": _optional_text,
+    "resource_id": _optional_text,
+    "subject": _optional_text,
+    "fields": lambda v: isinstance(v, list | tuple) and all(isinstance(f, str) for f in v),
+    "outcome": lambda v: v in OUTCOMES,
+    "error_type": _optional_text,
+    "reason": _optional_text,
+    "duration_ms": lambda v: v is None or (type(v) in (int, float) and math.isfinite(v)),
+    "request_id": _optional_text,
+    "extra": lambda v: isinstance(v, dict),
+}
+_TEXT: Final = "is not text"
+_OPTIONAL: Final = "is neither text nor null"
+_WANTED: Final = {
+    "schema": "is not an integer",
+    "id": _TEXT,
+    "timestamp": "is not an ISO 8601 datetime with a time zone",
+    "action": _TEXT,
+    "actor": _OPTIONAL,
+    "actor_attributes": "is not an object",
+    "resource_type": _OPTIONAL,
+    "resource_id": _OPTIONAL,
+    "subject": _OPTIONAL,
+    "fields": "is not a list of names",
+    "outcome": f"is not one of {', '.join(OUTCOMES)}",
+    "error_type": _OPTIONAL,
+    "reason": _OPTIONAL,
+    "duration_ms": "is neither a finite number nor null",
+    "request_id": _OPTIONAL,
+    "extra": "is not an object",
+}

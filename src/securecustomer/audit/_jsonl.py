@@ -18,8 +18,10 @@ thread lock), so any number of threads and processes can write one trail:
 
 Readers (`records`) take a shared lock only while they open the files, then read without
 it; a trailing line that has no newline yet (an append in flight) is not read. A line that
-is not a valid record (edited by hand) is returned as a placeholder `Record` at its
-position whose hash cannot match, so verification reports it where it is.
+is not a valid record (edited by hand, planted) is returned as a placeholder `Record` at its
+position, with a ``problem`` naming the file and line; a line that is a record but not
+exactly its canonical encoding comes back with a ``problem`` too (`parse_line`). The
+verifier reports either as tampering where it is; reading never raises on a line's content.
 
 Files are created with mode ``0600``.
 """
@@ -28,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import re
 import threading
@@ -37,9 +38,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Final, Literal
 
-from securecustomer.audit._chain import GENESIS, Record
+import attrs
+
+from securecustomer.audit._chain import GENESIS, Record, parse_line
 from securecustomer.audit._trail import EventLike, Linker
-from securecustomer.exceptions import AuditError
+from securecustomer.exceptions import AuditError, ConfigurationError
 
 __all__ = ["JsonlAuditSink"]
 
@@ -74,9 +77,9 @@ class JsonlAuditSink:
         sync_interval: float = 1.0,
     ) -> None:
         if fsync not in _FSYNC:
-            raise ValueError(f"fsync must be one of {', '.join(_FSYNC)}, not {fsync!r}")
+            raise ConfigurationError(f"fsync must be one of {', '.join(_FSYNC)}, not {fsync!r}")
         if max_bytes is not None and max_bytes < 1:
-            raise ValueError("max_bytes must be positive (or None: never rotate)")
+            raise ConfigurationError("max_bytes must be positive (or None: never rotate)")
         self.path = Path(path)
         self.fsync: FsyncPolicy = fsync
         self.max_bytes = max_bytes
@@ -251,16 +254,21 @@ class JsonlAuditSink:
         try:
             for f, path, size in opened:
                 remaining = size
-                for line in f:
+                for number, line in enumerate(f, 1):
                     if remaining <= 0 or not line.endswith(b"\n") or len(line) > remaining:
                         break  # an append in flight, or a torn last line
                     remaining -= len(line)
                     try:
-                        record = _parse_line(line, path)
-                    except AuditError:
+                        record = parse_line(line[:-1])
+                    except ValueError as exc:
                         seq = 1 if last is None else last.seq + 1
                         prev = GENESIS if last is None else last.hash
-                        record = Record(seq, prev, "", {})  # unreadable: cannot verify
+                        where = f"line {number} of {path.name}:"
+                        record = Record.unreadable(seq, prev, f"{where} {exc}")
+                    else:
+                        if record.problem is not None:
+                            where = f"line {number} of {path.name}"
+                            record = attrs.evolve(record, problem=f"{where} {record.problem}")
                     last = record
                     yield record
         finally:
@@ -331,12 +339,6 @@ def _first_line(fd: int) -> bytes:
 
 def _parse_line(line: bytes, path: Path) -> Record:
     try:
-        data = json.loads(line)
-        record = Record.from_dict(data)
-        if not isinstance(record.event, dict):
-            raise TypeError("event is not an object")
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise AuditError(
-            f"audit file {str(path)!r}: a line is not a valid record ({type(exc).__name__})"
-        ) from None
-    return record
+        return parse_line(line)
+    except ValueError as exc:
+        raise AuditError(f"audit file {str(path)!r}: a line is {exc}") from None

@@ -24,6 +24,7 @@ import structlog
 
 from securecustomer.audit._chain import Record
 from securecustomer.audit._event import AuditEvent
+from securecustomer.exceptions import ConfigurationError
 
 __all__ = [
     "AccessMonitor",
@@ -65,13 +66,13 @@ class MonitorRule(Protocol):
 def _window(value: dt.timedelta | float) -> dt.timedelta:
     window = value if isinstance(value, dt.timedelta) else dt.timedelta(seconds=value)
     if window <= dt.timedelta(0):
-        raise ValueError("a monitor window must be positive")
+        raise ConfigurationError("a monitor window must be positive")
     return window
 
 
 def _positive(instance: Any, attribute: Any, value: int) -> None:
     if value < 1:
-        raise ValueError(f"{attribute.name} must be at least 1")
+        raise ConfigurationError(f"{attribute.name} must be at least 1")
 
 
 def _who(actor: str | None) -> str:
@@ -141,7 +142,7 @@ def _zone(value: str | dt.tzinfo) -> dt.tzinfo:
 
 def _hour(instance: Any, attribute: Any, value: int) -> None:
     if not 0 <= value <= 23:
-        raise ValueError(f"{attribute.name} must be an hour from 0 to 23")
+        raise ConfigurationError(f"{attribute.name} must be an hour from 0 to 23")
 
 
 @attrs.frozen(slots=True)

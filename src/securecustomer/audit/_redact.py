@@ -24,6 +24,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import Any, Final
 
+from securecustomer.exceptions import AuditError, ConfigurationError
+
 __all__ = ["DEFAULT_SENSITIVE_KEYS", "REDACTED", "make_redact_pii", "redact_pii"]
 
 REDACTED: Final = "[REDACTED]"
@@ -147,7 +149,7 @@ def _detect(text: str, mask: str) -> str:
         found = [f for f in external(text) if getattr(f, "kind", None) not in _KEPT_KINDS]
         for start, end in sorted((_span(f) for f in found), reverse=True):
             if not 0 <= start <= end <= len(text):
-                raise ValueError("detect_pii returned a span outside the text")
+                raise AuditError("detect_pii returned a span outside the text")
             text = text[:start] + mask + text[end:]
     return builtin_detect(text, mask)
 
@@ -173,7 +175,7 @@ def make_redact_pii(
     for key in keys:
         words, compact = _key_words(key)
         if not compact:
-            raise ValueError("a sensitive key must contain a letter or digit")
+            raise ConfigurationError("a sensitive key must contain a letter or digit")
         if len(compact) < _WORD_ONLY_BELOW:
             short_fragments.append(f"_{words}_")
         else:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import os
 import random
 import threading
@@ -44,6 +43,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
 
+import attrs
 from sqlalchemy import (
     CHAR,
     BigInteger,
@@ -63,9 +63,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import QueuePool
 
-from securecustomer.audit._chain import GENESIS, Record
+from securecustomer.audit._chain import GENESIS, NOT_CANONICAL, Record, parse_line
 from securecustomer.audit._trail import EventLike, Linker
-from securecustomer.exceptions import AuditError
+from securecustomer.exceptions import AuditError, ConfigurationError
 
 __all__ = ["SqlAuditSink", "audit_table"]
 
@@ -127,9 +127,9 @@ class SqlAuditSink:
         pool_timeout: float = 30.0,
     ) -> None:
         if pool_size < 1:
-            raise ValueError("pool_size must be at least 1")
+            raise ConfigurationError("pool_size must be at least 1")
         if not pool_timeout > 0:
-            raise ValueError("pool_timeout must be a positive number of seconds")
+            raise ConfigurationError("pool_timeout must be a positive number of seconds")
         self.engine = engine
         self.pool_size = pool_size
         self.pool_timeout = pool_timeout
@@ -195,7 +195,7 @@ class SqlAuditSink:
             except SQLAlchemyError as exc:
                 raise self._error(exc) from exc
             time.sleep(random.uniform(0, 0.01 * min(attempt + 1, 10)))  # noqa: S311 - jitter
-        raise AssertionError("unreachable")  # pragma: no cover
+        raise AuditError("unreachable")  # pragma: no cover
 
     def _append_in(
         self, conn: Connection, events: Sequence[EventLike], link: Linker
@@ -205,7 +205,7 @@ class SqlAuditSink:
         if conn.dialect.name in ("mysql", "mariadb"):
             query = query.with_for_update()
         row = conn.execute(query).first()
-        new = link(None if row is None else _record(row), events)
+        new = link(None if row is None else self._head_record(row), events)
         if new:
             at = self._clock().astimezone(dt.UTC).replace(tzinfo=None)
             conn.execute(
@@ -276,7 +276,16 @@ class SqlAuditSink:
                 row = conn.execute(select(t).order_by(t.c.seq.desc()).limit(1)).first()
         except SQLAlchemyError as exc:
             raise self._error(exc) from exc
-        return None if row is None else _record(row)
+        return None if row is None else self._head_record(row)
+
+    def _head_record(self, row: Any) -> Record:
+        record = _record(row)
+        if not record.hash:
+            raise AuditError(
+                f"audit table {self.table.name!r}: the last row is not a valid record "
+                f"({record.problem}); nothing can be linked or signed after it"
+            )
+        return record
 
     def records(self) -> Iterator[Record]:
         """Every stored record in ``seq`` order (read in pages of 1,000 rows)."""
@@ -293,16 +302,12 @@ class SqlAuditSink:
             except SQLAlchemyError as exc:
                 raise self._error(exc) from exc
             for row in rows:
-                try:
-                    record = _record(row)
-                except (ValueError, TypeError):
-                    prev = GENESIS if last is None else last.hash
-                    record = Record(int(row.seq), prev, "", {})  # unreadable: cannot verify
+                record = _record(row, last)
                 last = record
                 yield record
             if len(rows) < _PAGE:
                 return
-            after = int(rows[-1].seq)
+            after = rows[-1].seq
 
 
 def _own_pool(engine: Engine) -> tuple[Engine, Callable[[], None]]:
@@ -340,8 +345,28 @@ def _own_pool(engine: Engine) -> tuple[Engine, Callable[[], None]]:
     return own, close
 
 
-def _record(row: Any) -> Record:
-    event = json.loads(row.event)
-    if not isinstance(event, dict):
-        raise TypeError("event is not an object")
-    return Record(int(row.seq), str(row.prev).strip(), str(row.hash).strip(), event)
+def _record(row: Any, last: Record | None = None) -> Record:
+    """The record a row holds: its columns must spell the record's canonical line exactly
+    (`parse_line` over ``{"event":<event>,"hash":"<hash>","prev":"<prev>","seq":<seq>}``),
+    so the stored JSON text is byte for byte what was signed and the typed columns are the
+    record's own fields. Otherwise a record with a ``problem``, placed after *last*."""
+    prev = GENESIS if last is None else last.hash
+    seq = row.seq
+    if type(seq) is not int:  # SQLite keeps what it is given: text, a float
+        seq = 1 if last is None else last.seq + 1
+        return Record.unreadable(seq, prev, f"row after seq={seq - 1}: seq is not an integer")
+    where = f"row seq={seq}"
+    texts = (row.event, row.hash, row.prev)
+    if not all(isinstance(text, str) for text in texts):
+        return Record.unreadable(seq, prev, f"{where}: not a record (a column is not text)")
+    event, digest, before = (text.encode("utf-8", "backslashreplace") for text in texts)
+    line = b'{"event":%s,"hash":"%s","prev":"%s","seq":%d}' % (event, digest, before, seq)
+    try:
+        record = parse_line(line)
+    except ValueError as exc:
+        return Record.unreadable(seq, prev, f"{where}: {exc}")
+    if (record.seq, record.prev, record.hash) != (seq, row.prev, row.hash):
+        return Record.unreadable(seq, prev, f"{where}: {NOT_CANONICAL}")
+    if record.problem is not None:
+        return attrs.evolve(record, problem=f"{where} {record.problem}")
+    return record

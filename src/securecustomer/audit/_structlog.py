@@ -21,13 +21,15 @@ processors before the audit keys are bound, or give them another key.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Final
 
-from securecustomer.audit._chain import Record
+from securecustomer.audit._chain import GENESIS, Record
 from securecustomer.audit._trail import EventLike, Linker
+from securecustomer.exceptions import ConfigurationError
 
 __all__ = ["EVENT_KEYS", "StructlogAuditSink", "records_from_lines"]
 
@@ -50,6 +52,7 @@ EVENT_KEYS: Final = (
     "extra",
 )
 _CHAIN_KEYS: Final = ("seq", "prev", "hash")
+_MAX_SEQ: Final = 2**63 - 1
 
 
 class StructlogAuditSink:
@@ -64,7 +67,7 @@ class StructlogAuditSink:
 
     def __init__(self, logger: Any, *, event_name: str = "audit") -> None:
         if not event_name:
-            raise ValueError("event_name must not be empty")
+            raise ConfigurationError("event_name must not be empty")
         self.logger = logger
         self.event_name = event_name
         self._records: list[Record] = []
@@ -102,22 +105,43 @@ def records_from_lines(lines: Iterable[str], *, event_name: str = "audit") -> It
     Lines that are not JSON objects, or whose ``event`` is not *event_name*, or that lack
     ``seq``/``prev``/``hash``, are other log output and skipped. Keys the pipeline added
     (``level``, ``logger``, ...) are dropped; an event key that is missing stays missing, so
-    that record fails verification instead of being silently repaired.
+    that record fails verification instead of being silently repaired. An audit line whose
+    ``seq``, ``prev`` or ``hash`` has the wrong type, or that repeats a key (readers disagree
+    on which one counts), becomes a record with a ``problem``, which the verifier reports at
+    its position. Nothing a line holds makes this raise.
     """
-    for line in lines:
+    last: Record | None = None
+    for number, line in enumerate(lines, 1):
         text = line.strip()
         if not text.startswith("{"):
             continue
+        repeated: list[str] = []
         try:
-            data = json.loads(text)
-        except ValueError:
+            data = json.loads(text, object_pairs_hook=functools.partial(_pairs, repeated))
+        except (ValueError, RecursionError):
             continue
         if not isinstance(data, dict) or data.get("event") != event_name:
             continue
         if not all(key in data for key in _CHAIN_KEYS):
             continue
         event = {key: data[key] for key in EVENT_KEYS if key in data}
-        try:
-            yield Record(int(data["seq"]), str(data["prev"]), str(data["hash"]), event)
-        except (TypeError, ValueError):
-            continue
+        seq, prev, digest = data["seq"], data["prev"], data["hash"]
+        position = 1 if last is None else last.seq + 1
+        after = GENESIS if last is None else last.hash
+        if type(seq) is not int or not 0 < seq <= _MAX_SEQ:
+            record = Record.unreadable(position, after, f"line {number}: seq is not a number")
+        elif not isinstance(prev, str) or not isinstance(digest, str):
+            record = Record.unreadable(position, after, f"line {number}: prev or hash not text")
+        elif repeated:
+            record = Record(seq, prev, digest, event, problem=f"line {number}: a key is repeated")
+        else:
+            record = Record(seq, prev, digest, event)
+        last = record
+        yield record
+
+
+def _pairs(repeated: list[str], pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        repeated.append("")
+    return data

@@ -23,7 +23,7 @@ from securecustomer.audit._chain import (
     verify_chain,
 )
 from securecustomer.audit._event import AuditEvent
-from securecustomer.exceptions import AuditError
+from securecustomer.exceptions import AuditError, ConfigurationError, UnpicklableError
 
 if TYPE_CHECKING:
     from securecustomer.audit._monitor import AccessMonitor
@@ -101,9 +101,9 @@ class AuditTrail:
         monitor: AccessMonitor | None = None,
     ) -> None:
         if on_failure not in ("raise", "log"):
-            raise ValueError("on_failure must be 'raise' or 'log'")
+            raise ConfigurationError("on_failure must be 'raise' or 'log'")
         if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
+            raise ConfigurationError("batch_size must be at least 1")
         self.sink = sink
         self.on_failure = on_failure
         self.batch_size = batch_size
@@ -117,7 +117,7 @@ class AuditTrail:
         return f"<AuditTrail sink={type(self.sink).__name__} on_failure={self.on_failure!r}>"
 
     def __getstate__(self) -> None:
-        raise TypeError("an AuditTrail holds keys and cannot be pickled")
+        raise UnpicklableError("an AuditTrail holds keys and cannot be pickled")
 
     def __enter__(self) -> AuditTrail:
         return self

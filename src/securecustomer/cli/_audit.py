@@ -122,6 +122,8 @@ def _sink(args: argparse.Namespace) -> Any:
 
 
 def run_audit(args: argparse.Namespace) -> int:
+    """Run an ``audit`` command; 0: ok, 1: a finding (tampering, a bad record, an empty
+    trail, a subject id in clear)."""
     from securecustomer.audit import AuditTrail
 
     sink = _sink(args)
@@ -134,6 +136,12 @@ def run_audit(args: argparse.Namespace) -> int:
         assert key is not None  # noqa: S101 - the option is required
         checkpoints = read_checkpoints(args.checkpoint)
         report = AuditTrail(sink, key=key).verify(checkpoints=checkpoints)
+        if report.ok and report.checked == 0:  # an emptied file or table proves nothing
+            print(
+                "EMPTY: the trail holds no records: nothing was verified (emptied or "
+                "truncated, or the wrong file or table?); verify against a checkpoint"
+            )
+            return 1
         if report.ok:
             print(f"ok: {report.checked} records verified", end="")
             print(f", {len(checkpoints)} checkpoint(s) reached" if checkpoints else "")
@@ -143,17 +151,35 @@ def run_audit(args: argparse.Namespace) -> int:
             f"({report.checked} records verified before it)"
         )
         return 1
+    findings = 0
+    trail = None
     if key is not None:
-        report = AuditTrail(sink, key=key).verify()
+        trail = AuditTrail(sink, key=key)
+        report = trail.verify()
         if not report.ok:
+            findings += 1
             print(
                 f"warning: the trail does not verify at record {report.first_bad}: "
                 f"{report.problem}",
                 file=sys.stderr,
             )
-    for line in _report(sink, args):
-        print(line)
-    return 0
+    linked: list[int] = []
+    for line, problem in _report(sink, args, trail, linked):
+        if problem is not None:
+            findings += 1
+            print(f"securecustomer: {problem}", file=sys.stderr)
+        else:
+            print(line)
+    if linked:
+        findings += 1
+        listed = ", ".join(str(seq) for seq in linked[:_LISTED])
+        more = f" and {len(linked) - _LISTED} more" if len(linked) > _LISTED else ""
+        print(
+            f"securecustomer: {len(linked)} events store the data subject's own id in clear "
+            f"next to its pseudonym (resource_id): records {listed}{more}",
+            file=sys.stderr,
+        )
+    return 1 if findings else 0
 
 
 def read_checkpoints(paths: list[str]) -> list[Any]:
@@ -164,31 +190,69 @@ def read_checkpoints(paths: list[str]) -> list[Any]:
     for path in paths:
         try:
             checkpoints.append(Checkpoint.from_dict(json.loads(Path(path).read_text())))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ConfigurationError(f"cannot read the checkpoint {path!r}: {exc}") from None
+        except (OSError, ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:
+            raise ConfigurationError(
+                f"cannot read the checkpoint {path!r}: {type(exc).__name__}"
+            ) from None
     return checkpoints
 
 
-def _report(sink: Any, args: argparse.Namespace) -> Iterator[str]:
+_LISTED = 20
+
+
+def _report(
+    sink: Any, args: argparse.Namespace, trail: Any, linked: list[int]
+) -> Iterator[tuple[str, str | None]]:
+    """The report's lines, as ``(line, None)``; a record that is not an event yields
+    ``("", problem)`` and the report goes on. With *trail* (the key), the records whose
+    resource id is the subject's own id, stored in clear next to its pseudonym, are added to
+    *linked* (every record, whatever the filters) and the id is withheld from the output."""
+    from securecustomer.exceptions import AuditError
+
     for record in sink.records():
-        event = record.event
-        stamp = dt.datetime.fromisoformat(event["timestamp"])
-        if args.actor is not None and event["actor"] != args.actor:
+        try:
+            event = record.audit_event()
+        except AuditError as exc:
+            message = str(exc)
+            prefix = f"record {record.seq}: "
+            yield "", message if message.startswith(prefix) else prefix + message
             continue
-        if args.action is not None and event["action"] != args.action:
+        withheld = (
+            trail is not None
+            and event.subject is not None
+            and event.resource_id is not None
+            and event.resource_id != event.subject
+            and trail.pseudonym(event.resource_id) == event.subject
+        )
+        if withheld:
+            linked.append(record.seq)
+        if args.actor is not None and event.actor != args.actor:
             continue
-        if (args.since is not None and stamp < args.since) or (
-            args.until is not None and stamp >= args.until
+        if args.action is not None and event.action != args.action:
+            continue
+        if (args.since is not None and event.timestamp < args.since) or (
+            args.until is not None and event.timestamp >= args.until
         ):
             continue
         if args.format == "json":
-            yield json.dumps({"seq": record.seq, **event}, sort_keys=True)
+            data = {"seq": record.seq, **record.event}
+            if withheld:
+                data["resource_id"], data["resource_id_withheld"] = None, True
+            yield json.dumps(data, sort_keys=True), None
             continue
-        target = "/".join(str(p) for p in (event["resource_type"], event["resource_id"]) if p)
-        fields = f" fields={','.join(event['fields'])}" if event["fields"] else ""
-        subject = f" subject={event['subject']}" if event["subject"] else ""
-        error = f" ({event['error_type']})" if event["error_type"] else ""
+        resource_id = "[withheld]" if withheld else event.resource_id
+        target = "/".join(_shown(p) for p in (event.resource_type, resource_id) if p)
+        fields = f" fields={_shown(','.join(event.fields))}" if event.fields else ""
+        subject = f" subject={_shown(event.subject)}" if event.subject else ""
+        error = f" ({_shown(event.error_type)})" if event.error_type else ""
         yield (
-            f"{record.seq:>6} {event['timestamp']} {event['actor'] or '-'} {event['action']} "
-            f"{target or '-'}{subject}{fields} {event['outcome']}{error}"
+            f"{record.seq:>6} {record.event['timestamp']} {_shown(event.actor or '-')} "
+            f"{_shown(event.action)} {target or '-'}{subject}{fields} {event.outcome}{error}",
+            None,
         )
+
+
+def _shown(text: str) -> str:
+    """*text* as it is when printable ASCII, else JSON-quoted: no terminal escapes, no
+    lone surrogates, from a trail anyone with write access may have planted."""
+    return text if text.isascii() and text.isprintable() else json.dumps(text)

@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from securecustomer.exceptions import ConfigurationError
+
 __all__ = ["StepTimer", "run_demo"]
 
 #: Called after each step with its title and its duration in seconds (benchmarks).
@@ -31,6 +33,8 @@ def run_demo(directory: str | None = None, *, on_step: StepTimer | None = None) 
         with tempfile.TemporaryDirectory(prefix="securecustomer-demo-") as tmp:
             return _run(Path(tmp), on_step, started, keep=False)
     path = Path(directory)
+    if path.exists() and not path.is_dir():
+        raise ConfigurationError(f"--dir {directory!r}: not a directory")
     path.mkdir(parents=True, exist_ok=True)
     return _run(path, on_step, started, keep=True)
 

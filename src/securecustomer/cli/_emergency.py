@@ -132,18 +132,14 @@ def _confirmed(args: argparse.Namespace) -> bool:
     if args.yes:
         return True
     if not sys.stdin.isatty():
-        print(
-            "securecustomer: error: not a terminal: add --yes to run the emergency response",
-            file=sys.stderr,
-        )
-        return False
+        raise ConfigurationError("not a terminal: add --yes to run the emergency response")
     try:
         answer = input("proceed? type yes: ")
     except EOFError:
         answer = ""
     if answer.strip().lower() == "yes":
         return True
-    print("securecustomer: nothing was changed", file=sys.stderr)
+    print("securecustomer keys emergency: not confirmed: nothing was changed", file=sys.stderr)
     return False
 
 

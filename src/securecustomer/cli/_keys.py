@@ -93,14 +93,6 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def database_error(exc: Exception) -> int:
-    """Report a database error in one line (the driver's error, without parameters)."""
-    cause = getattr(exc, "orig", None) or exc
-    first_line = (str(cause).splitlines() or [""])[0]
-    print(f"securecustomer: error: database: {type(cause).__name__}: {first_line}", file=sys.stderr)
-    return 1
-
-
 def _key_options(
     parser: argparse.ArgumentParser, *, store_required: bool, master_required: bool = True
 ) -> None:
@@ -127,24 +119,20 @@ def _key_options(
 
 def run_keys(args: argparse.Namespace) -> int:
     """Run one ``keys`` action; returns the exit status."""
-    from sqlalchemy.exc import SQLAlchemyError
-
     if args.keys_command is None:
         args.keys_parser.print_help()
         return 2
     try:
         action: Callable[[argparse.Namespace], int] = _ACTIONS[args.keys_command]
         return action(args)
-    except SQLAlchemyError as exc:
-        return database_error(exc)
     except KeyboardInterrupt:
-        hint = ""
-        if args.keys_command == "reencrypt":
-            hint = (
-                ": committed batches are kept, the batch in flight was rolled back; run the "
-                "command again to resume"
-            )
-        print(f"\nsecurecustomer: interrupted{hint}", file=sys.stderr)
+        if args.keys_command != "reencrypt":
+            raise
+        print(
+            "\nsecurecustomer keys reencrypt: interrupted: committed batches are kept, the "
+            "batch in flight was rolled back; run the command again to resume",
+            file=sys.stderr,
+        )
         return 130
 
 

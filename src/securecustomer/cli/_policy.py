@@ -1,9 +1,10 @@
 """``securecustomer policy lint | explain | review``: check a policy file before it ships.
 
 ``lint`` loads the file as `PolicyEngine` would (a document that does not load, or names an
-unknown mask, is an error: exit 1) and prints `Policy.lint` findings as warnings (exit 1
-with ``--strict``). ``explain`` prints one request's decision and every rule's part in it;
-``review`` the effective permissions of a set of role assignments.
+unknown mask, is an error: exit 1; a missing file is bad usage: exit 2) and prints
+`Policy.lint` findings as warnings (exit 1 with ``--strict``). ``explain`` prints one
+request's decision and every rule's part in it; ``review`` the effective permissions of a
+set of role assignments.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import argparse
 import datetime as dt
 import json
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from securecustomer.cli._files import input_file, load_policy, read_text
 from securecustomer.exceptions import ConfigurationError, PolicyError
 
 if TYPE_CHECKING:
@@ -95,14 +96,13 @@ def run_policy(args: argparse.Namespace) -> int:
 
 
 def _engine(path: str) -> PolicyEngine:
-    from securecustomer.policy import Policy, PolicyEngine
+    from securecustomer.policy import PolicyEngine
 
-    if not Path(path).is_file():
-        raise ConfigurationError(f"{path}: no such file")
-    return PolicyEngine(Policy.from_file(path))
+    return PolicyEngine(load_policy(path))
 
 
 def _lint(args: argparse.Namespace) -> int:
+    input_file(args.file)  # nothing to lint: bad usage (exit 2), not a finding
     try:
         engine = _engine(args.file)
     except PolicyError as exc:
@@ -126,16 +126,15 @@ def _lint(args: argparse.Namespace) -> int:
 
 def _json(text: str, option: str, *, may_be_file: bool = False) -> Any:
     if may_be_file and not text.lstrip().startswith(("{", "[")):
-        try:
-            text = Path(text).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigurationError(f"{option}: cannot read {text!r}: {exc}") from None
+        text = read_text(text, option)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigurationError(
             f"{option}: not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
         ) from None
+    except RecursionError:
+        raise ConfigurationError(f"{option}: nested too deeply") from None
 
 
 def _object(text: str | None, option: str, keys: set[str]) -> dict[str, Any]:

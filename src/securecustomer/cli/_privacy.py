@@ -11,17 +11,16 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import sys
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
+from securecustomer.cli._files import load_policy
 from securecustomer.cli._keys import (
     _engine,
     _import,
     _key_options,
     _positive_int,
-    database_error,
 )
 from securecustomer.cli._privacy_options import (
     bind_slots,
@@ -180,22 +179,17 @@ def _optional_engine(url: str | None) -> Iterator[Engine | None]:
 
 def run_privacy(args: argparse.Namespace) -> int:
     """Run ``inventory``, ``assess``, ``subject`` or ``retention``; returns the exit status."""
-    from sqlalchemy.exc import SQLAlchemyError
+    if args.command == "subject":
+        from securecustomer.cli._subject import run_subject
 
-    try:
-        if args.command == "subject":
-            from securecustomer.cli._subject import run_subject
-
-            return run_subject(args)
-        if args.command == "retention":
-            return _retention(args)
-        return _inventory(args)
-    except SQLAlchemyError as exc:
-        return database_error(exc)
+        return run_subject(args)
+    if args.command == "retention":
+        return _retention(args)
+    return _inventory(args)
 
 
 def _inventory(args: argparse.Namespace) -> int:
-    from securecustomer.policy import Policy, PolicyEngine
+    from securecustomer.policy import PolicyEngine
     from securecustomer.privacy import DataInventory, assess
 
     metadata = load_metadata(args)
@@ -215,7 +209,7 @@ def _inventory(args: argparse.Namespace) -> int:
         if args.command == "inventory":
             print(inventory.to_markdown() if args.format == "markdown" else inventory.to_json())
             return 1 if _failed(inventory.findings, args.fail_on) else 0
-        policy = PolicyEngine(Policy.from_file(args.policy)) if args.policy else None
+        policy = PolicyEngine(load_policy(args.policy, "--policy")) if args.policy else None
         report = assess(
             inventory,
             policy=policy,
@@ -245,12 +239,10 @@ def _retention(args: argparse.Namespace) -> int:
     from securecustomer.privacy import RetentionRule, apply_retention
 
     if not args.dry_run and not args.yes:
-        print(
-            "securecustomer: error: retention deletes or anonymizes rows for good: add --yes "
-            "to apply it (or --dry-run to count them)",
-            file=sys.stderr,
+        raise ConfigurationError(
+            "retention deletes or anonymizes rows for good: add --yes to apply it (or "
+            "--dry-run to count them)"
         )
-        return 1
     rules = _import(args.rules, args.app_dir, option="--rules")
     if isinstance(rules, RetentionRule):
         rules = [rules]

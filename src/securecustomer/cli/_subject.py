@@ -9,13 +9,10 @@ only with ``--yes``.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-import tempfile
 from contextlib import ExitStack
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from securecustomer.cli._files import check_output, replacing
 from securecustomer.cli._keys import _engine, _import, _key_options, _keyring
 from securecustomer.cli._privacy_options import (
     bind_slots,
@@ -113,17 +110,11 @@ def run_subject(args: argparse.Namespace) -> int:
         args.subject_parser.print_help()
         return 2
     if args.subject_command == "erase" and not args.yes:
-        print(
-            "securecustomer: error: erasing a subject cannot be undone: add --yes to erase it",
-            file=sys.stderr,
-        )
-        return 1
+        raise ConfigurationError("erasing a subject cannot be undone: add --yes to erase it")
     ident = subject_id(args.subject_id, args.id_type)
     if args.subject_command == "export" and args.out is not None:
-        folder = Path(args.out).parent
-        if not folder.is_dir() or not os.access(folder, os.W_OK):
-            # refused before anything is read or audited: an export must reach its file
-            raise ConfigurationError(f"--out {args.out!r}: no writable directory {str(folder)!r}")
+        # refused before anything is read or audited: an export must reach its file
+        check_output(args.out, "--out")
     packages = set()
     for spec in args.models:
         _import(spec, args.app_dir, option="--models", attribute_required=False)
@@ -183,19 +174,9 @@ def _write(text: str, out: str | None) -> None:
     if out is None:
         print(text)
         return
-    target = Path(out)
-    try:
-        fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    except OSError as exc:
-        raise ConfigurationError(f"--out {out!r}: cannot write: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:  # mkstemp: mode 0600
-            handle.write(text + "\n")
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    print(f"exported to {target} (personal data: keep it safe, delete it once sent)")
+    with replacing(out, "--out") as temporary:  # mode 0600, renamed once written whole
+        temporary.write_text(text + "\n", encoding="utf-8")
+    print(f"exported to {out} (personal data: keep it safe, delete it once sent)")
 
 
 def _counts(counts: Any) -> str:

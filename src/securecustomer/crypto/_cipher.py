@@ -47,6 +47,7 @@ from securecustomer.exceptions import (
     KeyDestroyedError,
     KeyDisabledError,
     KeyStateError,
+    UnpicklableError,
 )
 
 __all__ = ["FieldCipher", "KeySet", "KeySource"]
@@ -195,7 +196,7 @@ class FieldCipher:
         return f"<FieldCipher scope={self.scope!r} {mode}>"
 
     def __reduce__(self) -> NoReturn:
-        raise TypeError("FieldCipher objects hold keys and cannot be pickled")
+        raise UnpicklableError("FieldCipher objects hold keys and cannot be pickled")
 
     # -- keys ---------------------------------------------------------------------------
 

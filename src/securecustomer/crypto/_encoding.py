@@ -15,7 +15,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Final
 
-from securecustomer.exceptions import UnsupportedValueError
+from securecustomer.exceptions import DecryptionError, UnsupportedValueError
 
 __all__ = ["DECODERS", "TYPE_CODES", "Value", "decode_value", "encode_value", "type_code"]
 
@@ -113,8 +113,8 @@ def _enc_datetime(value: dt.datetime) -> bytes:
     back = _parse_datetime(data)
     if back != value or back.utcoffset() != value.utcoffset():
         raise UnsupportedValueError(
-            f"{value.replace(tzinfo=None).isoformat()} does not exist in time zone {tz} "
-            "(it falls in a clock change gap); convert it to an existing time first"
+            "the datetime does not exist in its time zone (it falls in a clock change gap); "
+            "convert it to an existing time first"
         )
     return data
 
@@ -171,7 +171,7 @@ def encode_value(value: object) -> tuple[int, bytes]:
     return code, _ENCODERS[code](value)
 
 
-class _Malformed(ValueError):
+class _Malformed(DecryptionError, ValueError):
     """An authenticated plaintext that does not decode: only a foreign encoder can cause it."""
 
 
@@ -290,5 +290,5 @@ def decode_value(code: int, data: bytes) -> Value:
     """Decode canonical bytes of type *code*; raise `ValueError` if they are malformed."""
     decoder = DECODERS.get(code)
     if decoder is None:
-        raise ValueError("unknown type code")
+        raise _Malformed
     return decoder(data)  # type: ignore[no-any-return]

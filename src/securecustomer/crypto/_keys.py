@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM, AESSIV
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from securecustomer.crypto._format import AES_256_GCM, AES_256_SIV, header, length_prefixed
+from securecustomer.exceptions import ConfigurationError, KeyStateError, UnpicklableError
 
 __all__ = ["KEY_SIZE", "DataKey", "KeyState", "derive"]
 
@@ -59,9 +60,9 @@ class DataKey:
         self, *, key_id: int, scope: str, version: int, state: KeyState, material: bytes | None
     ) -> None:
         if not 0 <= key_id <= 0xFFFFFFFF:
-            raise ValueError("key id must fit in 32 bits")
+            raise ConfigurationError("key id must fit in 32 bits")
         if material is not None and len(material) != KEY_SIZE:
-            raise ValueError(f"data key material must be {KEY_SIZE} bytes")
+            raise ConfigurationError(f"data key material must be {KEY_SIZE} bytes")
         self.key_id = key_id
         self.scope = scope
         self.version = version
@@ -91,7 +92,7 @@ class DataKey:
 
     def _require(self) -> bytes:
         if self._material is None:
-            raise ValueError("this key has no material")
+            raise KeyStateError("this key has no material")
         return self._material
 
     def __repr__(self) -> str:
@@ -101,4 +102,4 @@ class DataKey:
         )
 
     def __reduce__(self) -> NoReturn:
-        raise TypeError("key objects cannot be pickled")
+        raise UnpicklableError("key objects cannot be pickled")

@@ -22,7 +22,12 @@ from typing import Literal
 from securecustomer.crypto import Context, DataKey, FieldCipher, KeySet, KeyState, Value
 from securecustomer.crypto._encoding import encode_value
 from securecustomer.crypto._format import NONCE_SIZE
-from securecustomer.exceptions import DecryptionError, KeyNotFoundError
+from securecustomer.exceptions import (
+    ConfigurationError,
+    DecryptionError,
+    KeyStateError,
+    UnknownKeyError,
+)
 
 __all__ = ["StaticKeySource", "decrypt_with_key", "encrypt_with_nonce", "field_cipher"]
 
@@ -48,7 +53,7 @@ class StaticKeySource:
         return self._keyset
 
     def missing_key(self, key_id: int, scope: str) -> Exception:
-        return KeyNotFoundError(f"no data key with id {key_id:#010x}", key_id=key_id)
+        return UnknownKeyError(f"no data key with id {key_id:#010x}", key_id=key_id)
 
     def __repr__(self) -> str:
         return f"<StaticKeySource scope={self._keyset.scope!r} keys={len(self._keyset.by_id)}>"
@@ -79,13 +84,13 @@ def encrypt_with_nonce(
     )
     if algorithm == "aes-256-siv":
         if nonce is not None:
-            raise ValueError("AES-256-SIV takes no nonce")
+            raise ConfigurationError("AES-256-SIV takes no nonce")
         return cipher.encrypt(value, context=context)
     if nonce is None or len(nonce) != NONCE_SIZE:
-        raise ValueError(f"AES-256-GCM needs a {NONCE_SIZE}-byte nonce")
+        raise ConfigurationError(f"AES-256-GCM needs a {NONCE_SIZE}-byte nonce")
     key = cipher._keyset().primary
     if key is None or key.gcm is None:  # pragma: no cover - a static key set is always active
-        raise ValueError("no usable key")
+        raise KeyStateError("no usable key")
     code, data = encode_value(value)
     head = key.gcm_headers[code]
     aad = cipher._aad(head, context)
@@ -99,5 +104,5 @@ def decrypt_with_key(
     cipher = field_cipher(material, key_id=key_id, scope=scope)
     try:
         return cipher.decrypt(token, context=context)
-    except KeyNotFoundError:
+    except UnknownKeyError:
         raise DecryptionError from None

@@ -34,6 +34,7 @@ from securecustomer.exceptions import (
     KeyProviderError,
     KeyProviderUnavailable,
     KeyUnwrapError,
+    UnpicklableError,
 )
 from securecustomer.keys._records import WrappedKey
 from securecustomer.keys._retry import RetryPolicy
@@ -300,7 +301,7 @@ class AwsKmsKeyProvider:
         return f"<AwsKmsKeyProvider key_id={self._key_id!r} region={self._region!r}>"
 
     def __reduce__(self) -> NoReturn:
-        raise TypeError(
+        raise UnpicklableError(
             "AwsKmsKeyProvider holds a KMS client with credentials and cannot be pickled"
         )
 

@@ -25,10 +25,11 @@ from securecustomer.exceptions import (
     ConfigurationError,
     DecryptionError,
     KeyManagementError,
-    KeyNotFoundError,
     KeyStateError,
     KeyStoreError,
     KeyUnwrapError,
+    UnknownKeyError,
+    UnpicklableError,
 )
 from securecustomer.keys._lifecycle import KeyLifecycle, KeyStatus, _check_scope
 from securecustomer.keys._records import (
@@ -125,7 +126,7 @@ class Keyring(KeyLifecycle):
         return f"<Keyring {state} provider={self.provider!r} store={self.store!r}>"
 
     def __reduce__(self) -> NoReturn:
-        raise TypeError("Keyring objects hold keys and cannot be pickled")
+        raise UnpicklableError("Keyring objects hold keys and cannot be pickled")
 
     # -- loading --------------------------------------------------------------------------
 
@@ -335,7 +336,7 @@ class Keyring(KeyLifecycle):
         """The error for a token whose key id is not one of *scope*'s keys."""
         record = self.store.data_key(key_id)
         if record is None:
-            return KeyNotFoundError(
+            return UnknownKeyError(
                 f"no data key with id {key_id:#010x} in the key store (wrong key store?)",
                 key_id=key_id,
             )

@@ -15,7 +15,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from securecustomer.crypto._keys import derive
-from securecustomer.exceptions import ConfigurationError, KeyUnwrapError
+from securecustomer.exceptions import ConfigurationError, KeyUnwrapError, UnpicklableError
 from securecustomer.keys._fs import atomic_write, leftovers, locked, scrub, temp_path
 from securecustomer.keys._records import WrappedKey
 
@@ -175,7 +175,7 @@ class LocalKeyProvider:
         return f"<LocalKeyProvider source={self._source!r} primary={self._primary}>"
 
     def __reduce__(self) -> NoReturn:
-        raise TypeError("LocalKeyProvider holds a master key and cannot be pickled")
+        raise UnpicklableError("LocalKeyProvider holds a master key and cannot be pickled")
 
 
 def _read_entries(path: Path) -> list[dict[str, str]]:

@@ -8,7 +8,7 @@ from typing import Protocol
 import attrs
 
 from securecustomer.crypto import KeyState
-from securecustomer.exceptions import KeyStateError
+from securecustomer.exceptions import KeyStateError, KeyStoreError
 
 __all__ = [
     "DataKeyRecord",
@@ -164,7 +164,7 @@ def check_update(old: RootKeyRecord | DataKeyRecord, new: RootKeyRecord | DataKe
         same = old.version == new.version
         key_id = scope = None
     else:
-        raise TypeError("cannot update a record with a record of another kind")
+        raise KeyStoreError("cannot update a record with a record of another kind")
     if not same:
         raise KeyStateError("an update cannot change a key's identity", key_id=key_id, scope=scope)
     if old.state is KeyState.DESTROYED and new.state is not KeyState.DESTROYED:

@@ -298,12 +298,16 @@ def _dump(records: _Records) -> bytes:
     return (json.dumps(document, indent=1, ensure_ascii=False) + "\n").encode()
 
 
+class _Corrupt(KeyStoreError, ValueError):
+    """A key-store document that does not parse; `_load` adds the file's name."""
+
+
 def _parse(raw: bytes) -> _Records:
     document: Any = json.loads(raw.decode("utf-8"))
     if not isinstance(document, dict) or document.get("format") != _FORMAT:
-        raise ValueError(f'"format" must be "{_FORMAT}"')
+        raise _Corrupt(f'"format" must be "{_FORMAT}"')
     if document.get("version") != 1:
-        raise ValueError('unsupported "version" (expected 1)')
+        raise _Corrupt('unsupported "version" (expected 1)')
     records = _Records()
     for index, item in enumerate(document["roots"]):
         try:
@@ -321,7 +325,7 @@ def _parse(raw: bytes) -> _Records:
                 ),
             )
         except (ValueError, KeyError, TypeError, binascii.Error) as exc:
-            raise ValueError(f"roots[{index}]: {exc!r}") from None
+            raise _Corrupt(f"roots[{index}]: {exc!r}") from None
         records.roots[root.version] = root
     for index, item in enumerate(document["data_keys"]):
         try:
@@ -335,9 +339,9 @@ def _parse(raw: bytes) -> _Records:
                 wrapped=base64.b64decode(item["wrapped"], validate=True),
             )
         except (ValueError, KeyError, TypeError, binascii.Error) as exc:
-            raise ValueError(f"data_keys[{index}]: {exc!r}") from None
+            raise _Corrupt(f"data_keys[{index}]: {exc!r}") from None
         if key.key_id in records.data:
-            raise ValueError(f"data_keys[{index}]: duplicate key id {key.key_id:#010x}")
+            raise _Corrupt(f"data_keys[{index}]: duplicate key id {key.key_id:#010x}")
         records.data[key.key_id] = key
     for index, item in enumerate(document.get("scopes", [])):
         try:
@@ -352,5 +356,5 @@ def _parse(raw: bytes) -> _Records:
 
 def _int(value: object) -> int:
     if type(value) is not int:
-        raise TypeError("expected an integer")
+        raise _Corrupt("expected an integer")
     return value

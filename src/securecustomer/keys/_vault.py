@@ -44,6 +44,7 @@ from securecustomer.exceptions import (
     KeyProviderError,
     KeyProviderUnavailable,
     KeyUnwrapError,
+    UnpicklableError,
 )
 from securecustomer.keys._records import WrappedKey
 from securecustomer.keys._retry import RetryPolicy
@@ -77,7 +78,7 @@ class VaultClient(Protocol):
     def adapter(self) -> _Adapter: ...
 
 
-class _UnexpectedAnswer(Exception):
+class _UnexpectedAnswer(KeyProviderError):
     """Vault answered 2xx with a body the provider cannot read (a proxy, another API)."""
 
 
@@ -196,7 +197,9 @@ class VaultTransitKeyProvider:
         )
 
     def __reduce__(self) -> NoReturn:
-        raise TypeError("VaultTransitKeyProvider holds an authenticated client; not picklable")
+        raise UnpicklableError(
+            "VaultTransitKeyProvider holds an authenticated client; not picklable"
+        )
 
     # -- KeyProvider ----------------------------------------------------------------------
 

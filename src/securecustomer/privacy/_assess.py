@@ -15,7 +15,7 @@ import attrs
 
 from securecustomer.audit import AuditEvent, AuditTrail, Record
 from securecustomer.crypto import KeyState
-from securecustomer.exceptions import ConfigurationError
+from securecustomer.exceptions import AuditError, ConfigurationError
 from securecustomer.keys import Keyring, LocalKeyProvider
 from securecustomer.policy import PolicyEngine
 from securecustomer.privacy._classify import Sensitivity
@@ -237,7 +237,7 @@ def _last_reads(
     for item in trail:
         try:
             event = item.audit_event() if isinstance(item, Record) else item
-        except (KeyError, TypeError, ValueError):
+        except (AuditError, KeyError, TypeError, ValueError):
             continue  # a damaged record: skipped, as breach_scope does
         rtype = event.resource_type
         if event.action != "read" or event.outcome != "success" or rtype not in resource_types:

@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from securecustomer.audit import AuditEvent, AuditTrail, Checkpoint, Record
-from securecustomer.exceptions import ConfigurationError, KeyNotFoundError
+from securecustomer.exceptions import AuditError, ConfigurationError, KeyNotFoundError
 from securecustomer.keys import Keyring
 from securecustomer.privacy._assess import markdown_cell
 from securecustomer.privacy._holds import aware, utc_now
@@ -372,14 +372,12 @@ def _read(items: Iterable[Record | AuditEvent], where: _Filter) -> _Tally:
         if isinstance(item, AuditEvent):
             event, at = item.to_dict(), item.timestamp
         else:
-            event = item.event
-            try:
-                at = dt.datetime.fromisoformat(str(event["timestamp"]))
-                if at.tzinfo is None:
-                    raise ValueError("naive timestamp")
-            except (KeyError, TypeError, ValueError):
+            try:  # checked: a damaged or rewritten record is counted, never read
+                at = item.audit_event().timestamp
+            except AuditError:
                 tally.unreadable += 1
                 continue
+            event = item.event
         if where.matches(event, at):
             tally.add(event, at)
     return tally

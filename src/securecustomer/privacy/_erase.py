@@ -7,7 +7,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
+from sqlalchemy import inspect
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.schema import sort_tables
 
 from securecustomer.audit import AuditTrail, default_trail
@@ -96,6 +98,26 @@ def _check_holds(holds: LegalHolds | None, names: Iterable[str], subject_id: obj
         )
 
 
+def _forget_loaded(session: Session, plan: Iterable[tuple[SubjectModel, Shape, str, Any]]) -> None:
+    """Expire the objects of *session* that hold the erased rows, so that they return the
+    erased values on their next access instead of the plaintexts they loaded (a session
+    with ``expire_on_commit=False`` keeps them otherwise); objects of deleted rows are
+    expunged too. An object whose subject attribute is not loaded is expired in case."""
+    for obj in list(session.identity_map.values()):
+        state = inspect(obj)
+        for registered, shape, how, value in plan:
+            if not state.mapper.isa(shape.mapper):
+                continue
+            loaded = state.dict.get(registered.subject, NO_VALUE)
+            if loaded is NO_VALUE:
+                session.expire(obj)
+            elif type(loaded) is type(value) and loaded == value:
+                session.expire(obj)
+                if how == "delete":
+                    session.expunge(obj)
+                break
+
+
 def erase_subject(
     session: Session,
     subject_id: object,
@@ -136,7 +158,10 @@ def erase_subject(
     for as long as their column key lives (only a destroyed subject key shreds copies).
     A row of the subject inserted concurrently, after its table was erased, survives (in
     a subject-scoped model unreadable once the key is destroyed): stop writes for the
-    subject first. Forgetting *consents* also deletes opt-outs (sale, sharing): keep the
+    subject first. The objects of the erased rows in *session* are expired (deleted ones
+    expunged) after the commit, even with ``expire_on_commit=False``; objects that *other*
+    sessions loaded cannot be reached and keep their values until those sessions expire
+    them. Forgetting *consents* also deletes opt-outs (sale, sharing): keep the
     subject out of such processing by other means if any of its data remains.
     """
     target = trail if trail is not None else default_trail.get()
@@ -189,6 +214,7 @@ def erase_subject(
     except BaseException:
         session.rollback()
         raise
+    _forget_loaded(session, plan)
     destroyed: dict[tuple[int, str], list[int]] = {
         key: _destroy(ring, scope) for key, (ring, scope) in scopes.items()
     }

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Dialect, Engine, RowMapping
 from sqlalchemy.types import TypeDecorator
 
 from securecustomer.audit import AuditEvent, current_actor
-from securecustomer.exceptions import ConfigurationError
+from securecustomer.exceptions import ConfigurationError, RecordNotFoundError
 
 __all__ = ["LegalHold", "LegalHolds", "legal_hold_table"]
 
@@ -213,7 +213,7 @@ class LegalHolds:
         with self.engine.begin() as conn:
             row = conn.execute(select(table).where(table.c.id == hold_id)).mappings().first()
             if row is None:
-                raise KeyError(f"no legal hold with id {hold_id!r}")
+                raise RecordNotFoundError(f"no legal hold with id {hold_id!r}")
             hold = _hold(row)
             if not hold.active:
                 return hold

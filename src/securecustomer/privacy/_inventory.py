@@ -11,7 +11,7 @@ import attrs
 from sqlalchemy import Column, MetaData, String, Table
 from sqlalchemy.engine import Connection, Engine
 
-from securecustomer.exceptions import ConfigurationError
+from securecustomer.exceptions import ConfigurationError, RecordNotFoundError
 from securecustomer.keys import Keyring
 from securecustomer.privacy._assess import (
     RiskFinding,
@@ -276,7 +276,7 @@ class DataInventory:
         for entry in self.entries:
             if entry.table == table and entry.column == column:
                 return entry
-        raise KeyError(f"{table}.{column} is not a classified column of this inventory")
+        raise RecordNotFoundError(f"{table}.{column} is not a classified column of this inventory")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready values: names, categories and measures, never data values."""
