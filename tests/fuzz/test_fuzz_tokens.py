@@ -3,7 +3,7 @@
 Random bytes and mutated valid tokens (bit flips, truncations, extensions, header field
 changes) of every value type, randomized (AES-256-GCM) and deterministic (AES-256-SIV),
 fed to `FieldCipher.decrypt`, `FieldCipher.decrypt_many` and `parse_header`. Only
-`DecryptionError` and its documented subclasses (`KeyNotFoundError`, `KeyDisabledError`,
+`DecryptionError` and its documented subclasses (`UnknownKeyError`, `KeyDisabledError`,
 `KeyDestroyedError`) may escape: never IndexError, ValueError, struct.error and the like.
 A mutated token never decrypts; an unchanged one always does.
 
