@@ -92,7 +92,9 @@ EXPECTED = {
         "KeySet",
         "KeySource",
         "KeyState",
+        "TokenHeader",
         "Value",
+        "parse_header",
     ],
     "securecustomer.keys": [
         "AwsKmsKeyProvider",
@@ -111,6 +113,7 @@ EXPECTED = {
         "VaultTransitKeyProvider",
         "WrappedKey",
         "check_update",
+        "scope_destroyed",
     ],
     "securecustomer.policy": [
         "AccessRequest",
