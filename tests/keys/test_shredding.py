@@ -122,6 +122,7 @@ class TestOldStores:
     def test_opens_and_keeps_its_meaning(self, tmp_path: Path) -> None:
         for name in ("keystore_d6c9683.json", "keystore_d6c9683.master.key"):
             shutil.copy(DATA / name, tmp_path / name)
+        (tmp_path / "keystore_d6c9683.master.key").chmod(0o600)  # git keeps no file modes
         tokens = json.loads((DATA / "keystore_d6c9683.tokens.json").read_text())
         path = tmp_path / "keystore_d6c9683.json"
         provider = LocalKeyProvider.from_file(tmp_path / "keystore_d6c9683.master.key")

@@ -347,9 +347,9 @@ def _parse(raw: bytes) -> _Records:
         try:
             scope, state = str(item["scope"]), KeyState(item["state"])
             if state not in (KeyState.ACTIVE, KeyState.DESTROYED):
-                raise ValueError(f"a scope cannot be {state.value!r}")
+                raise _Corrupt(f"a scope cannot be {state.value!r}")
         except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"scopes[{index}]: {exc!r}") from None
+            raise _Corrupt(f"scopes[{index}]: {exc!r}") from None
         records.marks[scope] = state
     return records
 
