@@ -64,7 +64,7 @@ def _counted(value: object, fn: Callable[..., Any]) -> int:
     if type(value) is int and value >= 0:
         return value
     if not isinstance(value, str | bytes) and hasattr(value, "__len__"):
-        return len(value)  # type: ignore[arg-type]
+        return len(value)
     raise UsageError(
         f"@audited on {fn.__qualname__}: subject_count gave a {type(value).__name__}, "
         "not a number of subjects (0 or more) or a collection to count"
