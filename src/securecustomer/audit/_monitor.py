@@ -597,7 +597,10 @@ class AccessMonitor:
                 self._busy = True
             try:
                 if overflowed:
-                    self._report_overflow(overflowed, times)
+                    try:
+                        self._report_overflow(overflowed, times)
+                    except Exception as exc:  # a logger that fails must not stop the thread
+                        _log.error("audit_monitor_failed", error_type=type(exc).__name__)
                 for item, at in batch:
                     try:
                         event = item if isinstance(item, AuditEvent) else AuditEvent.from_dict(item)
