@@ -28,6 +28,7 @@ from securecustomer.privacy._classify import (
     sample_shares,
     suggest_category,
 )
+from securecustomer.privacy._subjects import model_shape, registered_subject_models
 from securecustomer.sqlalchemy import BlindIndex, Encrypted, RowEncryption
 from securecustomer.sqlalchemy._orm import _registry
 
@@ -264,6 +265,7 @@ class DataInventory:
                 f for f in findings if not (f.code == "unclassified-pii" and f.where in flagged)
             ]
             findings.extend(sampled)
+        findings.extend(_unreached(metadata, entries, findings))
         if keyring is not None:
             prefixes = {"subject:", *(c.subject_prefix for c in subject_scopes.values())}
             findings.extend(
@@ -338,6 +340,45 @@ class DataInventory:
         lines += ["", "## Findings", ""]
         lines += findings_markdown(self.findings)
         return "\n".join(lines) + "\n"
+
+
+def _personal(entry: ColumnEntry) -> bool:
+    """Whether a classified column holds personal data (not marked other and public)."""
+    return entry.category != "other" or entry.sensitivity > Sensitivity.PUBLIC
+
+
+def _unreached(
+    metadata: MetaData, entries: Iterable[ColumnEntry], findings: Iterable[RiskFinding]
+) -> list[RiskFinding]:
+    """Tables holding personal data (classified, or detected by name or sample) that no
+    model registered with `register_subject` reaches: a subject's export and erasure
+    miss them. Only when some table of *metadata* is registered (subject requests are
+    then handled through the registry)."""
+    reached = {model_shape(r.model).table for r in registered_subject_models()}
+    tables = {t.name: t for t in metadata.tables.values()}
+    if reached.isdisjoint(tables.values()):
+        return []
+    columns: dict[str, set[str]] = {}
+    for entry in entries:
+        if _personal(entry):
+            columns.setdefault(entry.table, set()).add(entry.column)
+    for finding in findings:
+        if finding.code == "unclassified-pii":
+            table, _, column = finding.where.rpartition(".")
+            columns.setdefault(table, set()).add(column)
+    return [
+        RiskFinding(
+            "medium",
+            "unreached-personal-data",
+            name,
+            f"holds personal data ({', '.join(sorted(found))}) but no model registered with "
+            "register_subject() reaches it: a subject's export and erasure miss it; register "
+            'it (with via="relationship.subject_column" when the subject id is a foreign key '
+            "or more away)",
+        )
+        for name, found in sorted(columns.items())
+        if name in tables and tables[name] not in reached
+    ]
 
 
 def _sampled_findings(
