@@ -144,6 +144,7 @@ EXPECTED = {
         "KeyNotFoundError",
         "KeyProviderAccessDenied",
         "KeyProviderError",
+        "KeyProviderTLSError",
         "KeyProviderUnavailable",
         "KeyStateError",
         "KeyStoreError",
