@@ -125,7 +125,8 @@ class RetryPolicy:
                     if isinstance(error, KeyProviderUnavailable) and attempt > 1:
                         error = KeyProviderUnavailable(f"{error} ({what}: {attempt} attempts)")
                     raise error from exc
-                last = KeyProviderUnavailable(f"{error} ({what}: {attempt} attempts)")
+                plural = "s" if attempt > 1 else ""
+                last = KeyProviderUnavailable(f"{error} ({what}: {attempt} attempt{plural})")
                 last.__cause__ = exc
             backoff = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
             wait = min(self.jitter() * backoff, max(0.0, self.deadline - (self.clock() - started)))
