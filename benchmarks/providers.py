@@ -141,7 +141,7 @@ def vault_provider(stack: ExitStack) -> tuple[Provider, str]:
         calls.add(parts[2] if len(parts) > 2 else response.request.path_url)
 
     client.adapter.session.hooks["response"].append(count)
-    provider = VaultTransitKeyProvider(client, key=server.new_transit_key())
+    provider = VaultTransitKeyProvider(client, key=server.new_transit_key(), insecure_http=True)
     version = _bao_version(server.binary)
     return Provider(
         "Vault Transit (OpenBao)", provider, calls, "HTTP responses of the hvac session"
@@ -161,7 +161,7 @@ def kms_provider(stack: ExitStack, log_dir: Path) -> Provider:
 
     client = server.client()
     client.meta.events.register("before-call.kms", count)
-    provider = AwsKmsKeyProvider(client, key_id=server.create_key())
+    provider = AwsKmsKeyProvider(client, key_id=server.create_key(), insecure_http=True)
     return Provider("AWS KMS (moto server)", provider, calls, "botocore before-call events")
 
 

@@ -29,6 +29,7 @@ class TestTree:
             (exc.KeyUnwrapError, (exc.KeyProviderError,)),
             (exc.KeyProviderUnavailable, (exc.KeyProviderError,)),
             (exc.KeyProviderAccessDenied, (exc.KeyProviderError,)),
+            (exc.KeyProviderTLSError, (exc.KeyProviderError,)),
             (exc.KeyProviderError, (exc.KeyManagementError,)),
             (exc.AccessDenied, (exc.AuthorizationError, PermissionError)),
             (exc.PolicyError, (ValueError,)),

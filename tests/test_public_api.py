@@ -149,6 +149,7 @@ EXPECTED = {
         "KeyNotFoundError",
         "KeyProviderAccessDenied",
         "KeyProviderError",
+        "KeyProviderTLSError",
         "KeyProviderUnavailable",
         "KeyStateError",
         "KeyStoreError",

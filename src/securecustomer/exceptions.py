@@ -18,7 +18,9 @@ Catch the branch that matches what you can do about the failure::
     │   └── KeyProviderError                   the master-key provider failed
     │       ├── KeyUnwrapError                 wrong master key, or a wrapped key was altered
     │       ├── KeyProviderUnavailable         the provider could not be reached (retry later)
-    │       └── KeyProviderAccessDenied        the provider refused (fix credentials / policy)
+    │       ├── KeyProviderAccessDenied        the provider refused (fix credentials / policy)
+    │       └── KeyProviderTLSError            the provider's TLS certificate could not be
+    │                                          verified (fix the address or the CA bundle)
     ├── DecryptionError                        one opaque error for every bad token
     │   ├── UnknownKeyError                    the token names a key id the key store never had
     │   ├── KeyDisabledError                   the key exists but is disabled (can be re-enabled)
@@ -56,6 +58,7 @@ __all__ = [
     "KeyNotFoundError",
     "KeyProviderAccessDenied",
     "KeyProviderError",
+    "KeyProviderTLSError",
     "KeyProviderUnavailable",
     "KeyStateError",
     "KeyStoreError",
@@ -143,6 +146,14 @@ class KeyProviderUnavailable(KeyProviderError):
 
 class KeyProviderAccessDenied(KeyProviderError):
     """The provider refused the request; retrying will not help until permissions change."""
+
+
+class KeyProviderTLSError(KeyProviderError):
+    """TLS with the provider failed: its certificate could not be verified, or the handshake.
+
+    Not retried: a certificate does not become trusted by asking again. Fix the address or
+    give the client the CA bundle that signed the server's certificate.
+    """
 
 
 class DecryptionError(SecureCustomerError):

@@ -6,12 +6,15 @@ CI set, a server that cannot be started fails these tests; without, it skips the
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
 import os
 import pickle
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +30,8 @@ except ImportError:  # pragma: no cover - boto3 is in the test dependency group
         raise
     pytest.skip("boto3 is not installed (pip install boto3)", allow_module_level=True)
 
-from kmsserver import KmsServer, KmsServerUnavailableError, free_port
+from kmsserver import REGION, KmsServer, KmsServerUnavailableError, free_port
+from slowserver import SlowServer, http_answer, self_signed
 
 import securecustomer
 from securecustomer import Context, Keyring, LocalKeyProvider
@@ -36,6 +40,7 @@ from securecustomer.exceptions import (
     ContextError,
     KeyProviderAccessDenied,
     KeyProviderError,
+    KeyProviderTLSError,
     KeyProviderUnavailable,
     KeyUnwrapError,
 )
@@ -102,7 +107,7 @@ def retry(sleeps: list[float]) -> RetryPolicy:
 
 
 def make(server: KmsServer, key_id: str, retry: RetryPolicy | None = None) -> AwsKmsKeyProvider:
-    return AwsKmsKeyProvider(server.client(), key_id=key_id, retry=retry)
+    return AwsKmsKeyProvider(server.client(), key_id=key_id, retry=retry, insecure_http=True)
 
 
 def calls_of(provider: AwsKmsKeyProvider) -> Calls:
@@ -351,6 +356,7 @@ class TestOutage:
             dead.client(),
             key_id="alias/customers",
             retry=RetryPolicy(attempts=3, sleep=sleeps.append),
+            insecure_http=True,
         )
         seen = calls_of(provider)
         with pytest.raises(KeyProviderUnavailable) as caught:
@@ -383,7 +389,11 @@ class TestOutage:
         """`from_session` gives the client RetryPolicy.timeout and no botocore retries."""
         policy = RetryPolicy(attempts=2, timeout=0.3, sleep=sleeps.append)
         provider = AwsKmsKeyProvider.from_session(
-            server.session(), key_id=key_arn, endpoint_url=server.url, retry=policy
+            server.session(),
+            key_id=key_arn,
+            endpoint_url=server.url,
+            retry=policy,
+            insecure_http=True,
         )
         wrapped = provider.wrap(MATERIAL, context=CONTEXT)
         seen = calls_of(provider)
@@ -403,7 +413,11 @@ class TestOutage:
     ) -> None:
         policy = RetryPolicy(attempts=2, timeout=0.3, sleep=lambda _: None)
         provider = AwsKmsKeyProvider.from_session(
-            server.session(), key_id=key_arn, endpoint_url=server.url, retry=policy
+            server.session(),
+            key_id=key_arn,
+            endpoint_url=server.url,
+            retry=policy,
+            insecure_http=True,
         )
         store = MemoryKeyStore()
         keyring = Keyring(
@@ -470,6 +484,7 @@ class TestAccessDenied:
             ),
             key_id=key_arn,
             retry=retry,
+            insecure_http=True,
         )
         wrapped = provider.wrap(MATERIAL, context=CONTEXT)  # allowed
         seen = calls_of(provider)
@@ -483,7 +498,9 @@ class TestAccessDenied:
     ) -> None:
         stranger = server.client(access_key="AKIAI44QH8DHBEXAMPLE", secret_key="not-a-secret")
         with pytest.raises(KeyProviderAccessDenied, match="check the credentials"):
-            AwsKmsKeyProvider(stranger, key_id=key_arn).wrap(MATERIAL, context=CONTEXT)
+            AwsKmsKeyProvider(stranger, key_id=key_arn, insecure_http=True).wrap(
+                MATERIAL, context=CONTEXT
+            )
 
 
 def _client_error(code: str, status: int = 400, message: str = "") -> ClientError:
@@ -538,7 +555,10 @@ class TestClassify:
                 boto_errors.PartialCredentialsError(provider="env", cred_var="x"),
                 KeyProviderAccessDenied,
             ),
-            (boto_errors.SSLError(endpoint_url="https://kms", error="bad cert"), KeyProviderError),
+            (
+                boto_errors.SSLError(endpoint_url="https://kms", error="bad cert"),
+                KeyProviderTLSError,
+            ),
             (boto_errors.ParamValidationError(report="Plaintext: b'secret'"), KeyProviderError),
             (ValueError("secret"), KeyProviderError),
         ],
@@ -583,12 +603,15 @@ class TestConfiguration:
 
     def test_refuses_bad_arguments(self, server: KmsServer) -> None:
         with pytest.raises(ConfigurationError, match="boto3 KMS client"):
-            AwsKmsKeyProvider(server.client("iam"), key_id="alias/customers")
+            AwsKmsKeyProvider(server.client("iam"), key_id="alias/customers", insecure_http=True)
         with pytest.raises(ConfigurationError, match="key_id"):
-            AwsKmsKeyProvider(server.client(), key_id=" ")
+            AwsKmsKeyProvider(server.client(), key_id=" ", insecure_http=True)
         with pytest.raises(ConfigurationError, match="RetryPolicy"):
-            AwsKmsKeyProvider(server.client(), key_id="alias/c", retry=3)  # type: ignore[arg-type]
-        assert "alias/c" == AwsKmsKeyProvider(server.client(), key_id="alias/c").key_id
+            AwsKmsKeyProvider(server.client(), key_id="alias/c", retry=3, insecure_http=True)  # type: ignore[arg-type]
+        assert (
+            "alias/c"
+            == AwsKmsKeyProvider(server.client(), key_id="alias/c", insecure_http=True).key_id
+        )
 
     def test_malformed_answer(self, server: KmsServer) -> None:
         """An answer without the expected field (botocore's Stubber plays KMS here)."""
@@ -619,3 +642,160 @@ class TestConfiguration:
         loaded, message = json.loads(done.stdout)
         assert not loaded
         assert 'pip install "securecustomer[aws]"' in message
+
+
+SESSION_TOKEN = "FwoGZXIvYXdzEXAMPLESESSIONTOKEN" + "x" * 40
+KMS_JSON = "application/x-amz-json-1.1"
+FAKE_ARN = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+def offline_session(token: str | None = None) -> Any:
+    """A boto3 session with dummy credentials (and *token*), for servers that are not AWS."""
+    import boto3
+
+    return boto3.Session(
+        aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
+        aws_secret_access_key="wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        aws_session_token=token,
+        region_name=REGION,
+    )
+
+
+def forms(raw: bytes) -> list[str]:
+    """The ways key bytes show in a log line or a repr: bytes, base64, hex."""
+    return [repr(raw)[2:-1], base64.b64encode(raw).decode(), raw.hex()]
+
+
+class TestDeadline:
+    """A server that trickles its answer (a byte every 0.5 s: no socket read times out)
+    costs RetryPolicy.deadline, not the length of the answer."""
+
+    def test_trickled_answer(self) -> None:
+        body = json.dumps(
+            {"KeyId": FAKE_ARN, "Plaintext": base64.b64encode(MATERIAL).decode()}
+        ).encode()
+        with SlowServer(http_answer(body, content_type=KMS_JSON), interval=0.5) as slow:
+            policy = RetryPolicy(attempts=3, deadline=2.0, timeout=2.0)
+            provider = AwsKmsKeyProvider.from_session(
+                offline_session(),
+                key_id=FAKE_ARN,
+                endpoint_url=slow.url,
+                retry=policy,
+                insecure_http=True,
+            )
+            started = time.monotonic()
+            with pytest.raises(KeyProviderUnavailable, match=r"the 2 s deadline") as caught:
+                provider.unwrap(WrappedKey("aws-kms", FAKE_ARN, b"blob"), context=CONTEXT)
+            elapsed = time.monotonic() - started
+            assert 1 == slow.connections
+        assert elapsed < 6.0, elapsed  # the answer alone takes 90 s and more
+        assert f"AWS KMS at {slow.url}" in str(caught.value)
+
+
+class TestTransportSecurity:
+    """Plain HTTP and disabled certificate checks only when asked for by name; an
+    untrusted certificate is reported as such and not retried."""
+
+    def test_http_refused(self, server: KmsServer) -> None:
+        with pytest.raises(ConfigurationError, match=r"plain http://.*insecure_http=True"):
+            AwsKmsKeyProvider(server.client(), key_id="alias/c")
+        with pytest.raises(ConfigurationError, match=r"plain http://.*insecure_http=True"):
+            AwsKmsKeyProvider.from_session(
+                server.session(), key_id="alias/c", endpoint_url=server.url
+            )
+        AwsKmsKeyProvider(server.client(), key_id="alias/c", insecure_http=True)
+
+    def test_disabled_verification_refused(self) -> None:
+        client = offline_session().client("kms", endpoint_url="https://127.0.0.1:9", verify=False)
+        with pytest.raises(ConfigurationError, match=r"verify=False.*insecure_skip_verify=True"):
+            AwsKmsKeyProvider(client, key_id="alias/c")
+        with pytest.raises(ConfigurationError, match="insecure_skip_verify=True"):
+            AwsKmsKeyProvider.from_session(offline_session(), key_id="alias/c", verify=False)
+        AwsKmsKeyProvider(client, key_id="alias/c", insecure_skip_verify=True)
+        AwsKmsKeyProvider.from_session(offline_session(), key_id="alias/c")  # AWS: https
+
+    def test_untrusted_certificate(self, tmp_path: Path) -> None:
+        context, pem = self_signed(tmp_path)
+        body = json.dumps({"KeyId": FAKE_ARN, "CiphertextBlob": "YmxvYg=="}).encode()
+        answer = http_answer(body, content_type=KMS_JSON)
+        with SlowServer(answer, interval=0, tls=context) as server:
+            policy = RetryPolicy(attempts=3, base_delay=0.01)
+            provider = AwsKmsKeyProvider.from_session(
+                offline_session(), key_id=FAKE_ARN, endpoint_url=server.url, retry=policy
+            )
+            with pytest.raises(
+                KeyProviderTLSError,
+                match=r"TLS certificate of AWS KMS at https:.* could not be verified \(self-signed",
+            ):
+                provider.wrap(MATERIAL, context=CONTEXT)
+            assert 1 == server.connections  # not retried
+            trusted = AwsKmsKeyProvider.from_session(
+                offline_session(),
+                key_id=FAKE_ARN,
+                endpoint_url=server.url,
+                retry=policy,
+                verify=str(pem),
+            )
+            assert FAKE_ARN == trusted.wrap(MATERIAL, context=CONTEXT).key_ref
+
+
+class Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+class TestSecretsInLogsAndFrames:
+    """botocore's DEBUG logs and the frames of errors hold neither keys nor tokens."""
+
+    def test_botocore_debug_logs(self, server: KmsServer, key_arn: str) -> None:
+        capture = Capture()
+        logger = logging.getLogger("botocore")
+        level = logger.level
+        logger.addHandler(capture)
+        logger.setLevel(logging.DEBUG)
+        try:
+            provider = AwsKmsKeyProvider.from_session(
+                offline_session(SESSION_TOKEN),
+                key_id=key_arn,
+                endpoint_url=server.url,
+                insecure_http=True,
+            )
+            wrapped = provider.wrap(MATERIAL, context=CONTEXT)
+            assert MATERIAL == provider.unwrap(wrapped, context=CONTEXT)
+            generated, _ = provider.generate_key(context=CONTEXT)
+        finally:
+            logger.removeHandler(capture)
+            logger.setLevel(level)
+        text = "\n".join(capture.lines)
+        assert "Plaintext" in text  # botocore did log the calls ...
+        secrets_ = [SESSION_TOKEN, *forms(MATERIAL), *forms(generated)]
+        assert [] == [s for s in secrets_ if s in text]  # ... but not the secrets
+
+    def test_frames_of_a_refused_wrap(self, server: KmsServer, key_arn: str) -> None:
+        server.set_iam_auth(True)
+        try:
+            provider = AwsKmsKeyProvider.from_session(
+                offline_session(SESSION_TOKEN),
+                key_id=key_arn,
+                endpoint_url=server.url,
+                insecure_http=True,
+            )
+            with pytest.raises(KeyProviderAccessDenied) as caught:
+                provider.wrap(MATERIAL, context=CONTEXT)
+        finally:
+            server.set_iam_auth(False)
+        found = []
+        for exc in (caught.value, caught.value.__cause__):
+            assert exc is not None
+            for frame, _ in traceback.walk_tb(exc.__traceback__):
+                if frame.f_code.co_filename == __file__:
+                    continue
+                for name, value in frame.f_locals.items():
+                    text = repr(value)
+                    if any(s in text for s in [SESSION_TOKEN, *forms(MATERIAL)]):
+                        found.append(f"{frame.f_code.co_name}() {name}")
+        assert [] == found

@@ -35,6 +35,9 @@ class TestResolve:
             ("vault://transit/customers", "vault://<mount>/keys/<key>"),
             ("vault://transit/keys/customers", "need an authenticated hvac client"),
             ("aws-kms://arn:aws:kms:eu-west-1:1:key/x", "need a boto3 KMS client"),
+            ("vault://transit/keys/customers?insecure=1", "no option 'insecure'"),
+            ("vault://transit/keys/customers?insecure_http=maybe", "must be true or false"),
+            ("aws-kms://alias/c?verify=0", "no option 'verify'"),
         ],
     )
     def test_refusals(self, uri: str, fragment: str) -> None:
@@ -60,3 +63,33 @@ class TestResolve:
         first.register("memory", lambda rest: LocalKeyProvider.generate())
         with pytest.raises(ConfigurationError, match="unknown"):
             second.resolve("memory://x")
+
+
+class TestTransportOptions:
+    """Plain HTTP and disabled certificate checks, asked for by name in the URI's query."""
+
+    def test_vault(self) -> None:
+        hvac = pytest.importorskip("hvac")
+        registry = ProviderRegistry(vault_client=hvac.Client(url="http://127.0.0.1:9"))
+        with pytest.raises(ConfigurationError, match=r"plain http://.*insecure_http=True"):
+            registry.resolve("vault://transit/keys/customers")
+        provider = registry.resolve("vault://transit/keys/customers?insecure_http=true")
+        assert ["transit/customers"] == provider.key_refs
+        unchecked = hvac.Client(url="https://127.0.0.1:9", verify=False)
+        registry = ProviderRegistry(vault_client=unchecked)
+        with pytest.raises(ConfigurationError, match="insecure_skip_verify"):
+            registry.resolve("vault://transit/keys/customers?insecure_skip_verify=false")
+        registry.resolve("vault://transit/keys/customers?insecure_skip_verify=1")
+
+    def test_aws_kms(self) -> None:
+        boto3 = pytest.importorskip("boto3")
+        client = boto3.Session(
+            aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
+            aws_secret_access_key="x" * 40,
+            region_name="eu-west-1",
+        ).client("kms", endpoint_url="http://127.0.0.1:9")
+        registry = ProviderRegistry(kms_client=client)
+        with pytest.raises(ConfigurationError, match=r"plain http://.*insecure_http=True"):
+            registry.resolve("aws-kms://alias/customers")
+        provider = registry.resolve("aws-kms://alias/customers?insecure_http=true")
+        assert "alias/customers" == provider.key_id  # type: ignore[attr-defined]

@@ -8,11 +8,15 @@ be started, these tests fail if CI is set and are skipped (with the reason) othe
 from __future__ import annotations
 
 import base64
+import json
 import os
 import pickle
 import secrets
+import threading
 import time
+import traceback
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import hvac
@@ -21,6 +25,7 @@ import hvac.exceptions
 import pytest
 import requests
 from clock import FakeClock
+from slowserver import SlowServer, head_length, http_answer, self_signed
 from vaultserver import VaultServer, VaultServerUnavailableError
 
 from securecustomer import Context, Keyring
@@ -28,6 +33,7 @@ from securecustomer.exceptions import (
     ConfigurationError,
     KeyProviderAccessDenied,
     KeyProviderError,
+    KeyProviderTLSError,
     KeyProviderUnavailable,
     KeyUnwrapError,
 )
@@ -105,7 +111,7 @@ def client(vault: VaultServer) -> Iterator[hvac.Client]:
 
 @pytest.fixture
 def transit(client: hvac.Client, key: str, retry: RetryPolicy) -> VaultTransitKeyProvider:
-    return VaultTransitKeyProvider(client, key=key, retry=retry)
+    return VaultTransitKeyProvider(client, key=key, retry=retry, insecure_http=True)
 
 
 def cause_chain(exc: BaseException) -> list[BaseException]:
@@ -138,7 +144,7 @@ class TestConfiguration:
     def test_refused(self, kwargs: dict[str, Any], fragment: str) -> None:
         client = hvac.Client(url="http://127.0.0.1:9")
         with pytest.raises(ConfigurationError, match=fragment):
-            VaultTransitKeyProvider(client, **kwargs)
+            VaultTransitKeyProvider(client, **kwargs, insecure_http=True)
 
     def test_not_a_client(self) -> None:
         with pytest.raises(ConfigurationError, match=r"must be an hvac\.Client"):
@@ -146,12 +152,14 @@ class TestConfiguration:
 
     def test_slashes_trimmed(self) -> None:
         client = hvac.Client(url="http://127.0.0.1:9")
-        provider = VaultTransitKeyProvider(client, key="k", mount_point="/team/transit/")
+        provider = VaultTransitKeyProvider(
+            client, key="k", mount_point="/team/transit/", insecure_http=True
+        )
         assert ["team/transit/k"] == provider.key_refs
 
     def test_foreign_wrapped_keys_refused_without_a_call(self) -> None:
         client = hvac.Client(url="http://127.0.0.1:9", adapter=CountingAdapter)
-        provider = VaultTransitKeyProvider(client, key="k")
+        provider = VaultTransitKeyProvider(client, key="k", insecure_http=True)
         good = b"vault:v1:AAAA#" + base64.b64encode(bytes(32))
         for wrapped, fragment in [
             (WrappedKey("local", "transit/k:v1", good), "not by this provider"),
@@ -206,7 +214,7 @@ class TestWrap:
         self, transit: VaultTransitKeyProvider, vault: VaultServer, client: hvac.Client
     ) -> None:
         """A wrapped key copied to another Transit key's record does not decrypt."""
-        other = VaultTransitKeyProvider(client, key=vault.new_transit_key())
+        other = VaultTransitKeyProvider(client, key=vault.new_transit_key(), insecure_http=True)
         wrapped = transit.wrap(MATERIAL, context=CTX)
         moved = WrappedKey("vault", other.key_refs[0] + ":v1", wrapped.ciphertext)
         with pytest.raises(KeyUnwrapError, match="did not decrypt"):
@@ -229,7 +237,7 @@ class TestWrap:
     def test_raw_adapter(self, vault: VaultServer, key: str, ignore_exceptions: bool) -> None:
         """Adapters that return responses (and ones that never raise) work the same."""
         client = vault.client(adapter=hvac.adapters.RawAdapter, ignore_exceptions=ignore_exceptions)
-        provider = VaultTransitKeyProvider(client, key=key)
+        provider = VaultTransitKeyProvider(client, key=key, insecure_http=True)
         wrapped = provider.wrap(MATERIAL, context=CTX)
         assert MATERIAL == provider.unwrap(wrapped, context=CTX)
         client.adapter.token = "s.not-a-token"
@@ -383,7 +391,7 @@ class TestOutages:
     def test_hung(self, client: hvac.Client, key: str, vault: VaultServer, sleeps: Sleeps) -> None:
         """A server that accepts connections but never answers costs attempts x timeout."""
         policy = RetryPolicy(attempts=2, base_delay=0.01, timeout=0.3, sleep=sleeps)
-        provider = VaultTransitKeyProvider(client, key=key, retry=policy)
+        provider = VaultTransitKeyProvider(client, key=key, retry=policy, insecure_http=True)
         wrapped = provider.wrap(MATERIAL, context=CTX)
         with vault.frozen():
             started = time.monotonic()
@@ -435,7 +443,7 @@ class TestRefusals:
     ) -> None:
         token = vault.create_token([vault.transit_policy(f"p-{key}", key)])
         client = vault.client(token=token, adapter=CountingAdapter)
-        provider = VaultTransitKeyProvider(client, key=key, retry=retry)
+        provider = VaultTransitKeyProvider(client, key=key, retry=retry, insecure_http=True)
         wrapped = provider.wrap(MATERIAL, context=CTX)
         vault.revoke_token(token)
         client.adapter.calls.clear()
@@ -451,7 +459,9 @@ class TestRefusals:
     ) -> None:
         token = vault.create_token([vault.transit_policy(f"p-{key}", key)])
         client = vault.client(token=token)
-        other = VaultTransitKeyProvider(client, key=vault.new_transit_key(), retry=retry)
+        other = VaultTransitKeyProvider(
+            client, key=vault.new_transit_key(), retry=retry, insecure_http=True
+        )
         with pytest.raises(
             KeyProviderAccessDenied, match="does not grant 'update' on transit/encrypt/k-"
         ):
@@ -464,7 +474,7 @@ class TestRefusals:
     ) -> None:
         """Documented outcome: KeyProviderAccessDenied saying the key is gone."""
         key = vault.new_transit_key(deletable=True)
-        provider = VaultTransitKeyProvider(client, key=key, retry=retry)
+        provider = VaultTransitKeyProvider(client, key=key, retry=retry, insecure_http=True)
         store = MemoryKeyStore()
         Keyring(provider, store).load()
         vault.client().secrets.transit.delete_key(key)
@@ -476,14 +486,16 @@ class TestRefusals:
         assert [] == sleeps.waits
 
     def test_wrong_mount(self, client: hvac.Client, key: str, retry: RetryPolicy) -> None:
-        provider = VaultTransitKeyProvider(client, key=key, mount_point="nowhere", retry=retry)
+        provider = VaultTransitKeyProvider(
+            client, key=key, mount_point="nowhere", retry=retry, insecure_http=True
+        )
         with pytest.raises(KeyProviderAccessDenied, match="no Transit secrets engine at 'nowhere'"):
             provider.wrap(MATERIAL, context=CTX)
 
     def test_wrong_key_type(self, vault: VaultServer, client: hvac.Client) -> None:
         key = f"sign-{secrets.token_hex(4)}"
         vault.client().secrets.transit.create_key(key, key_type="ed25519")
-        provider = VaultTransitKeyProvider(client, key=key)
+        provider = VaultTransitKeyProvider(client, key=key, insecure_http=True)
         with pytest.raises(KeyProviderError, match="refused transit encrypt") as info:
             provider.wrap(MATERIAL, context=CTX)
         assert type(info.value) is KeyProviderError
@@ -504,7 +516,7 @@ class TestAuthentication:
 
         client = hvac.Client(url=vault.address)
         client.auth.approle.login(role_id=role_id, secret_id=secret_id)
-        provider = VaultTransitKeyProvider(client, key=key, retry=retry)
+        provider = VaultTransitKeyProvider(client, key=key, retry=retry, insecure_http=True)
         keyring = Keyring(provider, MemoryKeyStore()).load()
         cipher = keyring.cipher("customers.email")
         assert "ada" == cipher.decrypt(cipher.encrypt("ada", context=ROW), context=ROW)
@@ -512,7 +524,9 @@ class TestAuthentication:
         vault.client().secrets.transit.rotate_key(key)
         rewrapped = provider.rewrap(provider.wrap(MATERIAL, context=CTX), context=CTX)
         assert rewrapped.key_ref.endswith(":v2")
-        other = VaultTransitKeyProvider(client, key=vault.new_transit_key(), retry=retry)
+        other = VaultTransitKeyProvider(
+            client, key=vault.new_transit_key(), retry=retry, insecure_http=True
+        )
         with pytest.raises(KeyProviderAccessDenied):
             other.wrap(MATERIAL, context=CTX)
         client.adapter.close()
@@ -523,12 +537,16 @@ class TestAuthentication:
         admin.adapter.post(f"/v1/sys/namespaces/{namespace}", json={})
         admin.adapter.post(f"/v1/{namespace}/sys/mounts/transit", json={"type": "transit"})
         admin.adapter.post(f"/v1/{namespace}/transit/keys/{key}", json={})
-        provider = VaultTransitKeyProvider(client, key=key, namespace=namespace, retry=retry)
+        provider = VaultTransitKeyProvider(
+            client, key=key, namespace=namespace, retry=retry, insecure_http=True
+        )
         wrapped = provider.wrap(MATERIAL, context=CTX)
         assert "transit/customers:v1" == wrapped.key_ref
         assert MATERIAL == provider.unwrap(wrapped, context=CTX)
         assert f"namespace={namespace!r}" in repr(provider)
-        outside = VaultTransitKeyProvider(client, key=key, retry=retry)  # root namespace
+        outside = VaultTransitKeyProvider(
+            client, key=key, retry=retry, insecure_http=True
+        )  # root namespace
         with pytest.raises(KeyProviderAccessDenied, match="not found"):
             outside.unwrap(wrapped, context=CTX)
 
@@ -546,14 +564,14 @@ class TestSecrets:
 
     def test_credentials_in_the_url(self) -> None:
         client = hvac.Client(url="http://user:hunter2@127.0.0.1:9")
-        provider = VaultTransitKeyProvider(client, key="k")
+        provider = VaultTransitKeyProvider(client, key="k", insecure_http=True)
         assert "hunter2" not in repr(provider)
         assert "http://127.0.0.1:9" == provider.address
 
     def test_messages(self, vault: VaultServer, key: str, retry: RetryPolicy) -> None:
         token = vault.create_token([vault.transit_policy(f"p-{key}", key)])
         client = vault.client(token=token)
-        provider = VaultTransitKeyProvider(client, key=key, retry=retry)
+        provider = VaultTransitKeyProvider(client, key=key, retry=retry, insecure_http=True)
         wrapped = provider.wrap(MATERIAL, context=CTX)
         errors: list[BaseException] = []
         for attempt in [
@@ -586,3 +604,170 @@ class TestSecrets:
             for exc in cause_chain(error):
                 text = f"{exc} {exc!r}"
                 assert [] == [s for s in secrets_ if s in text], text
+
+
+def fake_wrapped(key: str = "k") -> WrappedKey:
+    """A well-formed wrapped key of transit key *key* (for servers that are not Vault)."""
+    return WrappedKey("vault", f"transit/{key}:v1", b"vault:v1:AAAA#" + base64.b64encode(bytes(32)))
+
+
+def transit_answer(**data: str) -> bytes:
+    return http_answer(json.dumps({"data": data}).encode())
+
+
+class TestDeadline:
+    """A server that trickles its answer (a byte every 0.5 s, so that no socket read ever
+    times out) costs RetryPolicy.deadline, not the length of the answer."""
+
+    def test_trickled_answer(self) -> None:
+        answer = transit_answer(plaintext=base64.b64encode(MATERIAL).decode())
+        with SlowServer(answer, interval=0.5) as slow:
+            client = hvac.Client(url=slow.url)
+            policy = RetryPolicy(attempts=3, deadline=2.0, timeout=2.0)
+            provider = VaultTransitKeyProvider(client, key="k", retry=policy, insecure_http=True)
+            started = time.monotonic()
+            with pytest.raises(KeyProviderUnavailable, match=r"the 2 s deadline") as info:
+                provider.unwrap(fake_wrapped(), context=CTX)
+            elapsed = time.monotonic() - started
+            assert 1 == slow.connections
+            client.adapter.close()
+        assert elapsed < 6.0, elapsed  # the answer alone takes 30 s and more
+        assert f"Vault at {slow.url}" in str(info.value)
+
+    def test_abandoned_call_closes_its_connection(self) -> None:
+        """Past the deadline, the connection of the abandoned attempt is closed."""
+        answer = transit_answer(ciphertext="vault:v1:" + "A" * 200)
+        with SlowServer(answer, interval=0.5, at_once=head_length(answer)) as slow:
+            client = hvac.Client(url=slow.url)
+            policy = RetryPolicy(attempts=1, deadline=1.0, timeout=2.0)
+            provider = VaultTransitKeyProvider(client, key="k", retry=policy, insecure_http=True)
+            with pytest.raises(KeyProviderUnavailable, match="deadline"):
+                provider.wrap(MATERIAL, context=CTX)
+            assert slow.dropped.wait(5.0)  # the server saw the client go
+            client.adapter.close()
+        for thread in threading.enumerate():
+            if thread.name.startswith("securecustomer-provider-call"):
+                thread.join(5.0)
+                assert not thread.is_alive()
+
+    def test_deadline_spans_the_retries(
+        self, transit: VaultTransitKeyProvider, vault: VaultServer
+    ) -> None:
+        """A hung server with a per-call timeout below the deadline: retried until it."""
+        provider = VaultTransitKeyProvider(
+            vault.client(),
+            key=transit.key_refs[0].split("/")[1],
+            retry=RetryPolicy(attempts=100, base_delay=0.01, deadline=1.5, timeout=0.4),
+            insecure_http=True,
+        )
+        wrapped = provider.wrap(MATERIAL, context=CTX)
+        with vault.frozen():
+            started = time.monotonic()
+            with pytest.raises(KeyProviderUnavailable):
+                provider.unwrap(wrapped, context=CTX)
+            elapsed = time.monotonic() - started
+        assert elapsed < 4.0, elapsed
+
+
+class TestTransportSecurity:
+    """Plain HTTP and disabled certificate checks only when asked for by name; an
+    untrusted certificate is reported as such and not retried."""
+
+    def test_http_refused(self) -> None:
+        client = hvac.Client(url="http://127.0.0.1:9")
+        with pytest.raises(ConfigurationError, match=r"plain http://.*insecure_http=True"):
+            VaultTransitKeyProvider(client, key="k")
+        provider = VaultTransitKeyProvider(client, key="k", insecure_http=True)
+        assert "http://127.0.0.1:9" == provider.address
+
+    def test_other_schemes_refused(self) -> None:
+        client = hvac.Client(url="ftp://127.0.0.1:9")
+        with pytest.raises(ConfigurationError, match="not an https:// address"):
+            VaultTransitKeyProvider(client, key="k", insecure_http=True)
+
+    def test_disabled_verification_refused(self) -> None:
+        client = hvac.Client(url="https://127.0.0.1:9", verify=False)
+        with pytest.raises(ConfigurationError, match=r"verify=False.*insecure_skip_verify=True"):
+            VaultTransitKeyProvider(client, key="k")
+        VaultTransitKeyProvider(client, key="k", insecure_skip_verify=True)
+        VaultTransitKeyProvider(hvac.Client(url="https://127.0.0.1:9"), key="k")
+
+    def test_untrusted_certificate(self, tmp_path: Path) -> None:
+        context, pem = self_signed(tmp_path)
+        answer = transit_answer(ciphertext="vault:v1:AAAA")
+        with SlowServer(answer, interval=0, tls=context) as server:
+            client = hvac.Client(url=server.url)
+            policy = RetryPolicy(attempts=3, base_delay=0.01)
+            provider = VaultTransitKeyProvider(client, key="k", retry=policy)
+            with pytest.raises(
+                KeyProviderTLSError,
+                match=r"TLS certificate of Vault at https:.* could not be verified \(self-signed",
+            ):
+                provider.wrap(MATERIAL, context=CTX)
+            assert 1 == server.connections  # not retried
+            client.adapter.close()
+            trusted = hvac.Client(url=server.url, verify=str(pem))
+            provider = VaultTransitKeyProvider(trusted, key="k", retry=policy)
+            assert "transit/k:v1" == provider.wrap(MATERIAL, context=CTX).key_ref
+            trusted.adapter.close()
+
+
+def secrets_in_frames(error: BaseException, secrets_: list[str]) -> list[str]:
+    """Where the reprs of the locals of the traceback frames (but the test's) hold a secret.
+
+    The frames of the error and of every exception chained to it, as a crash reporter
+    (Sentry and the like) records them.
+    """
+    found: list[str] = []
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        exc = pending.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        pending += [exc.__cause__, exc.__context__]
+        for frame, _ in traceback.walk_tb(exc.__traceback__):
+            if frame.f_code.co_filename == __file__:
+                continue
+            for name, value in frame.f_locals.items():
+                text = repr(value)
+                if any(s in text for s in secrets_):
+                    found.append(f"{frame.f_code.co_name}() {name} in {frame.f_code.co_filename}")
+    return found
+
+
+def forms(raw: bytes) -> list[str]:
+    """The ways key bytes show in a repr: bytes, base64, hex."""
+    return [repr(raw)[2:-1], base64.b64encode(raw).decode(), raw.hex()]
+
+
+class TestSecretsInFrames:
+    """Errors leave neither the token nor key material in the frames of their tracebacks."""
+
+    def test_revoked_token(self, vault: VaultServer, key: str, retry: RetryPolicy) -> None:
+        token = vault.create_token([vault.transit_policy(f"p-{key}", key)])
+        client = vault.client(token=token)
+        provider = VaultTransitKeyProvider(client, key=key, retry=retry, insecure_http=True)
+        wrapped = provider.wrap(MATERIAL, context=CTX)
+        vault.revoke_token(token)
+        for call in (
+            lambda: provider.unwrap(wrapped, context=CTX),
+            lambda: provider.wrap(MATERIAL, context=CTX),
+            lambda: provider.unwrap_many([(wrapped, CTX)]),
+        ):
+            with pytest.raises(KeyProviderAccessDenied) as info:
+                call()
+            assert [] == secrets_in_frames(info.value, [token, *forms(MATERIAL)])
+        client.adapter.close()
+
+    def test_wrong_context(self, transit: VaultTransitKeyProvider) -> None:
+        """The key was unwrapped, then refused: the unwrapped key is in no frame."""
+        wrapped = transit.wrap(MATERIAL, context=CTX)
+        for call in (
+            lambda: transit.unwrap(wrapped, context=OTHER_CTX),
+            lambda: transit.unwrap_many([(wrapped, CTX), (wrapped, OTHER_CTX)]),
+        ):
+            with pytest.raises(KeyUnwrapError) as info:
+                call()
+            assert [] == secrets_in_frames(info.value, forms(MATERIAL))

@@ -18,7 +18,14 @@ Every error of botocore is translated in one place, `_classify`:
   to them.
 - `KeyUnwrapError`: ``InvalidCiphertextException`` (another encryption context, an
   altered key store), ``IncorrectKeyException`` (a key wrapped by another KMS key).
-- `KeyProviderError`, not retried: anything else (``ValidationException``, TLS errors).
+- `KeyProviderTLSError`, not retried: a certificate that cannot be verified, a failed
+  TLS handshake.
+- `KeyProviderError`, not retried: anything else (``ValidationException``).
+
+A call that has not finished at ``RetryPolicy.deadline`` raises `KeyProviderUnavailable`
+naming the deadline. Key material and session tokens are redacted from botocore's DEBUG
+log (`_secrets.redact_botocore_logs`), and the tracebacks of errors leaving the provider
+keep no local variables (`_secrets.scrubbed`): botocore's frames hold the signed request.
 """
 
 from __future__ import annotations
@@ -32,12 +39,15 @@ from securecustomer.exceptions import (
     ContextError,
     KeyProviderAccessDenied,
     KeyProviderError,
+    KeyProviderTLSError,
     KeyProviderUnavailable,
     KeyUnwrapError,
     UnpicklableError,
 )
 from securecustomer.keys._records import WrappedKey
 from securecustomer.keys._retry import RetryPolicy
+from securecustomer.keys._secrets import redact_botocore_logs, scrubbed
+from securecustomer.keys._tls import check_address, check_verify, tls_failure
 
 __all__ = ["AwsKmsKeyProvider"]
 
@@ -47,6 +57,7 @@ _INSTALL = (
     'AwsKmsKeyProvider needs boto3, which is not installed: pip install "securecustomer[aws]"'
 )
 _ALGORITHM = "SYMMETRIC_DEFAULT"
+_CA_HINT = "give the client the CA bundle (verify='/path/to/ca.pem' or AWS_CA_BUNDLE)"
 
 # Error codes of KMS (and of AWS's signature and throttling front end), by outcome.
 _UNAVAILABLE = frozenset(
@@ -134,7 +145,13 @@ class AwsKmsKeyProvider:
     default ``legacy`` mode makes up to 5 per call): `from_session` builds a client
     with ``retries={"total_max_attempts": 1}`` and ``connect_timeout`` =
     ``read_timeout`` = ``retry.timeout``. A client you build yourself should use the
-    same ``botocore.config.Config``; its timeouts are then the per-call timeout.
+    same ``botocore.config.Config``; its timeouts are then the per-call timeout. A call
+    gives up at ``retry.deadline`` however slowly KMS answers.
+
+    Transport: the endpoint must be ``https://`` (AWS's always are) and the client must
+    check certificates; an ``http://`` endpoint (a test server) needs
+    ``insecure_http=True`` and ``verify=False`` needs ``insecure_skip_verify=True``. A
+    certificate that cannot be verified raises `KeyProviderTLSError`, not retried.
 
     A disabled KMS key, or one pending deletion, raises `KeyProviderAccessDenied`
     naming the key and what to do (enable it, cancel the deletion, or restore the
@@ -156,7 +173,15 @@ class AwsKmsKeyProvider:
 
     name = "aws-kms"
 
-    def __init__(self, client: Any, *, key_id: str, retry: RetryPolicy | None = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        key_id: str,
+        retry: RetryPolicy | None = None,
+        insecure_http: bool = False,
+        insecure_skip_verify: bool = False,
+    ) -> None:
         _botocore()
         if not isinstance(key_id, str) or not key_id.strip():
             raise ConfigurationError(
@@ -175,6 +200,14 @@ class AwsKmsKeyProvider:
         self._retry = retry if retry is not None else RetryPolicy()
         self._region = str(getattr(meta, "region_name", None) or "?")
         self._endpoint = str(getattr(meta, "endpoint_url", None) or "?")
+        check_address("AWS KMS", self._endpoint, insecure_http=insecure_http)
+        check_verify(
+            "AWS KMS",
+            self._endpoint,
+            _verify_of(client),
+            insecure_skip_verify=insecure_skip_verify,
+        )
+        redact_botocore_logs()
 
     @classmethod
     def from_session(
@@ -185,12 +218,16 @@ class AwsKmsKeyProvider:
         region_name: str | None = None,
         endpoint_url: str | None = None,
         retry: RetryPolicy | None = None,
+        verify: bool | str | None = None,
+        insecure_http: bool = False,
+        insecure_skip_verify: bool = False,
     ) -> AwsKmsKeyProvider:
         """A provider whose KMS client comes from *session* (a ``boto3.Session``).
 
         The client times out after ``retry.timeout`` seconds to connect and to read, and
         botocore does not retry (the provider does). *endpoint_url* points to a VPC
-        endpoint, a FIPS endpoint or a test server.
+        endpoint, a FIPS endpoint or a test server; *verify* is boto3's (a CA bundle
+        path, or False, which needs *insecure_skip_verify*).
 
         Example:
             ```python
@@ -208,9 +245,15 @@ class AwsKmsKeyProvider:
             retries={"total_max_attempts": 1},
         )
         client = session.client(
-            "kms", region_name=region_name, endpoint_url=endpoint_url, config=config
+            "kms", region_name=region_name, endpoint_url=endpoint_url, config=config, verify=verify
         )
-        return cls(client, key_id=key_id, retry=policy)
+        return cls(
+            client,
+            key_id=key_id,
+            retry=policy,
+            insecure_http=insecure_http,
+            insecure_skip_verify=insecure_skip_verify,
+        )
 
     # -- KeyProvider ----------------------------------------------------------------------
 
@@ -228,6 +271,7 @@ class AwsKmsKeyProvider:
         """
         return [self._key_id] if _is_key_arn(self._key_id) else []
 
+    @scrubbed
     def wrap(self, material: bytes, *, context: dict[str, str]) -> WrappedKey:
         """KMS ``Encrypt`` of *material* under this provider's key, bound to *context*."""
         response = self._call(
@@ -240,6 +284,7 @@ class AwsKmsKeyProvider:
         )
         return self._wrapped("Encrypt", response)
 
+    @scrubbed
     def unwrap(self, wrapped: WrappedKey, *, context: dict[str, str]) -> bytes:
         """KMS ``Decrypt``, pinned to this provider's key; `KeyUnwrapError` if it fails.
 
@@ -257,6 +302,7 @@ class AwsKmsKeyProvider:
         )
         return _field("Decrypt", response, "Plaintext", bytes)
 
+    @scrubbed
     def generate_key(self, *, context: dict[str, str]) -> tuple[bytes, WrappedKey]:
         """KMS ``GenerateDataKey``: 32 new random bytes and their wrapped form."""
         response = self._call(
@@ -270,6 +316,7 @@ class AwsKmsKeyProvider:
             "GenerateDataKey", response
         )
 
+    @scrubbed
     def rewrap(self, wrapped: WrappedKey, *, context: dict[str, str]) -> WrappedKey:
         """KMS ``ReEncrypt`` of *wrapped* to this provider's key, inside KMS.
 
@@ -314,7 +361,12 @@ class AwsKmsKeyProvider:
         def classify(exc: BaseException) -> KeyProviderError:
             return _classify(exc, operation=operation, key=key, endpoint=endpoint)
 
-        return self._retry.run(lambda: method(**params), classify=classify, what=operation)
+        return self._retry.run(
+            lambda: method(**params),
+            classify=classify,
+            what=operation,
+            where=f"AWS KMS at {endpoint} (key {key})",
+        )
 
     def _wrapped(self, operation: str, response: Any) -> WrappedKey:
         return WrappedKey(
@@ -361,9 +413,8 @@ def _classify(
     if isinstance(exc, botocore.ClientError):
         return _from_response(exc.response, operation=operation, key=key)
     if isinstance(exc, botocore.SSLError):  # a certificate does not get better by retrying
-        return KeyProviderError(
-            f"AWS KMS at {endpoint}: TLS failed in {operation}; check the endpoint URL and "
-            "the CA bundle"
+        return KeyProviderTLSError(
+            f"{tls_failure('AWS KMS', endpoint, exc, _CA_HINT)} ({operation})"
         )
     if isinstance(exc, tuple(getattr(botocore, n) for n in _TRANSIENT)):
         return KeyProviderUnavailable(
@@ -421,6 +472,16 @@ def _field(operation: str, response: Any, name: str, kind: type[_T]) -> _T:
     if not isinstance(value, kind) or not value:
         raise KeyProviderError(f"AWS KMS answered {operation} without a valid {name}")
     return value
+
+
+def _verify_of(client: Any) -> object:
+    """The ``verify`` the client was made with: botocore keeps it on its HTTP session.
+
+    botocore has no public accessor; an unknown layout counts as verifying (boto3's
+    default), which the classifier still catches at call time.
+    """
+    endpoint = getattr(client, "_endpoint", None)
+    return getattr(getattr(endpoint, "http_session", None), "_verify", True)
 
 
 def _check_context(context: dict[str, str]) -> dict[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
 from securecustomer.exceptions import ConfigurationError
 from securecustomer.keys._local import LocalKeyProvider
@@ -26,6 +26,11 @@ class ProviderRegistry:
     - ``vault://transit/keys/customers``: a Transit key (mount ``transit``, key
       ``customers``) through the *vault_client* (an authenticated ``hvac.Client``);
     - ``aws-kms://arn:aws:kms:...``: a KMS key through the *kms_client* (boto3).
+
+    The Vault and KMS URIs take the providers' transport opt-outs as a query, by name:
+    ``vault://transit/keys/customers?insecure_http=true`` for a client on a plain
+    ``http://`` address, ``insecure_skip_verify=true`` for one made with ``verify=False``.
+    Without them such clients are refused (`ConfigurationError`).
 
     `register` adds schemes of your own.
 
@@ -77,7 +82,27 @@ def _local_file(rest: str) -> KeyProvider:
     return LocalKeyProvider.from_file(unquote(rest))
 
 
+_INSECURE = ("insecure_http", "insecure_skip_verify")
+_TRUE, _FALSE = frozenset({"1", "true", "yes"}), frozenset({"0", "false", "no"})
+
+
+def _options(scheme: str, rest: str) -> tuple[str, dict[str, bool]]:
+    """The part of *rest* before ``?``, and the transport opt-outs of its query."""
+    path, _, query = rest.partition("?")
+    options: dict[str, bool] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name not in _INSECURE:
+            raise ConfigurationError(
+                f"{scheme}:// URIs take no option {name!r}; known: {', '.join(_INSECURE)}"
+            )
+        if value.lower() not in _TRUE | _FALSE:
+            raise ConfigurationError(f"{scheme}:// option {name} must be true or false")
+        options[name] = value.lower() in _TRUE
+    return path, options
+
+
 def _vault(rest: str, client: Any) -> KeyProvider:
+    rest, options = _options("vault", rest)
     mount, sep, key = rest.partition("/keys/")
     if not sep or not mount or not key or "/" in key:
         raise ConfigurationError(
@@ -90,10 +115,17 @@ def _vault(rest: str, client: Any) -> KeyProvider:
         )
     from securecustomer.keys._vault import VaultTransitKeyProvider
 
-    return VaultTransitKeyProvider(client, key=unquote(key), mount_point=unquote(mount))
+    return VaultTransitKeyProvider(
+        client,
+        key=unquote(key),
+        mount_point=unquote(mount),
+        insecure_http=options.get("insecure_http", False),
+        insecure_skip_verify=options.get("insecure_skip_verify", False),
+    )
 
 
 def _aws_kms(rest: str, client: Any) -> KeyProvider:
+    rest, options = _options("aws-kms", rest)
     if not rest:
         raise ConfigurationError("aws-kms:// URIs name a key: aws-kms://arn:aws:kms:...")
     if client is None:
@@ -103,4 +135,9 @@ def _aws_kms(rest: str, client: Any) -> KeyProvider:
         )
     from securecustomer.keys._aws import AwsKmsKeyProvider
 
-    return AwsKmsKeyProvider(client, key_id=unquote(rest))
+    return AwsKmsKeyProvider(
+        client,
+        key_id=unquote(rest),
+        insecure_http=options.get("insecure_http", False),
+        insecure_skip_verify=options.get("insecure_skip_verify", False),
+    )

@@ -8,6 +8,8 @@ through a `RetryPolicy`, and every error of hvac or requests is translated in on
     what happened                                   raised
     ----------------------------------------------  ----------------------------------
     cannot connect, timeout, HTTP 5xx, sealed, 429   KeyProviderUnavailable (retried)
+    no answer within RetryPolicy.deadline            KeyProviderUnavailable
+    certificate not verified, TLS handshake failed   KeyProviderTLSError
     403 (token invalid, expired or revoked, or the   KeyProviderAccessDenied
         policy does not allow the call)
     no Transit mount at mount_point (404)            KeyProviderAccessDenied
@@ -17,7 +19,8 @@ through a `RetryPolicy`, and every error of hvac or requests is translated in on
     context tag does not match (wrong context)       KeyUnwrapError
 
 Messages name the Vault address, namespace, mount and key, never a token, key
-material or ciphertext.
+material or ciphertext; the tracebacks of errors leaving the provider keep no local
+variables (`_secrets.scrubbed`), since hvac's frames hold the token.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import hmac
 import importlib
 import json
 import re
+import threading
 from collections.abc import Callable
 from typing import Any, NoReturn, Protocol
 from urllib.parse import urlsplit, urlunsplit
@@ -42,12 +46,15 @@ from securecustomer.exceptions import (
     ConfigurationError,
     KeyProviderAccessDenied,
     KeyProviderError,
+    KeyProviderTLSError,
     KeyProviderUnavailable,
     KeyUnwrapError,
     UnpicklableError,
 )
 from securecustomer.keys._records import WrappedKey
 from securecustomer.keys._retry import RetryPolicy
+from securecustomer.keys._secrets import scrubbed
+from securecustomer.keys._tls import check_address, check_verify, tls_failure
 
 __all__ = ["VaultClient", "VaultTransitKeyProvider"]
 
@@ -62,6 +69,7 @@ _NAME = re.compile(r"\w(?:[\w.@-]*\w)?")
 _PATH = re.compile(r"\w(?:[\w.@-]*\w)?(?:/\w(?:[\w.@-]*\w)?)*")
 _VERSION = re.compile(r"vault:v(\d+):")
 _DECRYPTING = frozenset({"decrypt", "rewrap"})
+_CA_HINT = "give the hvac client the CA bundle (hvac.Client(verify='/path/to/ca.pem'))"
 
 
 class _Adapter(Protocol):
@@ -99,6 +107,10 @@ class _Call:
         namespace = f" in namespace {self.namespace!r}" if self.namespace else ""
         return f"transit key {self.key!r} on mount {self.mount!r}{namespace}"
 
+    @property
+    def where(self) -> str:
+        return f"Vault at {self.address} ({self.key_name})"
+
 
 class VaultTransitKeyProvider:
     """A master key held by Vault's (or OpenBao's) Transit secrets engine.
@@ -112,9 +124,16 @@ class VaultTransitKeyProvider:
     *client* is an ``hvac.Client`` that the application has authenticated (a token,
     AppRole, Kubernetes, ...) and keeps authenticated (renewing or re-logging in).
     *namespace* is put in the request path, so it is relative to the client's own
-    namespace, if it has one. Each HTTP call may take *retry.timeout* seconds (connect
-    and read, passed per request to the client's adapter; the client's own ``timeout``
-    is not used) and transient failures are retried as *retry* says.
+    namespace, if it has one. Each connect and each read may take *retry.timeout*
+    seconds (passed per request to the client's adapter; the client's own ``timeout`` is
+    not used), transient failures are retried as *retry* says, and a call gives up at
+    *retry.deadline* however slowly the server answers (the attempt is abandoned and its
+    connection closed).
+
+    Transport: the client's address must be ``https://`` and its certificate check on;
+    a plain ``http://`` address needs ``insecure_http=True`` and ``verify=False`` needs
+    ``insecure_skip_verify=True`` (`ConfigurationError` otherwise). A certificate that
+    cannot be verified raises `KeyProviderTLSError` at once, without retrying.
 
     Binding the context: Transit's ``associated_data`` would be verified by Vault, but
     ``transit/rewrap`` does not accept it (rewrapping such a ciphertext fails), so the
@@ -159,6 +178,8 @@ class VaultTransitKeyProvider:
         mount_point: str = "transit",
         namespace: str | None = None,
         retry: RetryPolicy | None = None,
+        insecure_http: bool = False,
+        insecure_skip_verify: bool = False,
     ) -> None:
         if getattr(client, "adapter", None) is None:
             raise ConfigurationError("client must be an hvac.Client (it has no adapter)")
@@ -176,6 +197,11 @@ class VaultTransitKeyProvider:
         self._namespace = space
         self._retry = retry if retry is not None else RetryPolicy()
         self._base = f"/v1/{space}/{mount}" if space else f"/v1/{mount}"
+        adapter = client.adapter
+        check_address("Vault", self.address, insecure_http=insecure_http)
+        check_verify(
+            "Vault", self.address, _verify_of(adapter), insecure_skip_verify=insecure_skip_verify
+        )
 
     # -- identity -------------------------------------------------------------------------
 
@@ -203,18 +229,21 @@ class VaultTransitKeyProvider:
 
     # -- KeyProvider ----------------------------------------------------------------------
 
+    @scrubbed
     def wrap(self, material: bytes, *, context: dict[str, str]) -> WrappedKey:
         """Encrypt *material* under the latest version of the Transit key."""
         payload = {"plaintext": _b64(material)}
         data = self._post("encrypt", f"encrypt/{self._key}", payload)
         return self._wrapped(_field(data, "ciphertext"), material, context)
 
+    @scrubbed
     def generate_key(self, *, context: dict[str, str]) -> tuple[bytes, WrappedKey]:
         """A new 256-bit key from Vault's random source, and its wrapped form (one call)."""
         data = self._post("datakey", f"datakey/plaintext/{self._key}", {"bits": 256})
         material = _unb64(_field(data, "plaintext"))
         return material, self._wrapped(_field(data, "ciphertext"), material, context)
 
+    @scrubbed
     def unwrap(self, wrapped: WrappedKey, *, context: dict[str, str]) -> bytes:
         """Decrypt *wrapped*; `KeyUnwrapError` if it fails or was wrapped for another context."""
         transit, tag = self._split(wrapped)
@@ -223,12 +252,14 @@ class VaultTransitKeyProvider:
         self._check(material, tag, context)
         return material
 
+    @scrubbed
     def rewrap(self, wrapped: WrappedKey, *, context: dict[str, str]) -> WrappedKey:
         """The same key under the Transit key's latest version; Vault never returns it."""
         transit, tag = self._split(wrapped)
         data = self._post("rewrap", f"rewrap/{self._key}", {"ciphertext": transit})
         return self._pack(_field(data, "ciphertext"), tag)
 
+    @scrubbed
     def unwrap_many(self, items: list[tuple[WrappedKey, dict[str, str]]]) -> list[bytes]:
         """Decrypt several wrapped keys with batch calls (up to 250 keys per call)."""
         split = [self._split(wrapped) for wrapped, _ in items]
@@ -279,14 +310,23 @@ class VaultTransitKeyProvider:
         url = f"{self._base}/{path}"
         adapter = self._client.adapter
         timeout = self._retry.timeout
+        call = self._describe(operation, path)
+        answers = _Answers()
 
         def attempt() -> dict[str, Any]:
-            return _data(adapter.post(url, json=payload, timeout=timeout), url)
+            hooks = {"response": [answers.add]}
+            return _data(adapter.post(url, json=payload, timeout=timeout, hooks=hooks), url)
 
         classify: Callable[[BaseException], KeyProviderError] = functools.partial(
-            _classify, call=self._describe(operation, path)
+            _classify, call=call
         )
-        return self._retry.run(attempt, classify=classify, what=f"transit {operation}")
+        return self._retry.run(
+            attempt,
+            classify=classify,
+            what=f"transit {operation}",
+            where=call.where,
+            abandon=answers.abandon,
+        )
 
     def _key_ref(self, ciphertext: str) -> str:
         match = _VERSION.match(ciphertext)
@@ -347,6 +387,10 @@ def _classify(exc: BaseException, *, call: _Call) -> KeyProviderError:
     number of attempts); refusals also name the call, since they are not retried.
     """
     where = f"Vault at {call.address}"
+    if isinstance(exc, requests.exceptions.SSLError):  # before ConnectionError, its base
+        return KeyProviderTLSError(
+            f"{tls_failure('Vault', call.address, exc, _CA_HINT)} ({call.key_name})"
+        )
     if isinstance(exc, requests.Timeout):
         return KeyProviderUnavailable(
             f"{where} did not answer within {call.timeout:g} s ({call.key_name})"
@@ -436,6 +480,56 @@ def _reason(exc: Any) -> str:
         return "no reason given"
     text = " ".join("; ".join(str(e) for e in errors).split())
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+class _Answers:
+    """The responses of one provider call's attempts, to close them if it is abandoned.
+
+    A ``requests`` response hook gets each response once its headers have come, before
+    hvac reads the body; `abandon` (from the caller's thread, at the deadline) shuts the
+    connections down, and a response that comes later is shut down on arrival.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: list[requests.Response] = []
+        self._abandoned = False
+
+    def add(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        with self._lock:
+            self._open.append(response)
+            abandoned = self._abandoned
+        if abandoned:
+            _shut(response)
+
+    def abandon(self) -> None:
+        with self._lock:
+            self._abandoned = True
+            responses = list(self._open)
+        for response in responses:
+            _shut(response)
+
+
+def _shut(response: requests.Response) -> None:
+    """Interrupt a read of *response* in another thread (urllib3's shutdown, else close)."""
+    raw = getattr(response, "raw", None)
+    shutdown = getattr(raw, "shutdown", None)
+    try:
+        if callable(shutdown):
+            shutdown()
+        else:
+            response.close()
+    except OSError:
+        pass  # already closed
+
+
+def _verify_of(adapter: Any) -> object:
+    """Whether the adapter's requests check certificates (hvac passes its own per request)."""
+    kwargs = getattr(adapter, "_kwargs", None)
+    verify = kwargs.get("verify") if isinstance(kwargs, dict) else None
+    if verify is None:
+        verify = getattr(getattr(adapter, "session", None), "verify", True)
+    return verify
 
 
 # -- encoding -------------------------------------------------------------------------------
