@@ -41,6 +41,7 @@ _RULE_KEYS: Final = frozenset(
         "tenants",
         "fields",
         "masks",
+        "unmask",
         "when",
         "mfa_max_age",
         "purposes",
@@ -87,6 +88,8 @@ class Rule:
     mfa_max_age: timedelta | None
     purposes: frozenset[str] | None
     description: str | None = None
+    #: Fields this rule shows in clear even where other matching rules mask them.
+    unmask: frozenset[str] = frozenset()
 
     @property
     def condition(self) -> str | None:
@@ -382,6 +385,20 @@ class _Loader:
                     rule=rule_id,
                     field="masks",
                 )
+        unmask = names("unmask", star=False) or frozenset()
+        if unmask and effect == "deny":
+            self.error("a deny rule cannot unmask: it hides its fields", rule=rule_id, field="unmask")
+        for field_name in sorted(unmask):
+            if fields is not None and field_name not in fields:
+                self.error(
+                    f"unmasks field {field_name!r}, which the rule does not list in fields",
+                    rule=rule_id,
+                    field="unmask",
+                )
+            if field_name in masks:
+                self.error(
+                    f"both masks and unmasks field {field_name!r}", rule=rule_id, field="unmask"
+                )
         when = raw.get("when")
         expr: Expr | None = None
         if when is not None:
@@ -418,6 +435,7 @@ class _Loader:
             mfa_max_age=mfa,
             purposes=names("purposes", star=False),
             description=description,
+            unmask=unmask,
         )
 
     def exclusive(
