@@ -294,9 +294,7 @@ class TestMasks:
         )
         assert {"ssn": "last4"} == dict(engine.evaluate(AGENT, "read", CUSTOMER).masks)
 
-    @pytest.mark.parametrize(
-        ("general", "vip"), [("a-general", "b-vip"), ("z-general", "b-vip")]
-    )
+    @pytest.mark.parametrize(("general", "vip"), [("a-general", "b-vip"), ("z-general", "b-vip")])
     def test_stricter_mask_wins_whatever_the_ids(self, general: str, vip: str) -> None:
         """VIP customers: SSN redacted, over the general last-four rule, for any rule ids."""
         engine = engine_for(

@@ -6,7 +6,7 @@ import csv
 import io
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from hypothesis import given, settings
@@ -221,6 +221,43 @@ class TestWhoCanRoles:
         )
         assert expected == grant
         assert not grant.conditional
+
+
+class TestUnmaskIsVisible:
+    """A rule lifting masks with ``unmask`` shows in who_can, reviews and explanations."""
+
+    RULES: ClassVar[tuple[dict[str, Any], ...]] = (
+        rule("agents", fields=["name", "ssn"], masks={"ssn": "last4"}),
+        rule("compliance", roles=["manager"], fields=["ssn"], unmask=["ssn"]),
+    )
+
+    def test_who_can(self) -> None:
+        engine = engine_of(*self.RULES)
+        grants = engine.who_can("read", "customer", field="ssn")
+        assert {("agents", frozenset()), ("compliance", frozenset({"ssn"}))} == {
+            (g.rule_id, g.unmask) for g in grants
+        }
+
+    def test_review(self) -> None:
+        review = engine_of(*self.RULES).review({"carol": ["manager"]})
+        cells = {row["rule"]: row["masks"] for row in review.rows}
+        assert {"agents": "ssn=last4", "compliance": "unmask: ssn"} == cells
+        both = rule("both", fields=["name", "ssn"], masks={"name": "initial"}, unmask=["ssn"])
+        (row,) = engine_of(both).review({"bob": ["agent"]}).rows
+        assert "name=initial; unmask: ssn" == row["masks"]
+
+    def test_explain(self) -> None:
+        carol = Subject("carol", roles=["manager"])
+        explanation = engine_of(*self.RULES).explain(carol, "read", Resource("customer"))
+        assert ({}, frozenset({"ssn"})) == (
+            dict(explanation.decision.masks),
+            explanation.decision.unmasked,
+        )
+        assert (
+            "matched: allows fields [ssn], lifts every mask on [ssn] (unmask)"
+            == explanation.steps[1].why
+        )
+        assert "lifts every mask on [ssn] (unmask)" in str(explanation)
 
 
 class TestWhoCanSubjects:

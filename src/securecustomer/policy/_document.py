@@ -387,7 +387,9 @@ class _Loader:
                 )
         unmask = names("unmask", star=False) or frozenset()
         if unmask and effect == "deny":
-            self.error("a deny rule cannot unmask: it hides its fields", rule=rule_id, field="unmask")
+            self.error(
+                "a deny rule cannot unmask: it hides its fields", rule=rule_id, field="unmask"
+            )
         for field_name in sorted(unmask):
             if fields is not None and field_name not in fields:
                 self.error(
