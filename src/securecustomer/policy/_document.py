@@ -202,7 +202,8 @@ class Policy:
 
     def lint(self) -> list[Finding]:
         """Findings a reviewer should look at: unknown or unused roles, shadowed and
-        unreachable rules, wildcards over every field. See `Finding` for the codes."""
+        unreachable rules, wildcards over every field, overlapping masks. See
+        `Finding` for the codes."""
         from securecustomer.policy._lint import lint
 
         return lint(self)
