@@ -323,6 +323,9 @@ def policy_rules(
         masks = draw(st.dictionaries(_sampled(maskable), _sampled(POLICY_MASKS)))
         if masks:
             rule["masks"] = masks
+        clear = tuple(f for f in maskable if f not in masks)
+        if clear and (unmask := draw(_sometimes(_subsets(clear, 2), 5))):
+            rule["unmask"] = unmask
         if draw(_sometimes(st.just("15m"), 5)):
             rule["mfa_max_age"] = "15m"
     if condition := draw(_sometimes(policy_conditions(roles), 2)):

@@ -148,6 +148,24 @@ class TestExplain:
         assert "visible fields: email, name" in out
         assert "masked: email (email)" in out
 
+    def test_unmasked(self, policy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        lifting = policy.read_text() + (
+            '\n[[rules]]\nid = "seniors-clear"\neffect = "allow"\nroles = ["senior"]\n'
+            'actions = ["read"]\nresources = ["customer"]\nfields = ["email"]\n'
+            'unmask = ["email"]\n'
+        )
+        policy.write_text(lifting)
+        senior = json.dumps({"id": "u-8", "roles": ["senior"], "attributes": {"region": "eu"}})
+        resource = json.dumps({"type": "customer", "id": 42, "attributes": {"region": "eu"}})
+        args = ["policy", "explain", str(policy), "--subject", senior, "--action", "read"]
+
+        status, out, _ = run([*args, "--resource", resource], capsys)
+
+        assert 0 == status
+        assert "lifts every mask on [email] (unmask)" in out
+        assert "masked: email (email)" not in out
+        assert "unmasked: email (a matching rule lifts its masks with unmask)" in out
+
     def test_denied_by_condition(self, policy: Path, capsys: pytest.CaptureFixture[str]) -> None:
         resource = json.dumps({"type": "customer", "id": 42, "attributes": {"region": "us"}})
         args = ["policy", "explain", str(policy), "--subject", AGENT, "--action", "read"]

@@ -255,23 +255,37 @@ class TestFields:
 
 
 class TestMasks:
-    """A visible field is masked when every rule granting it masks it."""
+    """Masks override as denies do: the strictest mask of the granting rules applies, also
+    over a rule granting the field in clear, unless a granting rule lists it in ``unmask``."""
 
     def test_masked(self) -> None:
         engine = engine_for(rule("contact", fields=["name", "email"], masks={"email": "email"}))
         decision = engine.evaluate(AGENT, "read", CUSTOMER)
         assert {"email": "email"} == dict(decision.masks)
+        assert frozenset() == decision.unmasked
 
-    def test_unmasked_grant_wins(self) -> None:
+    def test_unmasked_grant_does_not_unmask(self) -> None:
         engine = engine_for(
             rule("masked", fields=["name", "email"], masks={"email": "email"}),
             rule("plain", fields=["email"]),
         )
-        assert {} == dict(engine.evaluate(AGENT, "read", CUSTOMER).masks)
+        assert {"email": "email"} == dict(engine.evaluate(AGENT, "read", CUSTOMER).masks)
 
-    def test_unmasked_grant_of_every_field_wins(self) -> None:
+    def test_unmasked_grant_of_every_field_does_not_unmask(self) -> None:
         engine = engine_for(rule("masked", masks={"ssn": "last4"}), rule("plain"))
-        assert {} == dict(engine.evaluate(AGENT, "read", CUSTOMER).masks)
+        assert {"ssn": "last4"} == dict(engine.evaluate(AGENT, "read", CUSTOMER).masks)
+
+    def test_unmasked_grant_from_another_role_does_not_unmask(self) -> None:
+        """The issue's case: an auditor who is also an agent sees the agents' mask."""
+        engine = engine_for(
+            rule("agents", masks={"ssn": "last4"}),
+            rule("auditors", roles=["auditor"]),
+            roles={"agent": {}, "auditor": {}},
+        )
+        both = Subject("user-2", roles=["agent", "auditor"])
+        assert {"ssn": "last4"} == dict(engine.evaluate(both, "read", CUSTOMER).masks)
+        auditor = Subject("user-3", roles=["auditor"])
+        assert {} == dict(engine.evaluate(auditor, "read", CUSTOMER).masks)
 
     def test_rule_granting_other_fields_does_not_unmask(self) -> None:
         engine = engine_for(
@@ -280,14 +294,95 @@ class TestMasks:
         )
         assert {"ssn": "last4"} == dict(engine.evaluate(AGENT, "read", CUSTOMER).masks)
 
+    @pytest.mark.parametrize(("general", "vip"), [("a-general", "b-vip"), ("z-general", "b-vip")])
+    def test_stricter_mask_wins_whatever_the_ids(self, general: str, vip: str) -> None:
+        """VIP customers: SSN redacted, over the general last-four rule, for any rule ids."""
+        engine = engine_for(
+            rule(general, fields=["name", "ssn"], masks={"ssn": "last4"}),
+            rule(vip, fields=["ssn"], masks={"ssn": "redact"}, when="resource.vip"),
+        )
+        vip_row = Resource("customer", id=1, attributes={"vip": True})
+        plain_row = Resource("customer", id=2, attributes={"vip": False})
+        assert {"ssn": "redact"} == dict(engine.evaluate(AGENT, "read", vip_row).masks)
+        assert {"ssn": "last4"} == dict(engine.evaluate(AGENT, "read", plain_row).masks)
+        shown = engine.apply(engine.evaluate(AGENT, "read", vip_row), RECORD)
+        assert "[REDACTED]" == shown["ssn"]
+
     @pytest.mark.parametrize("reverse", [False, True])
     def test_choice_is_deterministic(self, reverse: bool) -> None:
         rules = [
-            rule("b-rule", fields=["email"], masks={"email": "email"}),
-            rule("a-rule", fields=["email"], masks={"email": "redact"}),
+            rule("a-rule", fields=["email"], masks={"email": "email"}),
+            rule("b-rule", fields=["email"], masks={"email": "redact"}),
         ]
         engine = engine_for(*(rules[::-1] if reverse else rules))
         assert {"email": "redact"} == dict(engine.evaluate(AGENT, "read", CUSTOMER).masks)
+
+    @pytest.mark.parametrize(
+        ("stricter", "looser"),
+        list(itertools.combinations(["redact", "initial", "phone", "card", "last4", "email"], 2)),
+    )
+    def test_order_of_strictness(self, stricter: str, looser: str) -> None:
+        """The documented order (docs/policies.md, Masks), whichever rule id sorts first."""
+        for first, second in ((stricter, looser), (looser, stricter)):
+            engine = engine_for(
+                rule("a", fields=["ssn"], masks={"ssn": first}),
+                rule("b", fields=["ssn"], masks={"ssn": second}),
+            )
+            assert {"ssn": stricter} == dict(engine.evaluate(AGENT, "read", CUSTOMER).masks)
+
+    def test_host_masks_rank_between_redact_and_the_partial_masks(self) -> None:
+        options: dict[str, Any] = {"masks": {"year": str, "hash": str}}
+        for other, expected in (("redact", "redact"), ("initial", "hash"), ("year", "hash")):
+            engine = engine_for(
+                rule("a", fields=["ssn"], masks={"ssn": other}),
+                rule("b", fields=["ssn"], masks={"ssn": "hash"}),
+                **options,
+            )
+            assert {"ssn": expected} == dict(engine.evaluate(AGENT, "read", CUSTOMER).masks)
+
+    def test_unmask_lifts_every_mask(self) -> None:
+        engine = engine_for(
+            rule("masked", masks={"ssn": "last4", "email": "email"}),
+            rule("vip", fields=["ssn"], masks={"ssn": "redact"}),
+            rule("compliance", fields=["ssn"], unmask=["ssn"], purposes=["audit"]),
+        )
+        plain = engine.evaluate(AGENT, "read", CUSTOMER)
+        assert ({"email": "email", "ssn": "redact"}, frozenset()) == (
+            dict(plain.masks),
+            plain.unmasked,
+        )
+        audit = engine.evaluate(AGENT, "read", CUSTOMER, purpose="audit")
+        assert ({"email": "email"}, frozenset({"ssn"})) == (dict(audit.masks), audit.unmasked)
+        assert "078-05-1120" == engine.apply(audit, RECORD)["ssn"]
+
+    def test_unmask_without_other_masks_lifts_nothing(self) -> None:
+        engine = engine_for(rule("compliance", fields=["ssn"], unmask=["ssn"]))
+        decision = engine.evaluate(AGENT, "read", CUSTOMER)
+        assert ({}, frozenset()) == (dict(decision.masks), decision.unmasked)
+
+    def test_unmask_never_shows_a_hidden_field(self) -> None:
+        engine = engine_for(
+            rule("compliance", unmask=["ssn"]),
+            deny("no-ssn", fields=["ssn"]),
+            rule("masked", masks={"ssn": "last4"}),
+        )
+        decision = engine.evaluate(AGENT, "read", CUSTOMER)
+        assert (False, {}, frozenset()) == (
+            decision.visible("ssn"),
+            dict(decision.masks),
+            decision.unmasked,
+        )
+
+    def test_unmask_of_a_rule_waiting_on_mfa_does_not_apply(self) -> None:
+        engine = engine_for(
+            rule("masked", masks={"ssn": "last4"}),
+            rule("compliance", fields=["ssn"], unmask=["ssn"], mfa_max_age="5m"),
+        )
+        stale = engine.evaluate(AGENT, "read", CUSTOMER, now=NOW)
+        assert (Outcome.ALLOW, {"ssn": "last4"}) == (stale.outcome, dict(stale.masks))
+        fresh = attrs.evolve(AGENT, mfa_at=NOW)
+        decision = engine.evaluate(fresh, "read", CUSTOMER, now=NOW)
+        assert ({}, frozenset({"ssn"})) == (dict(decision.masks), decision.unmasked)
 
     def test_only_visible_fields_are_masked(self) -> None:
         engine = engine_for(
@@ -303,13 +398,28 @@ class TestMasks:
             rule("plain"),
             rule("masked-for-marketing", masks={"email": "email"}, purposes=["marketing"]),
         )
-        assert {} == dict(engine.evaluate(AGENT, "read", CUSTOMER, purpose="marketing").masks)
+        assert {} == dict(engine.evaluate(AGENT, "read", CUSTOMER).masks)
+        marketing = engine.evaluate(AGENT, "read", CUSTOMER, purpose="marketing")
+        assert {"email": "email"} == dict(marketing.masks)
         engine = engine_for(
             rule("masked", masks={"email": "email"}),
             rule("plain-for-support", purposes=["support"]),
         )
         assert {"email": "email"} == dict(engine.evaluate(AGENT, "read", CUSTOMER).masks)
-        assert {} == dict(engine.evaluate(AGENT, "read", CUSTOMER, purpose="support").masks)
+        support = engine.evaluate(AGENT, "read", CUSTOMER, purpose="support")
+        assert {"email": "email"} == dict(support.masks)
+
+    def test_the_fast_paths_agree(self) -> None:
+        """evaluate and evaluate_many, cached or not, give the strictest mask."""
+        engine = engine_for(
+            rule("a-general", fields=["ssn"], masks={"ssn": "last4"}),
+            rule("b-vip", fields=["ssn"], masks={"ssn": "redact"}, when="resource.vip"),
+            rule("c-plain", fields=["ssn"], when="context.level >= 1"),
+        )
+        row = Resource("customer", id=1, attributes={"vip": True})
+        requests = [AccessRequest(AGENT, "read", row, context={"level": 2})] * 3
+        decisions = [*engine.evaluate_many(requests), engine.evaluate(AGENT, "read", row)]
+        assert [{"ssn": "redact"}] * 4 == [dict(d.masks) for d in decisions]
 
 
 class TestApply:

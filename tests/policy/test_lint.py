@@ -318,6 +318,113 @@ class TestWildcardFields:
         assert [] == found(policy, "wildcard-fields")
 
 
+class TestOverlappingMasks:
+    """Two allows that can grant one field to one role for one action and resource type,
+    masking it differently (another mask, or in clear): the strictest mask applies."""
+
+    def test_different_masks(self) -> None:
+        policy = make(
+            rule("general", fields=["name", "ssn"], masks={"ssn": "last4"}),
+            rule("vip", fields=["ssn"], masks={"ssn": "redact"}, when="resource.vip"),
+        )
+        expected = [
+            Finding(
+                "overlapping-masks",
+                "field 'ssn': masks it ('redact') where rule 'general' masks it ('last4'); "
+                "the strictest, 'redact', applies",
+                "vip",
+            )
+        ]
+        assert expected == policy.lint()
+
+    def test_clear_grant_through_inheritance(self) -> None:
+        policy = make(
+            rule("agents", fields=["email"], masks={"email": "email"}),
+            rule("managers", roles=["manager"], fields=["name", "email"]),
+        )
+        expected = [
+            Finding(
+                "overlapping-masks",
+                "field 'email': grants it in clear where rule 'agents' masks it ('email'); "
+                "the mask applies (list the field in unmask to lift it)",
+                "managers",
+            )
+        ]
+        assert expected == policy.lint()
+
+    def test_mask_after_a_clear_grant(self) -> None:
+        policy = make(
+            rule("everyone", roles=["*"], fields=["email"]),
+            rule("agents", masks={"email": "email"}),
+        )
+        expected = [
+            Finding(
+                "overlapping-masks",
+                "field 'email': masks it ('email') where rule 'everyone' grants it in clear; "
+                "the mask applies",
+                "agents",
+            )
+        ]
+        assert expected == policy.lint()
+
+    @pytest.mark.parametrize(
+        ("first", "second"),
+        [
+            ({"subjects": ["u-1"], "masks": {"ssn": "redact"}}, {"subjects": ["u-1"]}),
+            ({"masks": {"ssn": "redact"}}, {"actions": ["*"], "fields": ["ssn"]}),
+            ({"masks": {"ssn": "redact"}, "tenants": ["a"]}, {"fields": ["ssn"]}),
+            ({"masks": {"ssn": "redact"}, "roles": ["manager"]}, {"roles": ["agent"]}),
+        ],
+        ids=["same-subject", "any-action", "tenant-and-any-tenant", "inherited-the-other-way"],
+    )
+    def test_other_overlaps(self, first: dict[str, Any], second: dict[str, Any]) -> None:
+        policy = make(rule("a", **first), rule("b", **second))
+        assert [("overlapping-masks", "b")] == found(policy, "overlapping-masks")
+
+    @pytest.mark.parametrize(
+        ("first", "second"),
+        [
+            ({"masks": {"ssn": "redact"}}, {"masks": {"ssn": "redact"}}),
+            ({"masks": {"ssn": "redact"}}, {"fields": ["ssn"], "unmask": ["ssn"]}),
+            ({"masks": {"ssn": "redact"}}, {"fields": ["name"]}),
+            ({"masks": {"ssn": "redact"}}, {"actions": ["write"]}),
+            ({"masks": {"ssn": "redact"}}, {"resources": ["invoice"]}),
+            ({"masks": {"ssn": "redact"}, "tenants": ["a"]}, {"tenants": ["b"]}),
+            ({"masks": {"ssn": "redact"}, "purposes": ["x"]}, {"purposes": ["y"]}),
+            ({"masks": {"ssn": "redact"}}, {"roles": ["auditor"]}),
+            ({"subjects": ["u-1"], "masks": {"ssn": "redact"}}, {"subjects": ["u-2"]}),
+            ({"masks": {"ssn": "redact"}}, {"effect": "deny", "fields": ["ssn"]}),
+            ({}, {"fields": ["ssn"]}),
+        ],
+        ids=[
+            "same-mask",
+            "explicit-unmask",
+            "other-fields",
+            "other-action",
+            "other-resource",
+            "other-tenant",
+            "other-purpose",
+            "unrelated-role",
+            "other-subject",
+            "deny",
+            "no-masks",
+        ],
+    )
+    def test_near_misses(self, first: dict[str, Any], second: dict[str, Any]) -> None:
+        roles = {**ROLES, "auditor": {}}
+        policy = make(rule("a", **first), rule("b", **second), roles=roles)
+        assert [] == found(policy, "overlapping-masks")
+
+    def test_what_it_reports_is_what_the_engine_does(self) -> None:
+        policy = make(
+            rule("agents", fields=["email"], masks={"email": "email"}),
+            rule("managers", roles=["manager"], fields=["name", "email"]),
+        )
+        manager = Subject("u-1", roles=["manager"])
+        decision = PolicyEngine(policy).evaluate(manager, "read", Resource("customer"))
+        assert {"email": "email"} == dict(decision.masks)
+
+
 class TestOrder:
     """Findings come in rule order, then the role findings."""
 

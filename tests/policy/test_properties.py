@@ -34,6 +34,8 @@ from securecustomer.policy import (
 UNNAMED_FIELD = "notes"
 #: How permissive an outcome is.
 RANK = {Outcome.DENY: 0, Outcome.STEP_UP: 1, Outcome.ALLOW: 2}
+#: How much of a field a mask shows (docs/policies.md, "Masks"); ``None`` is in clear.
+SHOWS = {"redact": 0, "initial": 1, "email": 2, None: 3}
 
 EXAMPLES = settings(max_examples=150, deadline=None)
 #: Monotonicity needs two overlapping allows with field lists, which only some examples have.
@@ -220,7 +222,8 @@ class TestIrrelevantChanges:
                 before.outcome,
                 before.fields,
                 before.hidden,
-                set(before.masks),  # which mask applies may follow the ids, what is masked not
+                dict(before.masks),  # the strictest mask, chosen by name, never by rule id
+                before.unmasked,
                 tuple(sorted(mapping[i] for i in before.rule_ids)),
                 sorted((mapping[i], message) for i, message in before.errors),
                 before.step_up_max_age,
@@ -229,12 +232,105 @@ class TestIrrelevantChanges:
                 after.outcome,
                 after.fields,
                 after.hidden,
-                set(after.masks),
+                dict(after.masks),
+                after.unmasked,
                 after.rule_ids,
                 sorted(after.errors),
                 after.step_up_max_age,
             )
             assert expected == actual
+
+
+def shows(decision: Decision) -> dict[str, int]:
+    """How much of each visible field *decision* shows (`SHOWS`)."""
+    return {f: SHOWS[decision.masks.get(f)] for f in visible(decision)}
+
+
+class TestMasks:
+    """Masks override as denies do: the strictest mask of the matching rules that grant a
+    field applies; only a matching granting rule's ``unmask`` shows it in clear."""
+
+    @MORE_EXAMPLES
+    @given(data=st.data(), document=policy_documents())
+    def test_an_allow_without_unmask_never_shows_more_of_a_field(
+        self, data: st.DataObject, document: dict[str, Any]
+    ) -> None:
+        extra = data.draw(policy_rules(sorted(document["roles"]), effect="allow"))
+        extra.pop("unmask", None)
+        bigger = with_rule(document, extra)
+        requests = data.draw(st.lists(requests_around(bigger, extra), min_size=1, max_size=8))
+        for old, new in zip(decide(document, requests), decide(bigger, requests), strict=True):
+            before, after = shows(old), shows(new)
+            for field in before.keys() & after.keys():
+                assert after[field] <= before[field], (field, old, new)
+
+    @MORE_EXAMPLES
+    @given(data=st.data(), document=policy_documents())
+    def test_a_redacting_allow_redacts_what_it_grants(
+        self, data: st.DataObject, document: dict[str, Any]
+    ) -> None:
+        extra = data.draw(policy_rules(sorted(document["roles"]), effect="allow"))
+        extra.pop("unmask", None)
+        granted = extra.get("fields", POLICY_FIELDS)
+        extra["masks"] = dict.fromkeys(granted, "redact")
+        bigger = with_rule(document, extra)
+        requests = data.draw(st.lists(requests_around(bigger, extra), min_size=1, max_size=8))
+        engine = PolicyEngine(Policy.from_dict(bigger))
+        for r, decision in zip(requests, decide(bigger, requests), strict=True):
+            explanation = engine.explain(
+                r.subject,
+                r.action,
+                r.resource,
+                fields=r.fields,
+                purpose=r.purpose,
+                context=r.context,
+                now=r.now,
+            )
+            if not decision.allowed or not explanation.steps[-1].matched:
+                continue
+            for field in set(granted) & visible(decision) - decision.unmasked:
+                assert "redact" == decision.masks.get(field), (field, decision)
+
+    @EXAMPLES
+    @given(generated=documents_and_requests())
+    def test_masks_follow_the_matching_rules(
+        self, generated: tuple[dict[str, Any], list[AccessRequest]]
+    ) -> None:
+        """Against explain's rule-by-rule account: per visible field, the strictest mask of
+        the matching allows granting it, or in clear when one of them unmasks it."""
+        document, requests = generated
+        engine = PolicyEngine(Policy.from_dict(document))
+        rules = {rule.id: rule for rule in engine.policy.rules}
+        for r in requests:
+            explanation = engine.explain(
+                r.subject,
+                r.action,
+                r.resource,
+                fields=r.fields,
+                purpose=r.purpose,
+                context=r.context,
+                now=r.now,
+            )
+            decision = explanation.decision
+            if not decision.allowed:
+                continue
+            matched = [rules[s.rule_id] for s in explanation.steps if s.matched]
+            expected_masks, expected_unmasked = {}, set()
+            for field in visible(decision):
+                grants = [
+                    rule
+                    for rule in matched
+                    if rule.allow and (rule.fields is None or field in rule.fields)
+                ]
+                masks = [rule.masks[field] for rule in grants if field in rule.masks]
+                if masks and any(field in rule.unmask for rule in grants):
+                    expected_unmasked.add(field)
+                elif masks:
+                    expected_masks[field] = min(masks, key=SHOWS.__getitem__)
+            assert (expected_masks, expected_unmasked) == (
+                dict(decision.masks),
+                set(decision.unmasked),
+            ), (r, decision)
 
 
 class TestBatchesAndEmptyPolicies:

@@ -6,7 +6,7 @@ import csv
 import io
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from hypothesis import given, settings
@@ -221,6 +221,43 @@ class TestWhoCanRoles:
         )
         assert expected == grant
         assert not grant.conditional
+
+
+class TestUnmaskIsVisible:
+    """A rule lifting masks with ``unmask`` shows in who_can, reviews and explanations."""
+
+    RULES: ClassVar[tuple[dict[str, Any], ...]] = (
+        rule("agents", fields=["name", "ssn"], masks={"ssn": "last4"}),
+        rule("compliance", roles=["manager"], fields=["ssn"], unmask=["ssn"]),
+    )
+
+    def test_who_can(self) -> None:
+        engine = engine_of(*self.RULES)
+        grants = engine.who_can("read", "customer", field="ssn")
+        assert {("agents", frozenset()), ("compliance", frozenset({"ssn"}))} == {
+            (g.rule_id, g.unmask) for g in grants
+        }
+
+    def test_review(self) -> None:
+        review = engine_of(*self.RULES).review({"carol": ["manager"]})
+        cells = {row["rule"]: row["masks"] for row in review.rows}
+        assert {"agents": "ssn=last4", "compliance": "unmask: ssn"} == cells
+        both = rule("both", fields=["name", "ssn"], masks={"name": "initial"}, unmask=["ssn"])
+        (row,) = engine_of(both).review({"bob": ["agent"]}).rows
+        assert "name=initial; unmask: ssn" == row["masks"]
+
+    def test_explain(self) -> None:
+        carol = Subject("carol", roles=["manager"])
+        explanation = engine_of(*self.RULES).explain(carol, "read", Resource("customer"))
+        assert ({}, frozenset({"ssn"})) == (
+            dict(explanation.decision.masks),
+            explanation.decision.unmasked,
+        )
+        assert (
+            "matched: allows fields [ssn], lifts every mask on [ssn] (unmask)"
+            == explanation.steps[1].why
+        )
+        assert "lifts every mask on [ssn] (unmask)" in str(explanation)
 
 
 class TestWhoCanSubjects:
@@ -1056,6 +1093,10 @@ def grid() -> list[AccessRequest]:
     ]
 
 
+#: The subjects of `grid` that agents-read applies to: bob, and by inheritance carol and dan.
+READERS = [("bob", "read", "customer"), ("carol", "read", "customer"), ("dan", "read", "customer")]
+
+
 def changed(text: str, old: str, new: str) -> PolicyEngine:
     assert old in text
     return PolicyEngine(Policy.from_toml(text.replace(old, new, 1)), clock=lambda: NOW)
@@ -1078,8 +1119,10 @@ class TestDiff:
             POLICY, 'fields = ["name", "email"]\nmasks = { email = "email" }', 'fields = ["name"]'
         )
         changes = shared_engine().diff(after, grid())
-        assert [("bob", "read", "customer")] == summary(changes)
-        (change,) = changes
+        # Managers and admins inherit agents-read: its mask applies to them too, over the
+        # clear grant of managers-read (masks override as denies do).
+        assert READERS == summary(changes)
+        change = changes[0]
         expected_before = Decision(
             Outcome.ALLOW,
             "allowed by rule 'agents-read'",
@@ -1095,13 +1138,13 @@ class TestDiff:
     def test_masks_change(self) -> None:
         after = changed(POLICY, 'masks = { email = "email" }', 'masks = { email = "redact" }')
         changes = shared_engine().diff(after, grid())
-        assert [("bob", "read", "customer")] == summary(changes)
-        (change,) = changes
-        assert change.before.fields == change.after.fields
-        assert ({"email": "email"}, {"email": "redact"}) == (
-            dict(change.before.masks),
-            dict(change.after.masks),
-        )
+        assert READERS == summary(changes)
+        for change in changes:
+            assert change.before.fields == change.after.fields
+            assert ({"email": "email"}, {"email": "redact"}) == (
+                dict(change.before.masks),
+                dict(change.after.masks),
+            )
 
     def test_outcome_change(self) -> None:
         after = changed(POLICY, 'roles = ["clerk"]', 'roles = ["clerk", "admin"]')

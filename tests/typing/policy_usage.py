@@ -45,6 +45,7 @@ def use() -> None:
     decision: Decision = engine.evaluate(agent, "read", row, fields=["email"], now=now)
     outcome: Outcome = decision.outcome
     allowed: bool = decision.allowed
+    lifted: frozenset[str] = decision.unmasked
     shown: dict[str, Any] = apply(decision, {"email": "ada@example.com"})
     also: dict[str, Any] = engine.apply(decision, {"email": "ada@example.com"})
     try:
@@ -59,7 +60,8 @@ def use() -> None:
     text: str = review.to_csv() + review.to_markdown()
     why: Explanation = engine.explain(agent, "read", row)
     changes: list[DecisionChange] = engine.diff(engine, [AccessRequest(agent, "read", row)])
-    del findings, outcome, allowed, shown, also, many, grants, text, why, changes
+    unmask: frozenset[str] = engine.who_can("read", "customer")[0].unmask
+    del findings, outcome, allowed, lifted, unmask, shown, also, many, grants, text, why, changes
 
 
 def guarded(engine: PolicyEngine) -> None:

@@ -221,6 +221,8 @@ def _explain(engine: PolicyEngine, args: argparse.Namespace) -> int:
             print(f"hidden fields: {', '.join(sorted(decision.hidden))}")
         for field, mask in sorted(decision.masks.items()):
             print(f"masked: {field} ({mask})")
+        for field in sorted(decision.unmasked):
+            print(f"unmasked: {field} (a matching rule lifts its masks with unmask)")
     for rule_id, message in decision.errors:
         print(f"condition error in rule {rule_id!r}: {message}")
     return 0

@@ -7,8 +7,10 @@ fresh MFA) into the decision:
 - a matching deny without ``fields`` denies; a deny with ``fields`` hides those fields;
 - matching allows grant their fields (all fields when they list none); a request that named
   fields is allowed only when all of them are visible;
-- a field is masked only when every rule granting it masks it (the mask of the rule with
-  the smallest id, so the choice does not depend on rule order);
+- masks override as denies do: a visible field that any granting rule masks is shown with
+  the strictest of those masks (`strictest`: an order over mask names, never rule ids),
+  also when another rule grants it in clear; only a granting rule that lists the field in
+  ``unmask`` shows it in clear, whatever the others mask (`Decision.unmasked` names it);
 - an allow waiting on MFA grants only hypothetically: if the request would be allowed with
   it, the outcome is step-up, with the shortest ``mfa_max_age`` among such rules.
 """
@@ -21,6 +23,7 @@ from typing import Any
 
 from securecustomer.policy._document import Rule
 from securecustomer.policy._expr import Request, compile_expr, unparse
+from securecustomer.policy._masks import strictest
 from securecustomer.policy._model import Decision, Outcome
 
 __all__ = ["Compiled", "duration_text", "outcome"]
@@ -40,6 +43,7 @@ class Compiled:
         "rule",
         "simple",
         "tenants",
+        "unmask",
     )
 
     def __init__(self, rule: Rule, conditions: dict[Any, Callable[[Request], bool]]) -> None:
@@ -54,6 +58,7 @@ class Compiled:
             self.cond = conditions[key]
         self.fields = rule.fields
         self.masks = rule.masks
+        self.unmask = rule.unmask
         self.mfa = rule.mfa_max_age
         self.purposes = rule.purposes
         self.tenants = rule.tenants
@@ -99,13 +104,15 @@ def outcome(
             granting = [
                 r for r in granting if r.fields is None or not r.fields.isdisjoint(visible)
             ] or granting
+        masks, unmasked = _masks(granting, visible, hidden)
         return Decision(
             Outcome.ALLOW,
             f"allowed by rule {min(r.id for r in granting)!r}",
             rule_ids=tuple(sorted(r.id for r in granting)),
             fields=visible,
             hidden=frozen_hidden,
-            masks=_masks(granting, visible, hidden),
+            masks=masks,
+            unmasked=unmasked,
             errors=failed,
         )
     if step_up:
@@ -154,16 +161,21 @@ def _visible(
 
 def _masks(
     granting: list[Compiled], visible: frozenset[str] | None, hidden: set[str]
-) -> dict[str, str]:
+) -> tuple[dict[str, str], frozenset[str]]:
+    """(field -> the strictest mask of the rules granting it, fields whose masks a granting
+    rule lifts with ``unmask``). Runs once per set of matching rules: plans cache it."""
     masked: dict[str, str] = {}
+    lifted: set[str] = set()
     candidates = {f for rule in granting for f in rule.masks}
     for field in sorted(candidates):
         if field in hidden or (visible is not None and field not in visible):
             continue
         grants = [r for r in granting if r.fields is None or field in r.fields]
-        if all(field in r.masks for r in grants):
-            masked[field] = min(grants, key=lambda r: r.id).masks[field]
-    return masked
+        if any(field in r.unmask for r in grants):
+            lifted.add(field)
+        else:
+            masked[field] = strictest(r.masks[field] for r in grants if field in r.masks)
+    return masked, frozenset(lifted)
 
 
 def duration_text(value: timedelta) -> str:

@@ -52,6 +52,7 @@ _RULE_KEYS: Final = frozenset(
         "tenants",
         "fields",
         "masks",
+        "unmask",
         "when",
         "mfa_max_age",
         "purposes",
@@ -108,6 +109,8 @@ class Rule:
     mfa_max_age: timedelta | None
     purposes: frozenset[str] | None
     description: str | None = None
+    #: Fields this rule shows in clear even where other matching rules mask them.
+    unmask: frozenset[str] = frozenset()
 
     @property
     def condition(self) -> str | None:
@@ -242,7 +245,8 @@ class Policy:
 
     def lint(self) -> list[Finding]:
         """Findings a reviewer should look at: unknown or unused roles, shadowed and
-        unreachable rules, wildcards over every field. See `Finding` for the codes."""
+        unreachable rules, wildcards over every field, overlapping masks. See
+        `Finding` for the codes."""
         from securecustomer.policy._lint import lint
 
         return lint(self)
@@ -552,6 +556,22 @@ class _Loader:
                     rule=rule_id,
                     field="masks",
                 )
+        unmask = names("unmask", star=False) or frozenset()
+        if unmask and effect == "deny":
+            self.error(
+                "a deny rule cannot unmask: it hides its fields", rule=rule_id, field="unmask"
+            )
+        for field_name in sorted(unmask):
+            if fields is not None and field_name not in fields:
+                self.error(
+                    f"unmasks field {field_name!r}, which the rule does not list in fields",
+                    rule=rule_id,
+                    field="unmask",
+                )
+            if field_name in masks:
+                self.error(
+                    f"both masks and unmasks field {field_name!r}", rule=rule_id, field="unmask"
+                )
         when = raw.get("when")
         expr: Expr | None = None
         if when is not None:
@@ -588,6 +608,7 @@ class _Loader:
             mfa_max_age=mfa,
             purposes=names("purposes", star=False),
             description=description,
+            unmask=unmask,
         )
 
     def exclusive(

@@ -12,6 +12,12 @@ Codes:
   closed applies to every request it covers, so it is not reported).
 - ``wildcard-fields``: an allow over every action or every resource type, with no ``fields``:
   it grants every field, including ones added to the schema later.
+- ``overlapping-masks``: two allows that can grant one field to the same role (or subject
+  id) for the same action and resource type, one masking it differently from the other
+  (another mask, or in clear). The strictest mask applies; a clear grant does not lift a
+  mask unless its rule lists the field in ``unmask`` (such an explicit lift is not
+  reported). Conditions, tenants and purposes are not compared: the rules *can* overlap.
+  Subjects holding two unrelated roles combine masks the same way; that is not reported.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from securecustomer.policy._expr import EvaluationError, Request, attributes, compile_expr
+from securecustomer.policy._masks import strictest
 
 if TYPE_CHECKING:
     from securecustomer.policy._document import Policy, Rule
@@ -78,12 +85,73 @@ def _never_true(rule: Rule) -> bool:
         return rule.allow
 
 
+def _meet(a: frozenset[str] | None, b: frozenset[str] | None) -> bool:
+    return a is None or b is None or not a.isdisjoint(b)
+
+
+def _same_principal(closures: list[frozenset[str]], a: Rule, b: Rule) -> bool:
+    """Whether one role (through inheritance, or ``*``) or one subject id reaches both."""
+    if not a.subjects.isdisjoint(b.subjects):
+        return True
+    if "*" in a.roles or "*" in b.roles:
+        return bool(a.roles or a.subjects) and bool(b.roles or b.subjects)
+    return any(
+        not closure.isdisjoint(a.roles) and not closure.isdisjoint(b.roles) for closure in closures
+    )
+
+
+def _overlapping_masks(
+    closures: list[frozenset[str]], rule: Rule, earlier: list[Rule]
+) -> list[Finding]:
+    """*rule* against every earlier allow that can grant one of its fields another way."""
+    findings = []
+    for other in earlier:
+        if not (other.masks or rule.masks) or not (
+            _meet(rule.actions, other.actions)
+            and _meet(rule.resources, other.resources)
+            and _meet(rule.tenants, other.tenants)
+            and _meet(rule.purposes, other.purposes)
+            and _same_principal(closures, rule, other)
+        ):
+            continue
+        for field in sorted({*rule.masks, *other.masks}):
+            mine, theirs = rule.masks.get(field), other.masks.get(field)
+            if (
+                mine == theirs
+                or field in rule.unmask
+                or field in other.unmask
+                or (rule.fields is not None and field not in rule.fields)
+                or (other.fields is not None and field not in other.fields)
+            ):
+                continue
+            if mine is None:
+                message = (
+                    f"field {field!r}: grants it in clear where rule {other.id!r} masks it "
+                    f"({theirs!r}); the mask applies (list the field in unmask to lift it)"
+                )
+            elif theirs is None:
+                message = (
+                    f"field {field!r}: masks it ({mine!r}) where rule {other.id!r} grants it "
+                    f"in clear; the mask applies"
+                )
+            else:
+                message = (
+                    f"field {field!r}: masks it ({mine!r}) where rule {other.id!r} masks it "
+                    f"({theirs!r}); the strictest, {strictest((mine, theirs))!r}, applies"
+                )
+            findings.append(Finding("overlapping-masks", message, rule.id))
+    return findings
+
+
 def lint(policy: Policy) -> list[Finding]:
     """Every finding, in rule order, then role findings."""
     findings: list[Finding] = []
     declared = set(policy.roles)
     named: set[str] = set()
     denies = [rule for rule in policy.rules if not rule.allow and _unconditional(rule)]
+    allows: list[Rule] = []
+    named_roles = {role for rule in policy.rules for role in rule.roles} - {"*"}
+    closures = [policy.effective_roles([role]) for role in sorted({*declared, *named_roles})]
     for rule in policy.rules:
         named |= rule.roles
         for role in sorted(rule.roles - declared - {"*"}):
@@ -107,6 +175,9 @@ def lint(policy: Policy) -> list[Finding]:
                 )
         if _never_true(rule):
             findings.append(Finding("unreachable", "its condition is never true", rule.id))
+        if rule.allow:
+            findings += _overlapping_masks(closures, rule, allows)
+            allows.append(rule)
     inherited = {parent for parents in policy.roles.values() for parent in parents}
     for role in sorted(declared - named - inherited):
         if policy.roles[role]:

@@ -3,14 +3,28 @@
 Each mask is a plain function ``value -> value`` that never raises on odd input: a value it
 cannot mask meaningfully is redacted whole (fail closed). Hosts add their own by passing
 ``masks={"name": function}`` to `PolicyEngine`.
+
+When several matching rules mask one field, the strictest mask applies (`strictest`), as a
+deny overrides an allow: a rule that grants the field in clear does not lift a mask, a rule
+listing the field in ``unmask`` does. The order of strictness, strictest first:
+
+1. ``redact``: nothing of the value is left;
+2. a host's own masks, by name: the engine cannot see what they keep, so they rank above
+   every built-in mask that keeps a part of the value (a keyed pseudonym or a hash belongs
+   here), and below ``redact``;
+3. the built-in partial masks, by how much they keep: ``initial`` (one letter), ``phone``
+   (two digits), ``card`` (four digits), ``last4`` (four characters), ``email`` (a letter
+   and the whole domain).
+
+The order is total and depends only on the mask names, never on rule ids or rule order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
-__all__ = ["BUILTIN_MASKS", "REDACTED"]
+__all__ = ["BUILTIN_MASKS", "REDACTED", "strictest", "strictness"]
 
 REDACTED: Final = "[REDACTED]"
 
@@ -66,3 +80,23 @@ BUILTIN_MASKS: Final[Mapping[str, Callable[[Any], Any]]] = {
     "last4": _last4,  # every character but the last four
     "initial": _initial,  # "J."
 }
+
+#: The built-in masks that keep a part of the value, strictest (keeping least) first.
+_PARTIAL: Final[Mapping[str, int]] = {
+    name: rank for rank, name in enumerate(("initial", "phone", "card", "last4", "email"))
+}
+
+
+def strictness(name: str) -> tuple[int, int, str]:
+    """A sort key: the stricter of two masks sorts first (see the module docstring)."""
+    if name == "redact":
+        return (0, 0, "")
+    rank = _PARTIAL.get(name)
+    if rank is None:
+        return (1, 0, name)  # a host's own mask
+    return (2, rank, "")
+
+
+def strictest(names: Iterable[str]) -> str:
+    """The strictest of one or more mask names."""
+    return min(names, key=strictness)

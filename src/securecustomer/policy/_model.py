@@ -106,7 +106,10 @@ class Decision:
       ``outcome is Outcome.ALLOW``.
     - ``fields``: the fields the subject may see; ``None`` means every field except those
       in ``hidden``. When the request named fields, both are subsets of them.
-    - ``masks``: field name -> mask name, for visible fields that must be shown masked.
+    - ``masks``: field name -> mask name, for visible fields that must be shown masked: the
+      strictest mask among the granting rules (docs/policies.md, "Masks").
+    - ``unmasked``: visible fields that a granting rule masks but another granting rule shows
+      in clear with ``unmask`` (a lifted mask, for logs and reviews).
     - ``rule_ids``: the rules that decided (the allows that granted, or the denies that
       denied), sorted.
     - ``reason``: one sentence for logs and error messages (no attribute values).
@@ -125,6 +128,7 @@ class Decision:
     masks: Mapping[str, str] = attrs.field(default=_EMPTY, converter=_mapping)
     errors: tuple[tuple[str, str], ...] = ()
     step_up_max_age: timedelta | None = None
+    unmasked: frozenset[str] = frozenset()
 
     @property
     def allowed(self) -> bool:

@@ -35,7 +35,8 @@ class Grant:
 
     ``principal`` is ``"role:NAME"``, ``"subject:ID"`` or ``"role:*"`` (anyone); ``via`` is
     the inheritance path from the principal's role to the role the rule names.
-    ``conditional`` is true when a condition, tenants, purposes or MFA limit the grant.
+    ``conditional`` is true when a condition, tenants, purposes or MFA limit the grant;
+    ``unmask`` lists the fields the rule shows in clear even where other rules mask them.
     """
 
     principal: str
@@ -50,6 +51,7 @@ class Grant:
     mfa_max_age: timedelta | None
     purposes: frozenset[str] | None
     tenants: frozenset[str] | None
+    unmask: frozenset[str] = frozenset()
 
     @property
     def conditional(self) -> bool:
@@ -73,6 +75,7 @@ class Grant:
             mfa_max_age=rule.mfa_max_age,
             purposes=rule.purposes,
             tenants=rule.tenants,
+            unmask=rule.unmask,
         )
 
 
@@ -240,6 +243,14 @@ def review(
     return AccessReview(tuple(rows), tuple(violations))
 
 
+def _masks_cell(rule: Rule) -> str:
+    """``email=email, phone=phone``; a rule that lifts masks adds ``; unmask: ssn``."""
+    cell = ", ".join(f"{k}={v}" for k, v in sorted(rule.masks.items()))
+    if rule.unmask:
+        cell += ("; " if cell else "") + f"unmask: {_names(rule.unmask)}"
+    return cell
+
+
 def _row(subject: Subject, rule: Rule, via: tuple[str, ...]) -> dict[str, str]:
     return {
         "subject": subject.id,
@@ -248,7 +259,7 @@ def _row(subject: Subject, rule: Rule, via: tuple[str, ...]) -> dict[str, str]:
         "actions": _names(rule.actions),
         "resources": _names(rule.resources),
         "fields": _names(rule.fields),
-        "masks": ", ".join(f"{k}={v}" for k, v in sorted(rule.masks.items())),
+        "masks": _masks_cell(rule),
         "condition": rule.condition or "",
         "mfa_max_age": "" if rule.mfa_max_age is None else duration_text(rule.mfa_max_age),
         "purposes": "" if rule.purposes is None else _names(rule.purposes),
@@ -341,7 +352,8 @@ def _step(
     if rule.mfa_max_age is not None and not mfa_fresh(subject.mfa_at, rule.mfa_max_age, now):
         return step(False, f"needs MFA within {duration_text(rule.mfa_max_age)} (step-up)")
     scope = "every field" if rule.fields is None else f"fields [{_names(rule.fields)}]"
-    return step(True, f"matched: {'allows' if rule.allow else 'denies'} {scope}")
+    lifts = f", lifts every mask on [{_names(rule.unmask)}] (unmask)" if rule.unmask else ""
+    return step(True, f"matched: {'allows' if rule.allow else 'denies'} {scope}{lifts}")
 
 
 @attrs.frozen(slots=True)
