@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import secrets
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ from app.shop import APP_DIR, SHOPPERS, TRAIL_ENV, TRAIL_KEY, Shop, run, shop
 
 from securecustomer.audit import AuditEvent, AuditTrail, SqlAuditSink
 from securecustomer.privacy import ConsentLedger, LegalHolds
+
+LEDGER_KEY = secrets.token_bytes(32)
 
 __all__ = ["shop"]  # the fixture
 
@@ -185,7 +188,7 @@ class TestSubjectExport:
 
     def test_with_consents(self, shop: Shop, capsys: pytest.CaptureFixture[str]) -> None:
         engine = sa.create_engine(shop.url)
-        ledger = ConsentLedger(engine)
+        ledger = ConsentLedger(engine, key=LEDGER_KEY)
         ledger.create()
         ledger.grant(2, "newsletter", source="signup form")
         engine.dispose()
@@ -304,7 +307,7 @@ class TestSubjectErase:
 
     def test_legal_hold(self, shop: Shop, capsys: pytest.CaptureFixture[str]) -> None:
         engine = sa.create_engine(shop.url)
-        holds = LegalHolds(engine)
+        holds = LegalHolds(engine, key=LEDGER_KEY)
         holds.create()
         holds.place(2, matter="case 17", placed_by="dpo@example.com")
         engine.dispose()
@@ -348,7 +351,7 @@ class TestRetention:
 
     def test_held_rows_kept(self, shop: Shop, capsys: pytest.CaptureFixture[str]) -> None:
         engine = sa.create_engine(shop.url)
-        holds = LegalHolds(engine)
+        holds = LegalHolds(engine, key=LEDGER_KEY)
         holds.create()
         holds.place(3, matter="case 18")
         engine.dispose()

@@ -129,22 +129,29 @@ class TestConsentTampering:
         ledger.grant(42, "marketing")
         ledger.withdraw(42, "marketing")
         ledger.grant(44, "marketing")
-        sql(engine, f"UPDATE {CONSENTS} SET granted = :t WHERE granted = :f", t=True, f=False)
+        sql(
+            engine,
+            "UPDATE securecustomer_consents SET granted = :t WHERE granted = :f",
+            t=True,
+            f=False,
+        )
         denied(ledger, 42, "marketing")
 
     def test_delete_latest_withdrawal(self, engine: sa.Engine, ledger: ConsentLedger) -> None:
         ledger.grant(42, "marketing")
         ledger.withdraw(42, "marketing")
         ledger.grant(44, "marketing")  # the withdrawal is not the table's last row
-        sql(engine, f"DELETE FROM {CONSENTS} WHERE subject_id = '42' AND granted = :f", f=False)
+        sql(
+            engine,
+            "DELETE FROM securecustomer_consents WHERE subject_id = '42' AND granted = :f",
+            f=False,
+        )
         denied(ledger, 42, "marketing")
 
-    def test_delete_every_row_of_an_opt_out(
-        self, engine: sa.Engine, ledger: ConsentLedger
-    ) -> None:
+    def test_delete_every_row_of_an_opt_out(self, engine: sa.Engine, ledger: ConsentLedger) -> None:
         ledger.opt_out(43)
         ledger.grant(44, "marketing")
-        sql(engine, f"DELETE FROM {CONSENTS} WHERE subject_id = '43'")  # its head too
+        sql(engine, "DELETE FROM securecustomer_consents WHERE subject_id = '43'")  # its head too
         denied(ledger, 43, "sale")
 
     def test_move_withdrawal_to_another_subject(
@@ -153,7 +160,9 @@ class TestConsentTampering:
         ledger.grant(42, "marketing")
         ledger.withdraw(42, "marketing")
         ledger.grant(44, "marketing")
-        sql(engine, f"UPDATE {CONSENTS} SET subject_id = '' WHERE granted = :f", f=False)
+        sql(
+            engine, "UPDATE securecustomer_consents SET subject_id = '' WHERE granted = :f", f=False
+        )
         denied(ledger, 42, "marketing")
 
     def test_back_dated_grant(self, engine: sa.Engine, ledger: ConsentLedger) -> None:
@@ -161,16 +170,15 @@ class TestConsentTampering:
         ledger.withdraw(42, "marketing")
         with engine.begin() as conn:
             row = dict(
-                conn.execute(sa.text(f"SELECT * FROM {CONSENTS} WHERE seq = 2")).mappings().one()
+                conn.execute(sa.text("SELECT * FROM securecustomer_consents WHERE seq = 2"))
+                .mappings()
+                .one()
             )
         row.update(id=None, granted=True, recorded_at=T0.replace(tzinfo=None), seq=3)
         del row["id"]
-        columns = ", ".join(row)
-        sql(
-            engine,
-            f"INSERT INTO {CONSENTS} ({columns}) VALUES ({', '.join(':' + c for c in row)})",
-            **row,
-        )
+        table = sa.Table(CONSENTS, sa.MetaData(), autoload_with=engine)
+        with engine.begin() as conn:
+            conn.execute(table.insert().values(**row))
         denied(ledger, 42, "marketing")
 
     def test_wrong_key(self, engine: sa.Engine, ledger: ConsentLedger) -> None:
@@ -204,7 +212,7 @@ class TestHoldTampering:
     def test_delete_hold(self, engine: sa.Engine, holds: LegalHolds) -> None:
         holds.place(7, matter="case 1")
         holds.place(8, matter="case 2")
-        sql(engine, f"DELETE FROM {HOLDS} WHERE subject_id = '7' AND seq > 0")
+        sql(engine, "DELETE FROM securecustomer_legal_holds WHERE subject_id = '7' AND seq > 0")
         with pytest.raises(LegalHoldError, match="does not verify"):
             holds.held([7])
         with pytest.raises(LegalHoldError, match="does not verify"):
@@ -213,14 +221,17 @@ class TestHoldTampering:
     def test_delete_every_row_of_a_hold(self, engine: sa.Engine, holds: LegalHolds) -> None:
         holds.place(7, matter="case 1")
         holds.place(8, matter="case 2")
-        sql(engine, f"DELETE FROM {HOLDS} WHERE subject_id = '7'")
+        sql(engine, "DELETE FROM securecustomer_legal_holds WHERE subject_id = '7'")
         with pytest.raises(LegalHoldError, match="does not verify"):
             holds.held([7])
 
     def test_update_released_at(self, engine: sa.Engine, holds: LegalHolds) -> None:
         holds.place(7, matter="case 1")
         holds.place(8, matter="case 2")
-        sql(engine, f"UPDATE {HOLDS} SET released_at = placed_at WHERE subject_id = '7'")
+        sql(
+            engine,
+            "UPDATE securecustomer_legal_holds SET released_at = placed_at WHERE subject_id = '7'",
+        )
         with pytest.raises(LegalHoldError, match="does not verify"):
             holds.active(7)
         with pytest.raises(LegalHoldError, match="does not verify"):
@@ -230,8 +241,9 @@ class TestHoldTampering:
         hold = holds.place(7, matter="case 1")
         sql(
             engine,
-            f"INSERT INTO {HOLDS} (id, subject_id, matter, placed_at, released_at, releases, "
-            "seq, prev, hash) VALUES ('f', '7', 'x', :at, :at, :hold, 2, :h, :h)",
+            "INSERT INTO securecustomer_legal_holds (id, subject_id, matter, placed_at, "
+            "released_at, releases, seq, prev, hash) "
+            "VALUES ('f', '7', 'x', :at, :at, :hold, 2, :h, :h)",
             at=T0.replace(tzinfo=None),
             hold=hold.id,
             h="0" * 64,
@@ -282,21 +294,21 @@ class TestKeyAndMigration:
         for granted in (True, False):
             sql(
                 engine,
-                f"INSERT INTO {CONSENTS} (subject_id, purpose, granted, recorded_at) "
+                "INSERT INTO securecustomer_consents (subject_id, purpose, granted, recorded_at) "
                 "VALUES ('42', 'marketing', :g, :at)",
                 g=granted,
                 at=at,
             )
         sql(
             engine,
-            f"INSERT INTO {HOLDS} (id, subject_id, matter, placed_at) "
+            "INSERT INTO securecustomer_legal_holds (id, subject_id, matter, placed_at) "
             "VALUES ('a1', '7', 'case', :at)",
             at=at,
         )
         sql(
             engine,
-            f"INSERT INTO {HOLDS} (id, subject_id, matter, placed_at, released_at) "
-            "VALUES ('a2', '8', 'case', :at, :at)",
+            "INSERT INTO securecustomer_legal_holds "
+            "(id, subject_id, matter, placed_at, released_at) VALUES ('a2', '8', 'case', :at, :at)",
             at=at,
         )
         ledger = ConsentLedger(engine, key=KEY)
@@ -314,6 +326,6 @@ class TestKeyAndMigration:
         assert (2, 2) == (ledger.verify(), holds.verify())
         ledger.grant(42, "marketing")
         assert ledger.permits(42, "marketing")
-        sql(engine, f"DELETE FROM {HOLDS} WHERE id = 'a1'")
+        sql(engine, "DELETE FROM securecustomer_legal_holds WHERE id = 'a1'")
         with pytest.raises(LegalHoldError, match="does not verify"):
             holds.held([7])

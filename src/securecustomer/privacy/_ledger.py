@@ -106,8 +106,9 @@ class LedgerChain:
         head: Callable[[], dict[str, Any]],
     ) -> None:
         if secret is None:
+            owner = "ConsentLedger" if what == "consent ledger" else "LegalHolds"
             raise ConfigurationError(
-                f"the {what} needs key=: the secret (32 bytes or more) its records are "
+                f"{owner} needs key=: the secret (32 bytes or more) its records are "
                 "chained with, from the application's configuration like the audit trail key"
             )
         self.engine = engine
