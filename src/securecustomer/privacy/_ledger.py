@@ -128,14 +128,14 @@ class LedgerChain:
 
     # -- MACs ------------------------------------------------------------------------------
 
-    def tag(self, row: Mapping[str, Any]) -> str:
+    def tag(self, row: Mapping[Any, Any]) -> str:
         return self.keys.tag({name: _value(row[name]) for name in self.content})
 
     def _head_tag(self, subject: str | None, prev: str, counts: str) -> str:
         kind = "ledger" if subject is None else "subject"
         return self.keys.tag({"head": kind, "subject": subject, "prev": prev, "counts": counts})
 
-    def check_record(self, row: Mapping[str, Any]) -> None:
+    def check_record(self, row: Mapping[Any, Any]) -> None:
         """Raise unless *row*, a record (``seq`` >= 1), verifies on its own."""
         seq = row["seq"]
         tombstone = row["subject_id"] == ""
@@ -146,7 +146,7 @@ class LedgerChain:
         if not self.keys.matches(self.keys.link(seq, prev, digest), row["hash"]):
             raise self._problem(f"record {seq} was changed, or not written by this ledger")
 
-    def _read_head(self, row: Mapping[str, Any], subject: str | None) -> tuple[int, ...]:
+    def _read_head(self, row: Mapping[Any, Any], subject: str | None) -> tuple[int, ...]:
         """The counts of a head row, after checking its MAC."""
         counts, prev = row[self.note], row["prev"]
         which = "the ledger's head" if subject is None else "a subject's head"
@@ -307,7 +307,7 @@ class LedgerChain:
         self,
         conn: Connection,
         subject: str,
-        old: Mapping[str, Any] | None,
+        old: Mapping[Any, Any] | None,
         latest: int,
         count: int,
         last: str,
