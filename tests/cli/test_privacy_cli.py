@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import secrets
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ from app.shop import APP_DIR, SHOPPERS, TRAIL_ENV, TRAIL_KEY, Shop, run, shop
 
 from securecustomer.audit import AuditEvent, AuditTrail, SqlAuditSink
 from securecustomer.privacy import ConsentLedger, LegalHolds
+
+LEDGER_KEY = TRAIL_KEY  # the commands' default ledger key: the audit trail's
 
 __all__ = ["shop"]  # the fixture
 
@@ -185,7 +188,7 @@ class TestSubjectExport:
 
     def test_with_consents(self, shop: Shop, capsys: pytest.CaptureFixture[str]) -> None:
         engine = sa.create_engine(shop.url)
-        ledger = ConsentLedger(engine)
+        ledger = ConsentLedger(engine, key=LEDGER_KEY)
         ledger.create()
         ledger.grant(2, "newsletter", source="signup form")
         engine.dispose()
@@ -284,27 +287,72 @@ class TestSubjectErase:
         assert 3 == shop.count("shoppers")
 
     def test_erase_and_again(self, shop: Shop, capsys: pytest.CaptureFixture[str]) -> None:
-        status, out, err = run([*self.args(shop, "1"), "--yes", "--reason", "request"], capsys)
+        args = [*self.args(shop, "1"), "--yes", "--no-holds"]
+        status, out, err = run([*args, "--reason", "request"], capsys)
 
-        assert 0 == status
+        assert (0, "") == (status, err)
         assert out.startswith(f"erased subject {shop.trail().pseudonym(1)}\n")
         assert "deleted rows: cli-app-shoppers: 1" in out
         assert "shredded rows: cli-app-parcels: 2" in out
         assert "keys destroyed: 0x" in out
-        assert "no legal hold is checked" in err
         assert {2, 3} == set(shop.emails())
         assert 0 == shop.count("shoppers", "id = 1")
 
-        status, out, _ = run([*self.args(shop, "1"), "--yes"], capsys)
+        status, out, _ = run(args, capsys)
 
         assert 0 == status
         assert "(already erased: nothing was left)" in out
         assert ["subject.erase", "subject.erase"] == shop.actions()
         assert shop.trail().verify().ok
 
+    def test_missing_holds_table_is_an_error(
+        self, shop: Shop, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """No holds table is not "no holds": the erasure is refused until the operator
+        names the table or says --no-holds."""
+        status, out, err = run([*self.args(shop, "2"), "--yes"], capsys)
+
+        assert (2, "") == (status, out)
+        assert "no legal holds table 'securecustomer_legal_holds'" in err
+        assert "--no-holds" in err
+        assert 3 == shop.count("shoppers")
+        assert [] == shop.actions()
+
+    def test_holds_table_that_does_not_verify(
+        self, shop: Shop, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        engine = sa.create_engine(shop.url)
+        holds = LegalHolds(engine, key=LEDGER_KEY)
+        holds.create()
+        holds.place(2, matter="case 17")
+        with engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM securecustomer_legal_holds WHERE subject_id = '2'"))
+        engine.dispose()
+
+        status, out, err = run([*self.args(shop, "2"), "--yes"], capsys)
+
+        assert (2, "") == (status, out)
+        assert "does not verify" in err
+        assert 3 == shop.count("shoppers")
+
+    def test_wrong_ledger_key(
+        self, shop: Shop, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        engine = sa.create_engine(shop.url)
+        LegalHolds(engine, key=LEDGER_KEY).create()
+        engine.dispose()
+        monkeypatch.setenv("OTHER_LEDGER_KEY", secrets.token_bytes(32).hex())
+
+        args = [*self.args(shop, "2"), "--yes", "--ledger-key-env", "OTHER_LEDGER_KEY"]
+        status, out, err = run(args, capsys)
+
+        assert (2, "") == (status, out)
+        assert "does not verify" in err
+        assert 3 == shop.count("shoppers")
+
     def test_legal_hold(self, shop: Shop, capsys: pytest.CaptureFixture[str]) -> None:
         engine = sa.create_engine(shop.url)
-        holds = LegalHolds(engine)
+        holds = LegalHolds(engine, key=LEDGER_KEY)
         holds.create()
         holds.place(2, matter="case 17", placed_by="dpo@example.com")
         engine.dispose()
@@ -326,7 +374,7 @@ class TestRetention:
         return ["retention", *rules, "--url", shop.url, *extra]
 
     def test_dry_run_then_run(self, shop: Shop, capsys: pytest.CaptureFixture[str]) -> None:
-        status, out, _ = run(self.args(shop, "--dry-run"), capsys)
+        status, out, _ = run(self.args(shop, "--dry-run", "--no-holds"), capsys)
 
         assert 0 == status
         assert out.startswith("# Retention (dry run)")
@@ -334,7 +382,16 @@ class TestRetention:
         assert 6 == shop.count("parcels")
 
         status, out, _ = run(
-            self.args(shop, *shop.trail_args(), "--yes", "--batch-size", "2", "--format", "json"),
+            self.args(
+                shop,
+                *shop.trail_args(),
+                "--yes",
+                "--no-holds",
+                "--batch-size",
+                "2",
+                "--format",
+                "json",
+            ),
             capsys,
         )
 
@@ -348,7 +405,7 @@ class TestRetention:
 
     def test_held_rows_kept(self, shop: Shop, capsys: pytest.CaptureFixture[str]) -> None:
         engine = sa.create_engine(shop.url)
-        holds = LegalHolds(engine)
+        holds = LegalHolds(engine, key=LEDGER_KEY)
         holds.create()
         holds.place(3, matter="case 18")
         engine.dispose()
@@ -362,11 +419,22 @@ class TestRetention:
         assert 4 == shop.count("parcels")
 
     def test_needs_a_trail(self, shop: Shop, capsys: pytest.CaptureFixture[str]) -> None:
-        status, _, err = run(self.args(shop, "--yes"), capsys)
+        status, _, err = run(self.args(shop, "--yes", "--no-holds"), capsys)
 
         assert 2 == status
         assert "no audit trail" in err
         assert 6 == shop.count("parcels")
+
+    def test_missing_holds_table_is_an_error(
+        self, shop: Shop, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        for extra in (["--dry-run"], [*shop.trail_args(), "--yes"]):
+            status, out, err = run(self.args(shop, *extra), capsys)
+
+            assert (2, "") == (status, out)
+            assert "no legal holds table" in err
+        assert 6 == shop.count("parcels")
+        assert [] == shop.actions()
 
     @pytest.mark.parametrize(
         ("spec", "message"),

@@ -32,6 +32,8 @@ from securecustomer.sqlalchemy import (
 )
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+#: The key of the consent ledgers and legal holds of the tests.
+LEDGER_KEY = secrets.token_bytes(32)
 
 
 def engine_for(db_url: str) -> Iterator[sa.Engine]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from models import T0, actions, engine_for, memory_trail
+from models import LEDGER_KEY, T0, actions, engine_for, memory_trail
 
 from securecustomer.exceptions import AccessDenied, ConfigurationError, StepUpRequired
 from securecustomer.policy import Outcome, Policy, PolicyEngine, Resource, Subject
@@ -49,7 +49,7 @@ def engine(db_url: str) -> Iterator[sa.Engine]:
 
 @pytest.fixture
 def ledger(engine: sa.Engine) -> ConsentLedger:
-    ledger = ConsentLedger(engine, clock=lambda: T0)
+    ledger = ConsentLedger(engine, key=LEDGER_KEY, clock=lambda: T0)
     ledger.create()
     return ledger
 
@@ -101,7 +101,7 @@ class TestLedger:
         assert frozenset({"sharing"}) == ledger.purposes(43, ["sale", "SALE", "sharing"])
 
     def test_opt_out_purposes_normalized(self, engine: sa.Engine) -> None:
-        ledger = ConsentLedger(engine, opt_out_purposes=["Sale"], clock=lambda: T0)
+        ledger = ConsentLedger(engine, key=LEDGER_KEY, opt_out_purposes=["Sale"], clock=lambda: T0)
         ledger.create()
         assert ("sale",) == ledger.opt_out_purposes
         assert ledger.permits(42, "sale")
@@ -143,7 +143,7 @@ class TestLedger:
 
     def test_audited(self, engine: sa.Engine) -> None:
         trail = memory_trail()
-        ledger = ConsentLedger(engine, table="audited_consents", trail=trail)
+        ledger = ConsentLedger(engine, key=LEDGER_KEY, table="audited_consents", trail=trail)
         ledger.create()
         ledger.grant(4242, "marketing", source="form")
         ledger.opt_out(4242)
@@ -161,7 +161,9 @@ class TestLedger:
         assert () == ledger.history(42)
 
     def test_naive_clock(self, engine: sa.Engine) -> None:
-        ledger = ConsentLedger(engine, table="naive", clock=lambda: dt.datetime(2026, 1, 1))
+        ledger = ConsentLedger(
+            engine, key=LEDGER_KEY, table="naive", clock=lambda: dt.datetime(2026, 1, 1)
+        )
         ledger.create()
         with pytest.raises(ConfigurationError, match="timezone-aware"):
             ledger.grant(1, "marketing")

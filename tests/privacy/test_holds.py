@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
-from models import T0, engine_for
+from models import LEDGER_KEY, T0, engine_for
 
 from securecustomer.exceptions import ConfigurationError
 from securecustomer.privacy import LegalHold, LegalHolds, legal_hold_table
@@ -31,7 +31,7 @@ class Clock:
 
 @pytest.fixture
 def holds(engine: sa.Engine) -> LegalHolds:
-    holds = LegalHolds(engine, clock=Clock())
+    holds = LegalHolds(engine, key=LEDGER_KEY, clock=Clock())
     holds.create()
     holds.create()  # a second create is harmless
     return holds
@@ -88,7 +88,9 @@ class TestLegalHolds:
             holds.place(subject, matter="m")
 
     def test_needs_matter_and_aware_clock(self, engine: sa.Engine) -> None:
-        holds = LegalHolds(engine, table="naive_holds", clock=lambda: dt.datetime(2026, 1, 1))
+        holds = LegalHolds(
+            engine, key=LEDGER_KEY, table="naive_holds", clock=lambda: dt.datetime(2026, 1, 1)
+        )
         holds.create()
         with pytest.raises(ConfigurationError, match="matter"):
             holds.place(1, matter=" ")
@@ -104,7 +106,16 @@ class TestLegalHolds:
     def test_table_for_metadata(self) -> None:
         metadata = sa.MetaData()
         table = legal_hold_table(metadata, "holds")
-        assert ["id", "subject_id", "matter", "placed_by", "placed_at", "released_at"] == [
-            c.name for c in table.columns
-        ]
+        assert [
+            "id",
+            "subject_id",
+            "matter",
+            "placed_by",
+            "placed_at",
+            "released_at",
+            "releases",
+            "seq",
+            "prev",
+            "hash",
+        ] == [c.name for c in table.columns]
         assert table is metadata.tables["holds"]

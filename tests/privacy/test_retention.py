@@ -8,13 +8,23 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from models import T0, Models, actions, engine_for, keyring_bound, make_models, memory_trail
+from models import (
+    LEDGER_KEY,
+    T0,
+    Models,
+    actions,
+    engine_for,
+    keyring_bound,
+    make_models,
+    memory_trail,
+)
 from sqlalchemy.orm import Session
 
 from securecustomer import Keyring
 from securecustomer.audit import AuditTrail
-from securecustomer.exceptions import ConfigurationError
+from securecustomer.exceptions import ConfigurationError, LegalHoldError
 from securecustomer.privacy import (
+    NO_LEGAL_HOLDS,
     LegalHolds,
     RetentionReport,
     RetentionRule,
@@ -82,6 +92,7 @@ def customer_rule(models: Models) -> RetentionRule:
 
 
 def run(engine: sa.Engine, rules: list[RetentionRule], **kwargs: Any) -> RetentionReport:
+    kwargs.setdefault("holds", NO_LEGAL_HOLDS)
     with Session(engine) as session:
         return apply_retention(session, rules, **kwargs)
 
@@ -110,7 +121,7 @@ class TestRetention:
     def test_delete_in_batches_with_holds(
         self, engine: sa.Engine, models: Models, trail: AuditTrail
     ) -> None:
-        holds = LegalHolds(engine)
+        holds = LegalHolds(engine, key=LEDGER_KEY)
         holds.create()
         holds.place(2, matter="case")
         holds.place(3, matter="case")
@@ -214,16 +225,36 @@ class TestRetention:
         settings: dict[str, object] = {"age_column": "created_at", "max_age": DAY, **kwargs}
         rule = RetentionRule(models.customer, **settings)  # type: ignore[arg-type]
         with pytest.raises(ConfigurationError, match=message):
-            apply_retention(Session(), [rule], now=NOW, dry_run=True)
+            apply_retention(Session(), [rule], now=NOW, dry_run=True, holds=NO_LEGAL_HOLDS)
 
 
 class TestRetentionHolds:
     """Legal holds are never skipped silently, nor raced past."""
 
+    def test_holds_required(self, engine: sa.Engine, models: Models, trail: AuditTrail) -> None:
+        for dry_run in (True, False):
+            with Session(engine) as session, pytest.raises(ConfigurationError, match="holds="):
+                apply_retention(session, [order_rule(models)], now=NOW, dry_run=dry_run)
+        assert 14 == count(engine, "SELECT COUNT(*) FROM orders")
+        assert [] == actions(trail)
+
+    def test_holds_that_do_not_verify_stop_it(
+        self, engine: sa.Engine, models: Models, trail: AuditTrail
+    ) -> None:
+        holds = LegalHolds(engine, key=LEDGER_KEY)
+        holds.create()
+        holds.place(2, matter="case")
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE securecustomer_legal_holds SET released_at = placed_at"))
+        with pytest.raises(LegalHoldError, match="does not verify"):
+            run(engine, [order_rule(models)], now=NOW, holds=holds, trail=trail)
+        assert 14 == count(engine, "SELECT COUNT(*) FROM orders")
+        assert [] == actions(trail)
+
     def test_holds_need_a_subject(
         self, engine: sa.Engine, models: Models, trail: AuditTrail
     ) -> None:
-        holds = LegalHolds(engine)
+        holds = LegalHolds(engine, key=LEDGER_KEY)
         holds.create()
         rule = RetentionRule(models.order, age_column="placed_on", max_age=30 * DAY)
         with pytest.raises(ConfigurationError, match="names no subject"):
@@ -243,7 +274,7 @@ class TestRetentionHolds:
                     self.place(2, matter="late case")
                 return found
 
-        holds = LateHolds(engine)
+        holds = LateHolds(engine, key=LEDGER_KEY)
         holds.create()
         report = run(engine, [order_rule(models)], now=NOW, holds=holds, trail=trail)
         (outcome,) = report.outcomes

@@ -18,6 +18,7 @@ from securecustomer.audit import AuditTrail
 from securecustomer.crypto import KeyState
 from securecustomer.exceptions import ConfigurationError
 from securecustomer.privacy import (
+    NO_LEGAL_HOLDS,
     DataInventory,
     classify,
     erase_subject,
@@ -177,7 +178,9 @@ class TestErase:
         fill(shop, engine)
 
         with Session(engine) as session:
-            receipt = erase_subject(session, ALICE, trail=trail, models=every(shop))
+            receipt = erase_subject(
+                session, ALICE, trail=trail, holds=NO_LEGAL_HOLDS, models=every(shop)
+            )
 
         assert {"OrderItem": 4, "Order": 2, "Customer": 1} == dict(receipt.deleted)
         assert [30, 31] == sorted(items(shop, engine))
@@ -188,7 +191,9 @@ class TestErase:
         fill(shop, engine)
 
         with Session(engine) as session:
-            receipt = erase_subject(session, ALICE, trail=trail, models=every(shop))
+            receipt = erase_subject(
+                session, ALICE, trail=trail, holds=NO_LEGAL_HOLDS, models=every(shop)
+            )
 
         assert 4 == receipt.anonymized["OrderItem"]
         found = items(shop, engine)
@@ -203,7 +208,9 @@ class TestErase:
         fill(shop, engine)
 
         with Session(engine) as session:
-            receipt = erase_subject(session, ALICE, trail=trail, models=[shop.item])
+            receipt = erase_subject(
+                session, ALICE, trail=trail, holds=NO_LEGAL_HOLDS, models=[shop.item]
+            )
 
         assert {"OrderItem": 4} == dict(receipt.shredded)
         states = {s.scope: s.state for s in keyring.status() if s.scope}
@@ -223,10 +230,12 @@ class TestErase:
         register(shop, "delete")
         fill(shop, engine)
         with Session(engine) as session:
-            erase_subject(session, ALICE, trail=trail, models=every(shop))
+            erase_subject(session, ALICE, trail=trail, holds=NO_LEGAL_HOLDS, models=every(shop))
 
         with Session(engine) as session:
-            assert erase_subject(session, ALICE, trail=trail, models=every(shop)).already_erased
+            assert erase_subject(
+                session, ALICE, trail=trail, holds=NO_LEGAL_HOLDS, models=every(shop)
+            ).already_erased
 
 
 class TestRegistration:

@@ -12,7 +12,16 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from models import Models, actions, engine_for, keyring_bound, make_models, memory_trail, populate
+from models import (
+    LEDGER_KEY,
+    Models,
+    actions,
+    engine_for,
+    keyring_bound,
+    make_models,
+    memory_trail,
+    populate,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from securecustomer import Keyring
@@ -20,6 +29,7 @@ from securecustomer.audit import AuditTrail, default_trail
 from securecustomer.crypto import KeyState
 from securecustomer.exceptions import ConfigurationError, KeyDestroyedError, LegalHoldError
 from securecustomer.privacy import (
+    NO_LEGAL_HOLDS,
     ConsentLedger,
     LegalHolds,
     erase_subject,
@@ -76,6 +86,7 @@ def export(engine: sa.Engine, models: Models, trail: AuditTrail, subject: object
 
 
 def erase(engine: sa.Engine, models: Models, trail: AuditTrail, **kwargs: Any) -> Any:
+    kwargs.setdefault("holds", NO_LEGAL_HOLDS)
     with Session(engine) as session:
         return erase_subject(
             session, ALICE, trail=trail, models=[models.customer, models.order], **kwargs
@@ -229,7 +240,7 @@ class TestExport:
     def test_default_trail_and_consents(
         self, engine: sa.Engine, models: Models, trail: AuditTrail
     ) -> None:
-        ledger = ConsentLedger(engine)
+        ledger = ConsentLedger(engine, key=LEDGER_KEY)
         ledger.create()
         ledger.grant(ALICE, "marketing", source="signup")
         default_trail.bind(trail)
@@ -334,7 +345,7 @@ class TestErase:
     def test_legal_hold_blocks(
         self, engine: sa.Engine, models: Models, keyring: Keyring, trail: AuditTrail
     ) -> None:
-        holds = LegalHolds(engine)
+        holds = LegalHolds(engine, key=LEDGER_KEY)
         holds.create()
         hold = holds.place(ALICE, matter="case 2026-17")
         before = export(engine, models, trail, ALICE).records
@@ -348,8 +359,38 @@ class TestErase:
         holds.release(hold.id)
         assert not erase(engine, models, trail, holds=holds).already_erased
 
+    def test_holds_required(
+        self, engine: sa.Engine, models: Models, keyring: Keyring, trail: AuditTrail
+    ) -> None:
+        """Omitting holds= is refused before anything changes: never a silent "no holds"."""
+        before = export(engine, models, trail, ALICE).records
+        with Session(engine) as session, pytest.raises(ConfigurationError, match="needs holds="):
+            erase_subject(session, ALICE, trail=trail, models=[models.customer, models.order])
+        assert before == export(engine, models, trail, ALICE).records
+        assert {KeyState.ACTIVE} == {r.state for r in keyring.store.data_keys(f"subject:{ALICE}")}
+        assert ["subject.export", "subject.export"] == actions(trail)
+
+    def test_holds_that_do_not_verify_block(
+        self, engine: sa.Engine, models: Models, keyring: Keyring, trail: AuditTrail
+    ) -> None:
+        """A hold deleted behind the ledger's back still blocks: the holds do not verify."""
+        holds = LegalHolds(engine, key=LEDGER_KEY)
+        holds.create()
+        holds.place(ALICE, matter="case 2026-17")
+        holds.place(BOB, matter="case 2026-18")
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text("DELETE FROM securecustomer_legal_holds WHERE subject_id = :s"),
+                {"s": str(ALICE)},
+            )
+        before = export(engine, models, trail, ALICE).records
+        with pytest.raises(LegalHoldError, match="does not verify"):
+            erase(engine, models, trail, holds=holds)
+        assert before == export(engine, models, trail, ALICE).records
+        assert {KeyState.ACTIVE} == {r.state for r in keyring.store.data_keys(f"subject:{ALICE}")}
+
     def test_consents_forgotten(self, engine: sa.Engine, models: Models, trail: AuditTrail) -> None:
-        ledger = ConsentLedger(engine)
+        ledger = ConsentLedger(engine, key=LEDGER_KEY)
         ledger.create()
         ledger.grant(ALICE, "marketing")
         ledger.grant(BOB, "marketing")
@@ -394,7 +435,7 @@ class TestErase:
         with pytest.raises(ConfigurationError, match='mode="shred" needs a subject-scoped'):
             erase(engine, models, trail, mode="shred")
         with Session(engine) as session, pytest.raises(ConfigurationError, match="no audit"):
-            erase_subject(session, ALICE, models=[models.customer])
+            erase_subject(session, ALICE, holds=NO_LEGAL_HOLDS, models=[models.customer])
         assert [] == actions(trail)
         assert (
             "Customer 7001" == export(engine, models, trail, ALICE).records["Customer"][0]["name"]
@@ -407,7 +448,7 @@ class TestSubjectIdentity:
     def test_non_canonical_int_refused(
         self, engine: sa.Engine, models: Models, keyring: Keyring, trail: AuditTrail
     ) -> None:
-        holds = LegalHolds(engine)
+        holds = LegalHolds(engine, key=LEDGER_KEY)
         holds.create()
         holds.place(ALICE, matter="case 2026-17")
         for alias in (f"0{ALICE}", f" {ALICE}", f"{ALICE // 10}_{ALICE % 10}", f"+{ALICE}"):
@@ -437,7 +478,9 @@ class TestSubjectIdentity:
             session.commit()
         trail = memory_trail()
         with Session(engine) as session:
-            receipt = erase_subject(session, str(owner).upper(), trail=trail, models=[Device])
+            receipt = erase_subject(
+                session, str(owner).upper(), holds=NO_LEGAL_HOLDS, trail=trail, models=[Device]
+            )
         assert receipt.keys_destroyed
         assert {KeyState.DESTROYED} == {
             r.state for r in keyring.store.data_keys(f"subject:{owner}")
@@ -470,7 +513,9 @@ class TestSubjectIdentity:
         with Session(engine) as session:
             exported = export_subject(session, "alice", trail=trail, models=[Note])
             assert [{"id": 1, "handle": "alice", "body": "mine"}] == list(exported.records["Note"])
-            receipt = erase_subject(session, "alice", trail=trail, models=[Note])
+            receipt = erase_subject(
+                session, "alice", holds=NO_LEGAL_HOLDS, trail=trail, models=[Note]
+            )
         assert {"Note": 1} == dict(receipt.deleted)
         with engine.connect() as conn:
             assert [2, 3] == sorted(conn.execute(sa.text("SELECT id FROM notes")).scalars())
@@ -504,7 +549,9 @@ class TestSubjectIdentity:
         with Session(engine) as session:
             exported = export_subject(session, ALICE, trail=trail, models=chosen)
             assert ["/", "/x"] == [r["page"] for r in exported.records["Visit"]]
-            receipt = erase_subject(session, ALICE, trail=trail, models=chosen)
+            receipt = erase_subject(
+                session, ALICE, holds=NO_LEGAL_HOLDS, trail=trail, models=chosen
+            )
         assert 2 == receipt.deleted["Visit"]
         with engine.connect() as conn:
             left = conn.execute(sa.text("SELECT site, seq FROM visits ORDER BY site, seq"))
@@ -566,7 +613,7 @@ class TestHoldRace:
                     self.place(subject_id, matter="late case")
                 return found
 
-        holds = LateHolds(engine)
+        holds = LateHolds(engine, key=LEDGER_KEY)
         holds.create()
         before = export(engine, models, trail, ALICE).records
         with pytest.raises(LegalHoldError):
@@ -608,7 +655,13 @@ class TestCallersSession:
         with Session(engine, expire_on_commit=False) as session:
             alice, orders = self.load(session, models, ALICE)
             bob, _ = self.load(session, models, BOB)
-            erase_subject(session, ALICE, trail=trail, models=[models.customer, models.order])
+            erase_subject(
+                session,
+                ALICE,
+                holds=NO_LEGAL_HOLDS,
+                trail=trail,
+                models=[models.customer, models.order],
+            )
 
             held = self.held(alice, *orders)
             assert [] == [p for p in self.PLAINTEXTS if p in held]
@@ -628,7 +681,12 @@ class TestCallersSession:
             alice, orders = self.load(session, models, ALICE)
             bob, _ = self.load(session, models, BOB)
             erase_subject(
-                session, ALICE, trail=trail, mode="delete", models=[models.customer, models.order]
+                session,
+                ALICE,
+                holds=NO_LEGAL_HOLDS,
+                trail=trail,
+                mode="delete",
+                models=[models.customer, models.order],
             )
             held = self.held(alice, *orders)
             assert [] == [p for p in self.PLAINTEXTS if p in held]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from typing import Any
 
 from sqlalchemy import Engine, MetaData
@@ -13,6 +14,7 @@ from securecustomer.exceptions import LegalHoldError
 from securecustomer.keys import Keyring
 from securecustomer.policy import PolicyEngine, Resource, Subject
 from securecustomer.privacy import (
+    NO_LEGAL_HOLDS,
     BreachScope,
     Classification,
     ConsentLedger,
@@ -36,6 +38,8 @@ from securecustomer.privacy import (
     export_subject,
     respond_to_key_compromise,
 )
+
+LEDGER_KEY = secrets.token_bytes(32)
 
 
 def use(
@@ -61,7 +65,7 @@ def use(
 
     exported: SubjectExport = export_subject(session, 42, trail=trail)
     text: str = exported.to_json()
-    holds = LegalHolds(engine)
+    holds = LegalHolds(engine, key=LEDGER_KEY)
     hold: LegalHold = holds.place(42, matter="case 1")
     try:
         receipt: ErasureReceipt = erase_subject(session, 42, trail=trail, holds=holds)
@@ -69,7 +73,7 @@ def use(
     except LegalHoldError as exc:
         held: str = exc.subject
 
-    ledger = ConsentLedger(engine, trail=trail)
+    ledger = ConsentLedger(engine, key=LEDGER_KEY, trail=trail)
     ledger.opt_out(42, source="Global Privacy Control")
     allowed: bool = ledger.permits(42, "sale")
     decision = ledger.evaluate(
@@ -83,6 +87,8 @@ def use(
 
     rule = RetentionRule(order_model, age_column="created_at", max_age=dt.timedelta(days=30))
     retention: RetentionReport = apply_retention(session, [rule], dry_run=True, holds=holds)
+    unheld: RetentionReport = apply_retention(session, [rule], holds=NO_LEGAL_HOLDS)
+    migrated: int = holds.migrate() + ledger.migrate() + holds.verify() + ledger.verify()
 
     scope: BreachScope = breach_scope(trail, actor="svc-export", candidates=[42])
     deadline: dt.datetime = scope.notify_by
@@ -90,4 +96,5 @@ def use(
         keyring, 0x2A, bind=engine, models=[order_model], trail=trail, dry_run=True
     )
     print(markdown, findings, counts, text, hold, destroyed, held, allowed, decision)
+    print(unheld, migrated)
     print(retention, deadline, response)

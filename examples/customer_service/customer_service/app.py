@@ -14,15 +14,22 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel
 from securecustomer.audit import actor, default_trail
-from securecustomer.exceptions import AccessDenied
+from securecustomer.exceptions import AccessDenied, LegalHoldError
 from securecustomer.keys import Keyring
 from securecustomer.policy import PolicyEngine, Subject
+from securecustomer.privacy import LegalHolds
 from securecustomer.sqlalchemy import default_keyring
 from sqlalchemy.orm import Session, sessionmaker
 
 from customer_service import service
 from customer_service.settings import Settings
-from customer_service.startup import create_engine, load_policy, open_keyring, open_trail
+from customer_service.startup import (
+    create_engine,
+    load_policy,
+    open_holds,
+    open_keyring,
+    open_trail,
+)
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,7 @@ class Services:
     sessions: sessionmaker[Session]
     keyring: Keyring
     policy: PolicyEngine
+    holds: LegalHolds
 
 
 # -- per-request dependencies ------------------------------------------------------------
@@ -111,6 +119,7 @@ def create_app(settings: Settings) -> FastAPI:
             sessions=sessionmaker(engine, expire_on_commit=False),
             keyring=keyring,
             policy=load_policy(settings),
+            holds=open_holds(settings, engine),
         )
         try:
             yield
@@ -129,6 +138,14 @@ def create_app(settings: Settings) -> FastAPI:
     async def denied(request: Request, exc: AccessDenied) -> JSONResponse:
         # exc.decision.reason names the policy's rules: log it, never send it.
         return JSONResponse({"detail": "forbidden"}, status_code=status.HTTP_403_FORBIDDEN)
+
+    @app.exception_handler(LegalHoldError)
+    async def held(request: Request, exc: LegalHoldError) -> JSONResponse:
+        # A hold (or a holds table that does not verify) forbids the erasure: nothing changed.
+        return JSONResponse(
+            {"detail": "a legal hold forbids erasing this customer"},
+            status_code=status.HTTP_409_CONFLICT,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -179,7 +196,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.delete("/subjects/{customer_id}")
     def erase_subject(customer_id: uuid.UUID, user: User, svc: Svc) -> dict[str, Any]:
         with svc.sessions() as db:
-            return service.erase_customer(db, svc.policy, user, customer_id)
+            return service.erase_customer(db, svc.policy, user, customer_id, svc.holds)
 
     @app.get("/audit/verify")
     def verify_audit(user: User, svc: Svc) -> dict[str, Any]:

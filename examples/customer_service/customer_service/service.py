@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from securecustomer.audit import audited, default_trail
 from securecustomer.keys import Keyring
 from securecustomer.policy import Decision, PolicyEngine, Resource, Subject
-from securecustomer.privacy import DataInventory, erase_subject, export_subject
+from securecustomer.privacy import DataInventory, LegalHolds, erase_subject, export_subject
 from securecustomer.sqlalchemy import search
 from sqlalchemy.orm import Session
 
@@ -125,11 +125,18 @@ def export_customer(
 
 @audited("erase", resource="subject", resource_id="customer_id", subject="customer_id")
 def erase_customer(
-    session: Session, policy: PolicyEngine, user: Subject, customer_id: uuid.UUID
+    session: Session,
+    policy: PolicyEngine,
+    user: Subject,
+    customer_id: uuid.UUID,
+    holds: LegalHolds,
 ) -> dict[str, Any]:
     policy.require(user, "erase", Resource("subject", id=str(customer_id)), purpose=SUBJECT_REQUEST)
-    # Customer rows deleted, notes' key scope destroyed, a "subject.erase" receipt event.
-    receipt = erase_subject(session, customer_id, models=SUBJECT_MODELS, reason="erasure request")
+    # Legal holds first (LegalHoldError: nothing erased); then customer rows deleted, notes'
+    # key scope destroyed, a "subject.erase" receipt event.
+    receipt = erase_subject(
+        session, customer_id, holds=holds, models=SUBJECT_MODELS, reason="erasure request"
+    )
     return receipt.to_dict()
 
 

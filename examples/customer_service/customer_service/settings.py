@@ -19,7 +19,8 @@ class Settings:
     - ``key_store_url``: the wrapped data keys. On SQLite, a file of its own (one writer
       per file); on PostgreSQL or MariaDB it can be the same database.
     - ``key_file``: the master key (mode 0600), created by ``python -m customer_service init``.
-    - ``audit_key``: 32 bytes or more; whoever holds it can rewrite the audit chain.
+    - ``audit_key``: 32 bytes or more; whoever holds it can rewrite the audit chain (and
+      the legal holds, chained under a key derived from it).
     - ``pool_size``: connections the application keeps to ``database_url``, at most (the
       audit trail's sink keeps up to 2 more of its own).
     - ``max_body_bytes``: the largest request body accepted; a larger one gets ``413``.

@@ -7,6 +7,7 @@ from securecustomer import Keyring, LocalKeyProvider
 from securecustomer.audit import AuditTrail, SqlAuditSink
 from securecustomer.exceptions import ConfigurationError
 from securecustomer.policy import Policy, PolicyEngine
+from securecustomer.privacy import LegalHolds, legal_hold_table
 from securecustomer.sqlalchemy import SqlKeyStore
 
 from customer_service.models import Base
@@ -32,6 +33,7 @@ def first_run(settings: Settings) -> bool:
         SqlKeyStore(keys).create()
         SqlAuditSink(data).create()
         Base.metadata.create_all(data)
+        legal_hold_table(sa.MetaData()).create(data, checkfirst=True)  # its head: open_holds
     finally:
         data.dispose()
         keys.dispose()
@@ -53,6 +55,19 @@ def open_trail(settings: Settings, engine: sa.Engine) -> AuditTrail:
     if not settings.audit_key:
         raise ConfigurationError(f"set {PREFIX}AUDIT_KEY: 32 random bytes or more, hex")
     return AuditTrail(SqlAuditSink(engine), key=settings.audit_key)
+
+
+def open_holds(settings: Settings, engine: sa.Engine) -> LegalHolds:
+    """The legal holds, in the application's own database, chained under a key derived
+    from the audit key (a ledger derives keys of its own: the same secret is fine).
+
+    The erasure endpoint checks them: a held customer is not erased (409).
+    """
+    if not settings.audit_key:
+        raise ConfigurationError(f"set {PREFIX}AUDIT_KEY: 32 random bytes or more, hex")
+    holds = LegalHolds(engine, key=settings.audit_key)
+    holds.create()  # the chain's head, on the first start
+    return holds
 
 
 def load_policy(settings: Settings) -> PolicyEngine:

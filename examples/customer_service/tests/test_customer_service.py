@@ -290,6 +290,37 @@ class TestSubjectRights:
         assert [None] == [note["text"] for note in export["records"]["notes"]]
         assert {"notes": ["text"]} == export["erased"]
 
+    def test_held_customer_is_not_erased(
+        self, client: TestClient, settings: Any, audit_events: Events
+    ) -> None:
+        from securecustomer.privacy import LegalHolds
+
+        customer_id = create(client)
+        client.post(f"/customers/{customer_id}/notes", json={"text": "VIP"}, headers=ADMIN)
+        engine = sa.create_engine(settings.database_url)
+        try:
+            holds = LegalHolds(engine, key=settings.audit_key)
+            hold = holds.place(customer_id, matter="case 2026-17", placed_by="legal")
+
+            response = client.delete(f"/subjects/{customer_id}", headers=DPO)
+
+            assert 409 == response.status_code
+            assert {"detail": "a legal hold forbids erasing this customer"} == response.json()
+            read = client.get(f"/customers/{customer_id}", headers=ADMIN)
+            assert (200, ADA["email"], ["VIP"]) == (
+                read.status_code,
+                read.json()["email"],
+                read.json()["notes"],
+            )
+            events = audit_events()
+            assert ["error"] == [e["outcome"] for e in events if e["action"] == "erase"]
+            assert "subject.erase" not in [e["action"] for e in events]
+
+            holds.release(hold.id)
+            assert 200 == client.delete(f"/subjects/{customer_id}", headers=DPO).status_code
+        finally:
+            engine.dispose()
+
     def test_erase_again_is_safe(self, client: TestClient) -> None:
         customer_id = create(client)
         client.delete(f"/subjects/{customer_id}", headers=DPO)

@@ -28,6 +28,7 @@ from securecustomer.audit._context import (
 from securecustomer.audit._decorator import TrailSlot, audited, default_trail
 from securecustomer.audit._event import SCHEMA_VERSION, AuditEvent
 from securecustomer.audit._jsonl import JsonlAuditSink
+from securecustomer.audit._keyed import KeyedChain
 from securecustomer.audit._monitor import (
     AccessMonitor,
     Alert,
@@ -57,6 +58,7 @@ __all__ = [
     "DenialBurstRule",
     "FirstAccessRule",
     "JsonlAuditSink",
+    "KeyedChain",
     "Linker",
     "MemoryAuditSink",
     "MonitorRule",

@@ -26,7 +26,13 @@ from securecustomer.cli._demo_model import CUSTOMERS, NOTES, Customer, Note, ens
 from securecustomer.cli._demo_steps import CRM_SYNC, Demo, expect, fail, short
 from securecustomer.crypto import Context
 from securecustomer.exceptions import KeyDestroyedError
-from securecustomer.privacy import NOTIFICATION_WINDOW, breach_scope, erase_subject, export_subject
+from securecustomer.privacy import (
+    NO_LEGAL_HOLDS,
+    NOTIFICATION_WINDOW,
+    breach_scope,
+    erase_subject,
+    export_subject,
+)
 from securecustomer.sqlalchemy import ERASED, search
 
 __all__ = ["step_anonymize", "step_audit", "step_breach", "step_subject_rights"]
@@ -124,6 +130,7 @@ def step_subject_rights(demo: Demo) -> None:
             ERASED_ID,
             keyring=keyring,
             trail=trail,
+            holds=NO_LEGAL_HOLDS,  # the demo's company keeps no legal holds: said, not assumed
             models=[Customer, Note],
             reason="erasure request",
         )
@@ -149,7 +156,12 @@ def step_subject_rights(demo: Demo) -> None:
         fail("a copy of her note made before the erasure no longer decrypts")
     with actor(DPO, request_id="dsar-2026-002"), Session(demo.db()) as session:
         again = erase_subject(
-            session, ERASED_ID, keyring=keyring, trail=trail, models=[Customer, Note]
+            session,
+            ERASED_ID,
+            keyring=keyring,
+            trail=trail,
+            holds=NO_LEGAL_HOLDS,
+            models=[Customer, Note],
         )
     expect(again.already_erased, "erasing again finds nothing left")
     demo.show("erase again", "nothing left to erase (already_erased=True)")

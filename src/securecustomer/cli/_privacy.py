@@ -25,6 +25,7 @@ from securecustomer.cli._keys import (
 from securecustomer.cli._privacy_options import (
     bind_slots,
     hold_options,
+    ledger_key_options,
     legal_holds,
     load_metadata,
     model_options,
@@ -90,7 +91,7 @@ def add_privacy_parsers(commands: Any) -> None:
         help="delete or anonymize rows older than their retention, in batches",
         description="Apply a list of RetentionRule objects: each batch of expired rows is "
         "changed in its own transaction with one audit event; rows of subjects under a "
-        "legal hold are kept.",
+        "legal hold are kept (--holds-table, or --no-holds: one is required).",
     )
     retention.add_argument(
         "--rules",
@@ -121,6 +122,7 @@ def add_privacy_parsers(commands: Any) -> None:
     retention.add_argument("--format", choices=("markdown", "json"), default="markdown")
     hold_options(retention)
     trail_options(retention, key_required=True)
+    ledger_key_options(retention)
     _key_options(retention, store_required=False, master_required=False)
 
 
@@ -243,9 +245,9 @@ def _retention(args: argparse.Namespace) -> int:
         trail = open_trail(args, stack)
         if not args.dry_run:
             require_trail(trail)
+        holds = legal_holds(args, engine)
         keyring = optional_keyring(args, engine)
         bind_slots(stack, (rule.model for rule in rules), keyring)
-        holds = legal_holds(args, engine)
         with Session(engine) as session:
             report = apply_retention(
                 session,

@@ -1,6 +1,6 @@
 """The options the privacy commands share, and how they are loaded: the application's
 models, the audit trail (its key from an environment variable or a file, never from the
-command line), legal holds and subject ids."""
+command line), legal holds, the ledgers' key and subject ids."""
 
 from __future__ import annotations
 
@@ -20,12 +20,14 @@ if TYPE_CHECKING:
 
     from securecustomer.audit import AuditTrail, Record
     from securecustomer.keys import Keyring
-    from securecustomer.privacy import LegalHolds
+    from securecustomer.privacy import LegalHolds, NoLegalHolds
 
 __all__ = [
     "bind_slots",
     "hold_options",
     "id_type_option",
+    "ledger_key",
+    "ledger_key_options",
     "legal_holds",
     "load_metadata",
     "model_options",
@@ -84,13 +86,33 @@ def trail_options(parser: argparse.ArgumentParser, *, key_required: bool) -> Non
 
 
 def hold_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+    group = parser.add_argument_group(
+        "legal holds", "required: the holds table to check, or --no-holds (a deliberate choice)"
+    )
+    which = group.add_mutually_exclusive_group()
+    which.add_argument(
         "--holds-table",
         default="securecustomer_legal_holds",
         metavar="NAME",
-        help="the LegalHolds table in the --url database, checked when it exists "
+        help="the LegalHolds table in the --url database; it must exist and verify "
         "(default: %(default)s)",
     )
+    which.add_argument(
+        "--no-holds",
+        action="store_true",
+        help="check no legal hold: only where none can apply (the application keeps none)",
+    )
+
+
+def ledger_key_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "ledger key",
+        "the key the consent ledger and the legal holds are chained with (default: the "
+        "audit trail's key, from --audit-key-env/--audit-key-file)",
+    )
+    key = group.add_mutually_exclusive_group()
+    key.add_argument("--ledger-key-env", metavar="VAR", help="variable holding the ledger key")
+    key.add_argument("--ledger-key-file", metavar="PATH", help="file holding the ledger key")
 
 
 def id_type_option(parser: argparse.ArgumentParser) -> None:
@@ -268,16 +290,33 @@ def require_trail(trail: AuditTrail | None) -> None:
             ) from None
 
 
-def legal_holds(args: argparse.Namespace, engine: Engine) -> LegalHolds | None:
-    """The legal holds table of the database, or None (with a note) when it is absent."""
+def ledger_key(args: argparse.Namespace) -> bytes:
+    """The key of the consent ledger and the legal holds: ``--ledger-key-*``, else the
+    audit trail's key."""
+    from securecustomer.cli._audit import read_key
+
+    key = read_key(args.ledger_key_env, args.ledger_key_file) or _trail_key(args)
+    if key is None:
+        raise ConfigurationError(
+            "the legal holds and the consent ledger are chained under a key: give "
+            "--ledger-key-env VAR or --ledger-key-file PATH (or the audit trail's key)"
+        )
+    return key
+
+
+def legal_holds(args: argparse.Namespace, engine: Engine) -> LegalHolds | NoLegalHolds:
+    """The legal holds table of the database (it must exist), or `NO_LEGAL_HOLDS` with
+    ``--no-holds``: a missing table is an error, never "no holds"."""
     from sqlalchemy import inspect
 
-    from securecustomer.privacy import LegalHolds
+    from securecustomer.privacy import NO_LEGAL_HOLDS, LegalHolds
 
+    if args.no_holds:
+        return NO_LEGAL_HOLDS
     if not inspect(engine).has_table(args.holds_table):
-        print(
-            f"note: no table {args.holds_table!r} in the database: no legal hold is checked",
-            file=sys.stderr,
+        raise ConfigurationError(
+            f"no legal holds table {args.holds_table!r} in the --url database: name it with "
+            "--holds-table, create it (LegalHolds(engine, key=...).create()), or say "
+            "--no-holds if no legal hold can apply"
         )
-        return None
-    return LegalHolds(engine, table=args.holds_table)
+    return LegalHolds(engine, key=ledger_key(args), table=args.holds_table)

@@ -18,6 +18,8 @@ from securecustomer.cli._privacy_options import (
     bind_slots,
     hold_options,
     id_type_option,
+    ledger_key,
+    ledger_key_options,
     legal_holds,
     open_trail,
     require_trail,
@@ -57,7 +59,8 @@ def add_subject_parser(commands: Any) -> None:
     erase = actions.add_parser(
         "erase",
         help="erase a subject everywhere (rows, blind indexes, key scopes), with a receipt",
-        description="Erase a data subject (GDPR article 17): legal holds are checked first, "
+        description="Erase a data subject (GDPR article 17): legal holds are checked first "
+        "(--holds-table, or --no-holds: one is required), "
         "then rows are deleted, anonymized or shredded as each model was registered (or as "
         "--mode says), key scopes destroyed and a subject.erase audit receipt written. "
         "Running it again is safe.",
@@ -97,6 +100,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="the ConsentLedger table, used when it exists (default: %(default)s)",
     )
     trail_options(parser, key_required=True)
+    ledger_key_options(parser)
     _key_options(parser, store_required=False)
 
 
@@ -135,6 +139,8 @@ def run_subject(args: argparse.Namespace) -> int:
         engine = stack.enter_context(_engine(args.url))
         trail = open_trail(args, stack)
         require_trail(trail)
+        # checked before anything is read or changed: a missing holds table is an error
+        holds = legal_holds(args, engine) if args.subject_command == "erase" else None
         keyring = _keyring(args, engine)
         bind_slots(stack, models, keyring)
         consents = _consents(args, engine)
@@ -151,7 +157,7 @@ def run_subject(args: argparse.Namespace) -> int:
                 mode=args.mode,
                 keyring=keyring,
                 trail=trail,
-                holds=legal_holds(args, engine),
+                holds=holds,
                 consents=consents,
                 models=models,
                 reason=args.reason,
@@ -167,7 +173,7 @@ def _consents(args: argparse.Namespace, engine: Engine) -> ConsentLedger | None:
 
     if not inspect(engine).has_table(args.consents_table):
         return None
-    return ConsentLedger(engine, table=args.consents_table)
+    return ConsentLedger(engine, key=ledger_key(args), table=args.consents_table)
 
 
 def _write(text: str, out: str | None) -> None:

@@ -16,7 +16,7 @@ Example:
     print(DataInventory.from_metadata(Base.metadata).to_markdown())
     with Session(engine) as session:
         print(export_subject(session, 42, trail=trail).to_json())
-        erase_subject(session, 42, trail=trail)
+        erase_subject(session, 42, trail=trail, holds=holds)
     ```
 """
 
@@ -39,7 +39,13 @@ from securecustomer.privacy._consent import (
 from securecustomer.privacy._emergency import KeyCompromiseResponse, respond_to_key_compromise
 from securecustomer.privacy._erase import ErasureReceipt, erase_subject
 from securecustomer.privacy._export import SubjectExport, export_subject
-from securecustomer.privacy._holds import LegalHold, LegalHolds, legal_hold_table
+from securecustomer.privacy._holds import (
+    NO_LEGAL_HOLDS,
+    LegalHold,
+    LegalHolds,
+    NoLegalHolds,
+    legal_hold_table,
+)
 from securecustomer.privacy._inventory import ColumnEntry, DataInventory, RiskFinding, Severity
 from securecustomer.privacy._retention import (
     RetentionReport,
@@ -69,6 +75,8 @@ __all__ = [
     "LegalHold",
     "LegalHolds",
     "NOTIFICATION_WINDOW",
+    "NO_LEGAL_HOLDS",
+    "NoLegalHolds",
     "OPT_OUT_PURPOSES",
     "RetentionReport",
     "RetentionRule",

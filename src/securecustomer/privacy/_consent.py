@@ -1,7 +1,9 @@
 """Consent and opt-out records per purpose (GDPR consent, CCPA opt-out of sale/sharing).
 
 The ledger is append-only: every grant, withdrawal and opt-out is a row with its time and
-source, and the current state of a purpose is its latest row. Purposes use the policy
+source, and the current state of a purpose is its latest row. The rows are a keyed chain
+(see `_ledger`): a changed, deleted or back-dated row is found on the next read, which then
+fails closed. Purposes use the policy
 engine's purpose names, and `ConsentLedger.evaluate` combines the engine's decision with
 the data subject's choices.
 """
@@ -22,14 +24,16 @@ from sqlalchemy import (
     Table,
     delete,
     select,
+    update,
 )
-from sqlalchemy.engine import Engine, RowMapping
+from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from securecustomer.audit import AuditTrail
-from securecustomer.exceptions import ConfigurationError
+from securecustomer.exceptions import AuditError, ConfigurationError, UnpicklableError
 from securecustomer.policy import Decision, Outcome, PolicyEngine, Resource, Subject
 from securecustomer.policy._guard import raise_unless_allowed
 from securecustomer.privacy._holds import (
+    EPOCH,
     UtcDateTime,
     actor_event,
     aware,
@@ -37,6 +41,7 @@ from securecustomer.privacy._holds import (
     subject_key,
     utc_now,
 )
+from securecustomer.privacy._ledger import LedgerChain, chain_columns
 
 __all__ = ["OPT_OUT_PURPOSES", "ConsentLedger", "ConsentRecord", "consent_table"]
 
@@ -66,7 +71,9 @@ class ConsentRecord:
 
 
 def consent_table(metadata: MetaData, name: str = "securecustomer_consents") -> Table:
-    """The table a `ConsentLedger` keeps its records in."""
+    """The table a `ConsentLedger` keeps its records in (for Alembic or
+    ``metadata.create_all``; then call `ConsentLedger.create`, which writes the chain's
+    head)."""
     return Table(
         name,
         metadata,
@@ -76,6 +83,7 @@ def consent_table(metadata: MetaData, name: str = "securecustomer_consents") -> 
         Column("granted", Boolean, nullable=False),
         Column("recorded_at", UtcDateTime(), nullable=False),
         Column("source", String(500), nullable=True),
+        *chain_columns(),
     )
 
 
@@ -98,7 +106,14 @@ def _purpose(purpose: object) -> str:
 
 
 class ConsentLedger:
-    """Consent records in a SQL table of the application's database.
+    """Consent records in a SQL table of the application's database, as a keyed chain.
+
+    *key* is a secret of at least 32 bytes, from the application's configuration like the
+    audit trail's key (it may be the same secret: the ledger derives keys of its own from
+    it). Every read (`permits`, `purposes`, `state`, `history`) first checks the ledger's
+    head and counts and the subject's records, and raises `AuditError` when they do not
+    verify (a record changed, deleted, moved or back-dated); `evaluate` and `require` then
+    deny. A table of an earlier version is refused until `migrate` chains it.
 
     The latest record of a (subject, purpose) pair decides; records of the same time are
     ordered as they were written (by the table's autoincrement id). Purpose names are
@@ -109,7 +124,7 @@ class ConsentLedger:
 
     Example:
         ```python
-        ledger = ConsentLedger(engine)
+        ledger = ConsentLedger(engine, key=settings.ledger_key)
         ledger.create()
         ledger.grant(42, "marketing", source="signup form v3")
         ledger.opt_out(42, source="Global Privacy Control")   # CCPA: sale and sharing
@@ -122,6 +137,7 @@ class ConsentLedger:
         self,
         engine: Engine,
         *,
+        key: bytes | None = None,
         table: str = "securecustomer_consents",
         opt_out_purposes: Iterable[str] = OPT_OUT_PURPOSES,
         trail: AuditTrail | None = None,
@@ -134,13 +150,48 @@ class ConsentLedger:
         self.opt_out_purposes = tuple(_purpose(p) for p in opt_out_purposes)
         self.trail = trail
         self._clock = clock if clock is not None else utc_now
+        self._chain = LedgerChain(
+            engine,
+            self.table,
+            key,
+            what="consent ledger",
+            content=("subject_id", "purpose", "granted", "recorded_at", "source"),
+            note="source",
+            head=lambda: {"purpose": "", "granted": False, "recorded_at": EPOCH},
+        )
 
     def __repr__(self) -> str:
         return f"<ConsentLedger table={self.table.name!r}>"
 
+    def __getstate__(self) -> None:
+        raise UnpicklableError("a ConsentLedger holds its chain key and cannot be pickled")
+
     def create(self) -> None:
-        """Create the table if it does not exist."""
-        self.table.create(self.engine, checkfirst=True)
+        """Create the table if it does not exist, and its chain's head if it has none."""
+        self._chain.create()
+
+    def migrate(self) -> int:
+        """Chain a table written by an earlier version (unchained): add the chain's columns
+        and chain every record as it is now, in the order written. Returns how many rows
+        were chained (0 when the table already was). Run it once, when the table is known
+        to be intact."""
+        return self._chain.migrate([self.table.c.id])
+
+    def verify(self) -> int:
+        """Read and check the whole table; the number of records. `AuditError` when it
+        does not verify."""
+        return self._chain.verify()
+
+    def _records(self, conn: Connection, wanted: list[str]) -> dict[str, list[RowMapping]]:
+        """The verified records of *wanted* subjects, oldest first (the ledger's head and
+        counts checked first)."""
+        self._chain.check_ledger(conn)
+        table = self.table
+        found: dict[str, list[RowMapping]] = {}
+        for chunk in chunks(wanted):
+            rows = conn.execute(select(table).where(table.c.subject_id.in_(chunk))).mappings()
+            found.update(self._chain.subjects(conn, rows, chunk))
+        return found
 
     def _append(
         self, subject_id: object, purposes: Iterable[str], granted: bool, source: str | None
@@ -148,9 +199,10 @@ class ConsentLedger:
         subject = subject_key(subject_id)
         now = aware(self._clock(), "the clock of ConsentLedger")
         records = tuple(ConsentRecord(subject, _purpose(p), granted, now, source) for p in purposes)
-        with self.engine.begin() as conn:
-            conn.execute(
-                self.table.insert(),
+        with self._chain.transaction() as conn:
+            self._chain.append(
+                conn,
+                subject,
                 [
                     {
                         "subject_id": r.subject_id,
@@ -213,41 +265,49 @@ class ConsentLedger:
         return frozenset(p for p in candidates if self._allows(choices, _purpose(p)))
 
     def state(self, subject_ids: Iterable[object]) -> Mapping[str, Mapping[str, bool]]:
-        """The latest recorded choice per purpose for many subjects, in one query per 500."""
+        """The latest recorded choice per purpose for many subjects, in one query per 500
+        (verified first: `AuditError` when the ledger does not verify)."""
         wanted = sorted({subject_key(s) for s in subject_ids})
-        table = self.table
         found: dict[str, dict[str, bool]] = {}
         with self.engine.connect() as conn:
-            for chunk in chunks(wanted):
-                query = (
-                    select(table.c.subject_id, table.c.purpose, table.c.granted)
-                    .where(table.c.subject_id.in_(chunk))
-                    .order_by(table.c.id)
-                )
-                for subject, purpose, granted in conn.execute(query):
-                    if subject in chunk:  # exact, whatever the collation
-                        found.setdefault(subject, {})[_purpose(purpose)] = bool(granted)
+            for subject, rows in self._records(conn, wanted).items():
+                for row in rows:
+                    found.setdefault(subject, {})[_purpose(row["purpose"])] = bool(row["granted"])
         return found
 
     def history(self, subject_id: object) -> tuple[ConsentRecord, ...]:
-        """Every record of the subject, oldest first."""
-        table = self.table
+        """Every record of the subject, oldest first (verified first)."""
         key = subject_key(subject_id)
-        query = select(table).where(table.c.subject_id == key).order_by(table.c.id)
-        with self.engine.connect() as conn:  # exact, whatever the collation
-            rows = conn.execute(query).mappings()
-            return tuple(_record(row) for row in rows if row["subject_id"] == key)
+        with self.engine.connect() as conn:
+            return tuple(_record(row) for row in self._records(conn, [key]).get(key, []))
 
     def forget(self, subject_id: object) -> int:
-        """Delete the subject's records (on erasure); returns how many."""
+        """Erase the subject's records (on erasure); returns how many.
+
+        Each record keeps its place in the chain as a tombstone: its subject id emptied,
+        its source replaced by the keyed digest of what it held (purpose, choice and time
+        stay, naming nobody), so the ledger still verifies.
+        """
         table = self.table
         key = subject_key(subject_id)
-        query = select(table.c.id, table.c.subject_id).where(table.c.subject_id == key)
-        with self.engine.begin() as conn:  # exact, whatever the collation
-            ids = [i for i, subject in conn.execute(query) if subject == key]
-            for chunk in chunks(ids):
-                conn.execute(delete(table).where(table.c.id.in_(chunk)))
-            return len(ids)
+        chain = self._chain
+        query = select(table).where(table.c.subject_id == key)
+        with chain.transaction() as conn:  # exact, whatever the collation
+            n, h, last = chain.check_ledger(conn, lock=True)
+            rows = [row for row in conn.execute(query).mappings() if row["subject_id"] == key]
+            records = [row for row in rows if row["seq"] >= 1]
+            for row in records:
+                conn.execute(
+                    update(table)
+                    .where(table.c.seq == row["seq"])
+                    .values(subject_id="", source=chain.tag(row))
+                )
+            heads = [row["seq"] for row in rows if row["seq"] <= -1]
+            for chunk in chunks(heads):
+                conn.execute(delete(table).where(table.c.seq.in_(chunk)))
+            if heads:
+                chain.write_head(conn, n, h - len(heads), last)
+            return len(records)
 
     def evaluate(
         self,
@@ -266,7 +326,8 @@ class ConsentLedger:
         when the data subject has not consented to (or opted out of) *purpose*.
 
         A denial by the engine is returned as it is; a step-up is returned only when the
-        subject's choices allow the purpose. The deny for a missing consent names the
+        subject's choices allow the purpose. A ledger that does not verify denies (its
+        reason says so). The deny for a missing consent names the
         purpose and never the data subject.
         """
         decision = engine.evaluate(
@@ -276,7 +337,10 @@ class ConsentLedger:
             return decision
         key = subject_key(data_subject)
         name = _purpose(purpose)
-        latest = self.state([key]).get(key, {}).get(name)
+        try:
+            latest = self.state([key]).get(key, {}).get(name)
+        except AuditError as exc:  # fail closed: a ledger that does not verify consents to nothing
+            return Decision(Outcome.DENY, f"{exc}: no consent or opt-out is assumed")
         if latest is True or (latest is None and name in self.opt_out_purposes):
             return decision
         if name in self.opt_out_purposes:

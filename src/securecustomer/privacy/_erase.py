@@ -16,7 +16,7 @@ from securecustomer.audit import AuditTrail, default_trail
 from securecustomer.crypto import KeyState
 from securecustomer.exceptions import ConfigurationError, KeyNotFoundError, LegalHoldError
 from securecustomer.keys import Keyring
-from securecustomer.privacy._holds import LegalHolds, subject_key
+from securecustomer.privacy._holds import LegalHolds, NoLegalHolds, required_holds, subject_key
 from securecustomer.privacy._rows import (
     Shape,
     anonymize_rows,
@@ -149,7 +149,7 @@ def erase_subject(
     mode: ErasureMode | None = None,
     keyring: Keyring | None = None,
     trail: AuditTrail | None = None,
-    holds: LegalHolds | None = None,
+    holds: LegalHolds | NoLegalHolds | None = None,
     consents: Any = None,
     models: Iterable[type[Any]] | None = None,
     reason: str | None = None,
@@ -158,14 +158,18 @@ def erase_subject(
     says for every model), blind-index entries purged, the subject's key scopes destroyed,
     consent history (*consents*) deleted, and a ``subject.erase`` audit receipt written.
 
-    Order, so that nothing is half-done: legal holds are checked first (`LegalHoldError`,
-    nothing changed), and again after the row changes and before they are committed (a
-    hold placed meanwhile rolls them back; one placed during the commit is not seen); the
-    row changes are flushed and committed in the session's transaction (with any pending
-    change of the caller's); then the key scopes are destroyed (not transactional; an already
-    destroyed or missing scope is fine); then the audit event. Running it again is safe:
-    it finds nothing left and returns a receipt with ``already_erased=True``. The audit
-    trail still verifies afterwards (events refer to subjects by pseudonym only).
+    *holds* is required: the application's `LegalHolds`, or `NO_LEGAL_HOLDS` where no hold
+    can apply (omitted, `ConfigurationError` before anything is read). Order, so that
+    nothing is half-done: legal holds are checked first (`LegalHoldError`, nothing changed;
+    a holds table that does not verify raises it too), and the consent ledger is verified
+    (`AuditError`, nothing changed); the holds are checked again after the row changes and
+    before they are committed (a hold placed meanwhile rolls them back; one placed during
+    the commit is not seen); the row changes are flushed and committed in the session's
+    transaction (with any pending change of the caller's); then the key scopes are destroyed
+    (not transactional; an already destroyed or missing scope is fine); then the audit
+    event. Running it again is safe: it finds nothing left and returns a receipt with
+    ``already_erased=True``. The audit trail still verifies afterwards (events refer to
+    subjects by pseudonym only).
     *keyring* defaults to the keyring the registered models' columns resolve. Rows are
     changed child tables first (foreign keys); *models* restricts the erasure to those
     registered models.
@@ -188,6 +192,7 @@ def erase_subject(
     them. Forgetting *consents* also deletes opt-outs (sale, sharing): keep the
     subject out of such processing by other means if any of its data remains.
     """
+    checked = required_holds(holds, "erase_subject")
     target = trail if trail is not None else default_trail.get()
     if mode is not None and mode not in MODES:
         raise ConfigurationError(f"mode must be one of {', '.join(MODES)}")
@@ -215,7 +220,10 @@ def erase_subject(
             scope = f"{shape.rows.subject_prefix}{value}"  # as the ORM names it
             scopes[(id(ring), scope)] = (ring, scope)
             scope_of[registered.name] = [(id(ring), scope)]
-    _check_holds(holds, names, subject_id)
+    _check_holds(checked, names, subject_id)
+    if consents is not None:
+        for name in sorted(names):
+            consents.history(name)  # verified now: forgetting it must not fail after the erasure
     deleted: dict[str, int] = {}
     anonymized: dict[str, int] = {}
     shredded: dict[str, tuple[int, int]] = {}
@@ -237,7 +245,7 @@ def erase_subject(
                 rows, touched, cells = shred_rows(session, shape, where, match)
                 shredded[registered.name] = (rows, touched)
             purged += cells
-        _check_holds(holds, names, subject_id)  # a hold placed meanwhile: nothing committed
+        _check_holds(checked, names, subject_id)  # a hold placed meanwhile: nothing committed
         session.commit()
     except BaseException:
         session.rollback()

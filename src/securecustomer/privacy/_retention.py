@@ -26,7 +26,14 @@ from sqlalchemy.types import TypeDecorator
 
 from securecustomer.audit import AuditTrail, default_trail
 from securecustomer.exceptions import ConfigurationError
-from securecustomer.privacy._holds import LegalHolds, actor_event, aware, utc_now
+from securecustomer.privacy._holds import (
+    LegalHolds,
+    NoLegalHolds,
+    actor_event,
+    aware,
+    required_holds,
+    utc_now,
+)
 from securecustomer.privacy._rows import (
     Shape,
     anonymize_rows,
@@ -173,24 +180,28 @@ def apply_retention(
     now: dt.datetime | None = None,
     batch_size: int = 500,
     dry_run: bool = False,
-    holds: LegalHolds | None = None,
+    holds: LegalHolds | NoLegalHolds | None = None,
     trail: AuditTrail | None = None,
 ) -> RetentionReport:
     """Apply *rules*: each batch of *batch_size* expired rows is changed and committed in
     its own transaction, with one ``retention.delete`` / ``retention.anonymize`` audit
     event per batch (row count, rule, cutoff; no subject ids). A *dry_run* counts and
-    writes nothing (no audit event either). Rows of subjects under a legal hold are kept
-    and counted as ``held``; with *holds*, every rule needs a *subject* (`ConfigurationError`
-    otherwise), and the holds are checked again after a batch is changed and before it
-    is committed: a hold placed meanwhile rolls the batch back and it is redone without
-    the held rows (a hold placed during the commit itself is not seen). *trail* defaults
-    to `default_trail`; unbound, it raises `ConfigurationError` before anything is changed
-    (a dry run needs no trail).
+    writes nothing (no audit event either). *holds* is required, dry run too: the
+    application's `LegalHolds`, or `NO_LEGAL_HOLDS` where no hold can apply (omitted,
+    `ConfigurationError`). Rows of subjects under a legal hold are kept and counted as
+    ``held`` (a holds table that does not verify raises `LegalHoldError`, and the batch
+    being changed is rolled back); with a `LegalHolds`, every rule needs a *subject*
+    (`ConfigurationError` otherwise), and the holds are checked again after a batch is
+    changed and before it is committed: a hold placed meanwhile rolls the batch back and it
+    is redone without the held rows (a hold placed during the commit itself is not seen).
+    *trail* defaults to `default_trail`; unbound, it raises `ConfigurationError` before
+    anything is changed (a dry run needs no trail).
 
     Every rule is checked before any row changes. *now* (default: the current time) must
     be timezone-aware; the cutoff of a rule is ``now - max_age``. Rows are selected in
     primary-key order, a batch at a time, so held rows do not stop the run.
     """
+    checked_holds = required_holds(holds, "apply_retention")
     rules = list(rules)
     if type(batch_size) is not int or batch_size < 1:
         raise ConfigurationError("batch_size must be a positive int")
@@ -198,13 +209,14 @@ def apply_retention(
     target = None if dry_run else (trail if trail is not None else default_trail.get())
     checked = [(rule, _check_rule(rule)) for rule in rules]
     for rule in rules:
-        if holds is not None and rule.subject is None:
+        if checked_holds is not None and rule.subject is None:
             raise ConfigurationError(
                 f"retention rule {rule.label} names no subject: with holds=, every rule needs "
                 "subject= so that the rows of held subjects are kept"
             )
     outcomes = tuple(
-        _apply(session, rule, shape, ran_at, batch_size, holds, target) for rule, shape in checked
+        _apply(session, rule, shape, ran_at, batch_size, checked_holds, target)
+        for rule, shape in checked
     )
     return RetentionReport(dry_run, ran_at, outcomes)
 
