@@ -34,9 +34,9 @@ from securecustomer.privacy._holds import (
     actor_event,
     aware,
     chunks,
-    subject_key,
     utc_now,
 )
+from securecustomer.privacy._subject_key import canonical_subject_key, check_subject_type
 
 __all__ = ["OPT_OUT_PURPOSES", "ConsentLedger", "ConsentRecord", "consent_table"]
 
@@ -107,6 +107,11 @@ class ConsentLedger:
     With *trail*, every change writes a ``consent.grant`` or ``consent.withdraw`` audit
     event (the subject as the trail's pseudonym, the purpose and the source).
 
+    Subject ids are kept as their canonical key (`canonical_subject_key`), as
+    `LegalHolds` keeps them: ``"042"``, ``"42 "`` or an upper-case UUID string are refused
+    when a choice is recorded and when one is looked up (an opt-out can't be missed because
+    of its spelling); *subject_type* (int, str or uuid.UUID) reads string ids as that type.
+
     Example:
         ```python
         ledger = ConsentLedger(engine)
@@ -125,6 +130,7 @@ class ConsentLedger:
         table: str = "securecustomer_consents",
         opt_out_purposes: Iterable[str] = OPT_OUT_PURPOSES,
         trail: AuditTrail | None = None,
+        subject_type: type[Any] | None = None,
         clock: Callable[[], dt.datetime] | None = None,
     ) -> None:
         if isinstance(opt_out_purposes, str):
@@ -133,6 +139,7 @@ class ConsentLedger:
         self.table = consent_table(MetaData(), table)
         self.opt_out_purposes = tuple(_purpose(p) for p in opt_out_purposes)
         self.trail = trail
+        self.subject_type = check_subject_type(subject_type)
         self._clock = clock if clock is not None else utc_now
 
     def __repr__(self) -> str:
@@ -145,7 +152,7 @@ class ConsentLedger:
     def _append(
         self, subject_id: object, purposes: Iterable[str], granted: bool, source: str | None
     ) -> tuple[ConsentRecord, ...]:
-        subject = subject_key(subject_id)
+        subject = canonical_subject_key(subject_id, self.subject_type)
         now = aware(self._clock(), "the clock of ConsentLedger")
         records = tuple(ConsentRecord(subject, _purpose(p), granted, now, source) for p in purposes)
         with self.engine.begin() as conn:
@@ -203,18 +210,18 @@ class ConsentLedger:
 
     def permits(self, subject_id: object, purpose: str) -> bool:
         """Whether processing for *purpose* is allowed by the subject's choices."""
-        subject = subject_key(subject_id)
+        subject = canonical_subject_key(subject_id, self.subject_type)
         return self._allows(self.state([subject]).get(subject, {}), _purpose(purpose))
 
     def purposes(self, subject_id: object, candidates: Iterable[str]) -> frozenset[str]:
         """The *candidates* the subject's choices allow."""
-        subject = subject_key(subject_id)
+        subject = canonical_subject_key(subject_id, self.subject_type)
         choices = self.state([subject]).get(subject, {})
         return frozenset(p for p in candidates if self._allows(choices, _purpose(p)))
 
     def state(self, subject_ids: Iterable[object]) -> Mapping[str, Mapping[str, bool]]:
         """The latest recorded choice per purpose for many subjects, in one query per 500."""
-        wanted = sorted({subject_key(s) for s in subject_ids})
+        wanted = sorted({canonical_subject_key(s, self.subject_type) for s in subject_ids})
         table = self.table
         found: dict[str, dict[str, bool]] = {}
         with self.engine.connect() as conn:
@@ -232,7 +239,7 @@ class ConsentLedger:
     def history(self, subject_id: object) -> tuple[ConsentRecord, ...]:
         """Every record of the subject, oldest first."""
         table = self.table
-        key = subject_key(subject_id)
+        key = canonical_subject_key(subject_id, self.subject_type)
         query = select(table).where(table.c.subject_id == key).order_by(table.c.id)
         with self.engine.connect() as conn:  # exact, whatever the collation
             rows = conn.execute(query).mappings()
@@ -241,7 +248,7 @@ class ConsentLedger:
     def forget(self, subject_id: object) -> int:
         """Delete the subject's records (on erasure); returns how many."""
         table = self.table
-        key = subject_key(subject_id)
+        key = canonical_subject_key(subject_id, self.subject_type)
         query = select(table.c.id, table.c.subject_id).where(table.c.subject_id == key)
         with self.engine.begin() as conn:  # exact, whatever the collation
             ids = [i for i, subject in conn.execute(query) if subject == key]
@@ -274,7 +281,7 @@ class ConsentLedger:
         )
         if decision.outcome is Outcome.DENY:
             return decision
-        key = subject_key(data_subject)
+        key = canonical_subject_key(data_subject, self.subject_type)
         name = _purpose(purpose)
         latest = self.state([key]).get(key, {}).get(name)
         if latest is True or (latest is None and name in self.opt_out_purposes):

@@ -16,11 +16,12 @@ from securecustomer.audit import AuditTrail, default_trail
 from securecustomer.crypto import KeyState
 from securecustomer.exceptions import ConfigurationError, KeyNotFoundError, LegalHoldError
 from securecustomer.keys import Keyring
-from securecustomer.privacy._holds import LegalHolds, subject_key
+from securecustomer.privacy._holds import LegalHolds
 from securecustomer.privacy._rows import (
     Shape,
     anonymize_rows,
     delete_rows,
+    lock_rows,
     shred_rows,
     subject_value,
     subject_where,
@@ -33,6 +34,7 @@ from securecustomer.privacy._subjects import (
     chosen_models,
     model_shape,
     subject_event,
+    subject_keys,
 )
 
 __all__ = ["ErasureReceipt", "erase_subject"]
@@ -85,7 +87,7 @@ def _destroy(keyring: Keyring, scope: str) -> list[int]:
     return live
 
 
-def _check_holds(holds: LegalHolds | None, names: Iterable[str], subject_id: object) -> None:
+def _check_holds(holds: LegalHolds | None, names: Iterable[str], subject: str) -> None:
     """Raise `LegalHoldError` when a hold is active on the subject under any of *names*."""
     if holds is None:
         return
@@ -93,7 +95,7 @@ def _check_holds(holds: LegalHolds | None, names: Iterable[str], subject_id: obj
     if active:
         raise LegalHoldError(
             f"{len(active)} active legal hold(s) forbid erasing this subject: {', '.join(active)}",
-            subject=str(subject_id),
+            subject=str(subject),
             hold_ids=tuple(active),
         )
 
@@ -147,9 +149,16 @@ def erase_subject(
     registered models.
 
     *subject_id* is converted to each model's subject column type; a non-canonical form
-    (``"042"`` for 42) raises `ConfigurationError`, and strings match exactly, whatever
-    the column's collation. Holds and consents are looked up under ``str()`` of the id as
-    given and as each model's column holds it.
+    (``"042"`` for 42, a string with white space at its ends) raises `ConfigurationError`,
+    and strings match exactly, whatever the column's collation. Holds and consents are
+    looked up under the canonical key (`canonical_subject_key`) of the id as each model's
+    column holds it, and the audit pseudonym is made of that key.
+
+    On PostgreSQL and MariaDB the subject's rows of every model are locked (``SELECT ...
+    FOR UPDATE``) before any is read or changed: a concurrent ``UPDATE`` of them waits
+    until the erasure commits, so a write committed before the erasure is erased with the
+    row, never left in it. A write that waits runs after the erasure, as a new write of
+    the application (stop writes for the subject first). SQLite runs one writer at a time.
 
     What it does not reach: models not registered (a subject-scoped `encrypt_rows` model
     too: its key scope is destroyed only through a registered model); plain columns that
@@ -182,34 +191,43 @@ def erase_subject(
     plan.sort(key=lambda item: order[item[1].table])
     scopes: dict[tuple[int, str], tuple[Keyring, str]] = {}
     scope_of: dict[str, tuple[int, str]] = {}
-    names = {subject_key(subject_id)}  # the subject as holds and consents know it
+    names = subject_keys([(r, s, v) for r, s, _, v in plan], subject_id)
     for registered, shape, _, value in plan:
-        names.add(subject_key(value))
         if shape.rows is not None and shape.subject_scoped:
             ring = keyring if keyring is not None else shape.rows.keyring()
             scope = f"{shape.rows.subject_prefix}{value}"  # as the ORM names it
             scopes[(id(ring), scope)] = (ring, scope)
             scope_of[registered.name] = (id(ring), scope)
-    _check_holds(holds, names, subject_id)
+    _check_holds(holds, names, names[0])
     deleted: dict[str, int] = {}
     anonymized: dict[str, int] = {}
     shredded: dict[str, tuple[int, int]] = {}
     purged = 0
     try:
         session.flush()  # the caller's pending changes first, so none is written after
+        for registered, shape, _, value in plan:  # no concurrent UPDATE until committed
+            lock_rows(session, shape, subject_where(shape, registered.subject, value)[0])
         for registered, shape, how, value in plan:
             where, match = subject_where(shape, registered.subject, value)
             if how == "delete":
-                deleted[registered.name], cells = delete_rows(session, shape, where, match)
+                deleted[registered.name], cells = delete_rows(
+                    session, shape, where, match, lock=True
+                )
             elif how == "anonymize":
                 anonymized[registered.name], cells = anonymize_rows(
-                    session, shape, where, registered.anonymize, null_encrypted=True, match=match
+                    session,
+                    shape,
+                    where,
+                    registered.anonymize,
+                    null_encrypted=True,
+                    match=match,
+                    lock=True,
                 )
             else:
-                rows, touched, cells = shred_rows(session, shape, where, match)
+                rows, touched, cells = shred_rows(session, shape, where, match, lock=True)
                 shredded[registered.name] = (rows, touched)
             purged += cells
-        _check_holds(holds, names, subject_id)  # a hold placed meanwhile: nothing committed
+        _check_holds(holds, names, names[0])  # a hold placed meanwhile: nothing committed
         session.commit()
     except BaseException:
         session.rollback()
@@ -232,7 +250,7 @@ def erase_subject(
         or key_ids
         or forgotten
     )
-    pseudonym = target.pseudonym(subject_id)
+    pseudonym = target.pseudonym(names[0])
     event = subject_event(
         "subject.erase",
         pseudonym,

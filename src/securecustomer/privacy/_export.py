@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -23,6 +23,7 @@ from securecustomer.privacy._subjects import (
     jsonable,
     model_shape,
     subject_event,
+    subject_keys,
 )
 
 __all__ = ["SubjectExport", "export_subject"]
@@ -65,6 +66,7 @@ def export_subject(
     models: Iterable[type[Any]] | None = None,
     consents: Any = None,
     reason: str | None = None,
+    deliver: Callable[[SubjectExport], None] | None = None,
 ) -> SubjectExport:
     """Every row about *subject_id* across the registered models, decrypted.
 
@@ -74,6 +76,12 @@ def export_subject(
     `ConsentLedger` whose history is included. *models* restricts the export to those
     registered models. Reads only; a value whose subject key was destroyed is exported
     as None and its attribute listed in ``erased``.
+
+    *deliver*, when given, is called with the export before the audit event is written
+    (to write it to a file, send it): when it raises, no event is written and the error
+    propagates. The export's ``subject_id``, the consent history and the audit pseudonym
+    use the subject's canonical key (`canonical_subject_key`) as the subject columns hold
+    it: consents recorded as ``42`` are found for ``"42"``.
 
     Example:
         ```python
@@ -86,15 +94,16 @@ def export_subject(
     records: dict[str, tuple[Mapping[str, Any], ...]] = {}
     erased: dict[str, tuple[str, ...]] = {}
     fields: list[str] = []
+    plan = []
     for registered in chosen:
         shape = model_shape(registered.model)
         keys = registered.export
         if keys is None:
             keys = tuple(p.key for p in shape.mapper.column_attrs if p.key not in shape.indexes)
         fields += [f"{registered.name}.{k}" for k in keys]
-        where, match = subject_where(
-            shape, registered.subject, subject_value(shape, registered.subject, subject_id)
-        )
+        value = subject_value(shape, registered.subject, subject_id)
+        plan.append((registered, shape, value))
+        where, match = subject_where(shape, registered.subject, value)
         gone: set[str] = set()
         rows = []
         for raw in select_rows(session, shape, (*keys, *shape.context_keys), where, match):
@@ -111,12 +120,17 @@ def export_subject(
         records[registered.name] = tuple(rows)
         if gone:
             erased[registered.name] = tuple(k for k in keys if k in gone)
-    history = () if consents is None else tuple(r.to_dict() for r in consents.history(subject_id))
-    export = SubjectExport(str(subject_id), utc_now(), records, erased, history)
+    names = subject_keys(plan, subject_id)
+    found = [] if consents is None else [r for key in names for r in consents.history(key)]
+    found.sort(key=lambda r: r.recorded_at)  # stable: each key's history stays in order
+    history = tuple(r.to_dict() for r in found)
+    export = SubjectExport(str(names[0]), utc_now(), records, erased, history)
+    if deliver is not None:
+        deliver(export)
     target.append(
         subject_event(
             "subject.export",
-            target.pseudonym(subject_id),
+            target.pseudonym(names[0]),
             reason,
             fields=fields,
             extra={

@@ -21,6 +21,7 @@ from sqlalchemy.types import TypeDecorator
 
 from securecustomer.audit import AuditEvent, current_actor
 from securecustomer.exceptions import ConfigurationError, RecordNotFoundError
+from securecustomer.privacy._subject_key import canonical_subject_key, check_subject_type
 
 __all__ = ["LegalHold", "LegalHolds", "legal_hold_table"]
 
@@ -142,9 +143,13 @@ def _hold(row: RowMapping) -> LegalHold:
 class LegalHolds:
     """Legal holds in a SQL table of the application's database.
 
-    Subject ids are stored as strings (``str(subject_id)``), so ``42`` and ``"42"`` are
-    the same subject; ``"042"`` is not (`erase_subject` refuses it for an integer
-    column). *clock* returns the current aware datetime (for tests).
+    Subject ids are stored as their canonical key (`canonical_subject_key`): ``42`` and
+    ``"42"`` are the same subject, ``"042"``, ``"42 "`` or an upper-case UUID string are
+    refused, when a hold is placed and when one is looked up. *subject_type* (int, str or
+    uuid.UUID: the subject column's type) reads string ids as that type instead: with
+    ``subject_type=str``, ``"042"`` is the string id "042"; with ``uuid.UUID``, a UUID
+    string in any case is keyed lower-case. *clock* returns the current aware datetime
+    (for tests).
 
     Holds are read, not locked: `erase_subject` and `apply_retention` check them before
     and again after changing rows, just before committing, so only a hold placed during
@@ -165,10 +170,12 @@ class LegalHolds:
         engine: Engine,
         *,
         table: str = "securecustomer_legal_holds",
+        subject_type: type[Any] | None = None,
         clock: Callable[[], dt.datetime] | None = None,
     ) -> None:
         self.engine = engine
         self.table = legal_hold_table(MetaData(), table)
+        self.subject_type = check_subject_type(subject_type)
         self._clock = clock if clock is not None else utc_now
 
     def __repr__(self) -> str:
@@ -187,7 +194,7 @@ class LegalHolds:
             raise ConfigurationError("a legal hold needs a matter: the case it is kept for")
         hold = LegalHold(
             id=secrets.token_hex(8),
-            subject_id=subject_key(subject_id),
+            subject_id=canonical_subject_key(subject_id, self.subject_type),
             matter=matter,
             placed_by=placed_by,
             placed_at=self._now(),
@@ -228,7 +235,7 @@ class LegalHolds:
     def active(self, subject_id: object) -> tuple[LegalHold, ...]:
         """The holds on *subject_id* not yet released, oldest first."""
         table = self.table
-        key = subject_key(subject_id)
+        key = canonical_subject_key(subject_id, self.subject_type)
         query = (
             select(table)
             .where(table.c.subject_id == key, table.c.released_at.is_(None))
@@ -239,8 +246,8 @@ class LegalHolds:
             return tuple(_hold(row) for row in rows if row["subject_id"] == key)
 
     def held(self, subject_ids: Iterable[object]) -> frozenset[str]:
-        """Which of *subject_ids* (as strings) have an active hold: one query per 500 ids."""
-        wanted = sorted({subject_key(s) for s in subject_ids})
+        """Which of *subject_ids* (as keys) have an active hold: one query per 500 ids."""
+        wanted = sorted({canonical_subject_key(s, self.subject_type) for s in subject_ids})
         found: set[str] = set()
         if not wanted:
             return frozenset()
@@ -261,12 +268,3 @@ class LegalHolds:
         with self.engine.connect() as conn:
             rows = conn.execute(select(table).order_by(table.c.placed_at, table.c.id)).mappings()
             return tuple(_hold(row) for row in rows)
-
-
-def subject_key(subject_id: object) -> str:
-    if subject_id is None or isinstance(subject_id, bool):
-        raise ConfigurationError("a subject id must be a str, int or UUID, not None or a bool")
-    text = str(subject_id)
-    if not text or len(text) > 255:
-        raise ConfigurationError("a subject id must be 1 to 255 characters long as a string")
-    return text

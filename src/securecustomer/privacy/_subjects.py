@@ -25,7 +25,9 @@ from securecustomer.privacy._rows import (
     Shape,
     check_anonymize,
     shape_of,
+    subject_key_of,
 )
+from securecustomer.privacy._subject_key import canonical_subject_key
 from securecustomer.sqlalchemy._types import Encrypted
 
 __all__ = [
@@ -200,3 +202,10 @@ def chosen_models(models: Iterable[type[Any]] | None) -> list[SubjectModel]:
 
 def subject_event(action: str, subject: str, reason: str | None, **kwargs: Any) -> AuditEvent:
     return actor_event(action, resource_type="subject", subject=subject, reason=reason, **kwargs)
+
+
+def subject_keys(plan: Iterable[tuple[SubjectModel, Shape, Any]], subject_id: object) -> list[str]:
+    """The canonical keys of the subject, as each model's subject column holds it (the
+    first is the one its audit pseudonym is made of); with no model, the id's own key."""
+    keys = [subject_key_of(shape, registered.subject, value) for registered, shape, value in plan]
+    return list(dict.fromkeys(keys)) or [canonical_subject_key(subject_id)]
