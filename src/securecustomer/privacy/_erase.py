@@ -154,11 +154,12 @@ def erase_subject(
     looked up under the canonical key (`canonical_subject_key`) of the id as each model's
     column holds it, and the audit pseudonym is made of that key.
 
-    On PostgreSQL and MariaDB the subject's rows of every model are locked (``SELECT ...
-    FOR UPDATE``) before any is read or changed: a concurrent ``UPDATE`` of them waits
-    until the erasure commits, so a write committed before the erasure is erased with the
-    row, never left in it. A write that waits runs after the erasure, as a new write of
-    the application (stop writes for the subject first). SQLite runs one writer at a time.
+    The subject's rows of every model are locked before any is read or changed (``SELECT
+    ... FOR UPDATE`` on PostgreSQL and MariaDB; on SQLite, which has no row locks, the
+    database's write lock): a concurrent write of them waits until the erasure commits, so
+    no value written while the erasure runs is left in an erased row. A write that waited
+    runs after the commit, as any later write of the application would (stop writes for
+    the subject first).
 
     What it does not reach: models not registered (a subject-scoped `encrypt_rows` model
     too: its key scope is destroyed only through a registered model); plain columns that

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     delete,
+    false,
     inspect,
     select,
     tuple_,
@@ -166,10 +167,15 @@ def select_rows(
 
 
 def lock_rows(session: Session, shape: Shape, where: Sequence[ColumnElement[bool]]) -> None:
-    """Lock the rows *where* selects until the transaction ends (``SELECT ... FOR UPDATE``
-    on PostgreSQL and MariaDB; SQLite has no row locks and runs one writer at a time)."""
-    query = select(*(shape.column(k) for k in shape.pk)).where(*where)
-    session.execute(query.order_by(*(shape.column(k) for k in shape.pk)).with_for_update()).all()
+    """Lock the rows *where* selects until the transaction ends, so that no other
+    connection writes them meanwhile: ``SELECT ... FOR UPDATE`` on PostgreSQL and MariaDB.
+    SQLite has no row locks and a read takes none: there an UPDATE that matches no row
+    takes the database's write lock (every other writer waits until the commit)."""
+    pk = [shape.column(k) for k in shape.pk]
+    if session.get_bind(mapper=shape.mapper).dialect.name == "sqlite":
+        session.execute(update(shape.table).where(false()).values({pk[0]: pk[0]}))
+        return
+    session.execute(select(*pk).where(*where).order_by(*pk).with_for_update()).all()
 
 
 def _same(stored: Any, wanted: Any) -> bool:
