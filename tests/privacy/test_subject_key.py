@@ -217,6 +217,37 @@ class TestHolds:
             )
         assert (1, 0) == (report.outcomes[0].held, report.outcomes[0].deleted)
 
+    def test_retention_keeps_rows_whose_id_has_no_key(
+        self, engine: sa.Engine, trail: AuditTrail
+    ) -> None:
+        """No hold can be checked for an id with white space at its ends: its row is kept."""
+
+        class Base(DeclarativeBase):
+            pass
+
+        class Visit(Base):
+            __tablename__ = "visits"
+            id: Mapped[int] = mapped_column(primary_key=True)
+            visitor: Mapped[str] = mapped_column(sa.String(20))
+            at: Mapped[dt.datetime] = mapped_column(default=T0.replace(tzinfo=None))
+
+        Base.metadata.create_all(engine)
+        with Session(engine) as session:
+            session.add_all([Visit(id=1, visitor="bob "), Visit(id=2, visitor="ann")])
+            session.commit()
+        holds = LegalHolds(engine, subject_type=str)
+        holds.create()
+        rule = RetentionRule(
+            Visit, age_column="at", max_age=dt.timedelta(days=1), subject="visitor"
+        )
+        with Session(engine) as session:
+            report = apply_retention(
+                session, [rule], now=T0 + dt.timedelta(days=9), holds=holds, trail=trail
+            )
+        assert (1, 1) == (report.outcomes[0].held, report.outcomes[0].deleted)
+        with engine.connect() as conn:
+            assert [1] == list(conn.execute(sa.text("SELECT id FROM visits")).scalars())
+
     def test_string_subject_column(self, engine: sa.Engine, trail: AuditTrail) -> None:
         """Zero-padded string ids are their own subjects, with subject_type=str."""
 
