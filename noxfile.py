@@ -79,6 +79,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/providers.py", *docs_args)
     session.run("python", "benchmarks/policy.py", *docs_args)
     session.run("python", "benchmarks/audit.py", *docs_args)
+    session.run("python", "benchmarks/audit_monitor.py")
     for script in (
         "anonymize_ff3.py",
         "anonymize_values.py",

@@ -32,6 +32,7 @@ class TestTree:
             (exc.KeyProviderError, (exc.KeyManagementError,)),
             (exc.AccessDenied, (exc.AuthorizationError, PermissionError)),
             (exc.PolicyError, (ValueError,)),
+            (exc.PolicyUsageError, (exc.PolicyError, ValueError, TypeError)),
         ],
     )
     def test_bases(self, child: type, parents: tuple[type, ...]) -> None:

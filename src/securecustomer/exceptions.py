@@ -27,6 +27,7 @@ Catch the branch that matches what you can do about the failure::
     │   ├── AccessDenied                       the policy engine denied the request
     │   └── StepUpRequired                     allowed only after a fresh MFA (re-authenticate)
     ├── PolicyError (ValueError)               a policy document that cannot be loaded
+    │   └── PolicyUsageError (UsageError)      a policy call with arguments of the wrong kind
     ├── AuditError                             the audit trail could not record or verify
     ├── LegalHoldError                         a legal hold forbids erasing or deleting the data
     └── AnonymizationError (ValueError)        a transform cannot be applied to its input
@@ -61,6 +62,7 @@ __all__ = [
     "KeyUnwrapError",
     "LegalHoldError",
     "PolicyError",
+    "PolicyUsageError",
     "RecordNotFoundError",
     "SecureCustomerError",
     "StepUpRequired",
@@ -241,6 +243,12 @@ class PolicyError(SecureCustomerError, ValueError):
         self.source = source
         self.rule = rule
         self.field = field
+
+
+class PolicyUsageError(PolicyError, UsageError):
+    """The policy API was called with arguments of the wrong kind: one string where a
+    collection of names belongs, a naive datetime, a guard naming a parameter its function
+    lacks, a `Decision` tested as a bool. Also a `TypeError`, as such misuse was before."""
 
 
 class AuditError(SecureCustomerError):

@@ -557,3 +557,80 @@ class TestEventForm:
             assert canonical(rebuilt) == record.canonical_event()
             assert record.line() == canonical(record.to_dict())
         assert trail.verify().ok
+
+
+class TestSubjectCount:
+    """subject_count: how many subjects a successful call touched (a list endpoint)."""
+
+    def test_forms(self) -> None:
+        trail, sink = make_trail()
+
+        @audited("list", resource="customer", subject_count="return", trail=trail)
+        def page(limit: int) -> list[int]:
+            return list(range(limit))
+
+        @audited("erase", subject_count="ids", trail=trail)
+        def erase_many(ids: set[int]) -> None:
+            pass
+
+        @audited("list", subject_count=lambda result: result["rows"], trail=trail)
+        def report() -> dict[str, Any]:
+            return {"rows": 7}
+
+        @audited("scan", subject_count="limit", trail=trail)
+        def scan(limit: int) -> None:
+            pass
+
+        @audited("nightly", subject_count=1_000, trail=trail)
+        def nightly() -> None:
+            pass
+
+        page(250)
+        erase_many({1, 2, 3})
+        report()
+        scan(limit=40)
+        nightly()
+        assert [250, 3, 7, 40, 1_000] == [e.subject_count for e in stored(sink)]
+        assert trail.verify().ok
+        for record in sink.stored:  # the hot path's dict is what AuditEvent.to_dict gives
+            assert canonical(AuditEvent.from_dict(record.event).to_dict()) == (
+                record.canonical_event()
+            )
+
+    def test_unset_and_failed_calls_carry_none(self) -> None:
+        trail, sink = make_trail()
+
+        @audited("list", subject_count="return", trail=trail)
+        def broken() -> list[int]:
+            raise LookupError("index gone")
+
+        @audited("read", trail=trail)
+        def show() -> None:
+            pass
+
+        with pytest.raises(LookupError):
+            broken()
+        show()
+        assert [None, None] == [e.subject_count for e in stored(sink)]
+        assert all("subject_count" not in r.event for r in sink.stored)
+
+    @pytest.mark.parametrize("result", ["abc", -1, 2.5, None, iter([1])])
+    def test_a_count_that_is_not_one(self, result: object) -> None:
+        trail, sink = make_trail()
+
+        @audited("list", subject_count="return", trail=trail)
+        def odd() -> object:
+            return result
+
+        with pytest.raises(TypeError, match=r"@audited on .*odd: subject_count gave a"):
+            odd()
+        assert [] == sink.stored
+
+    def test_bad_settings(self) -> None:
+        def show(customer_id: int) -> None:
+            pass
+
+        with pytest.raises(TypeError, match="no parameter 'missing' for subject_count"):
+            audited("list", subject_count="missing", trail=make_trail()[0])(show)
+        with pytest.raises(TypeError, match="0 or more"):
+            audited("list", subject_count=-1, trail=make_trail()[0])(show)

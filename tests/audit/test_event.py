@@ -10,7 +10,9 @@ import attrs
 import pytest
 
 from securecustomer.audit import SCHEMA_VERSION, AuditEvent
+from securecustomer.audit._chain import ChainKeys, parse_line, verify_chain
 from securecustomer.audit._event import canonical
+from securecustomer.exceptions import AuditError
 
 AT = dt.datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
 
@@ -136,3 +138,60 @@ class TestValidation:
 
     def test_fields_from_any_iterable(self) -> None:
         assert ("a", "b") == AuditEvent(action="read", fields=iter(["a", "b"])).fields
+
+
+class TestSubjectCount:
+    """subject_count: how many data subjects one event touched (a list endpoint, a batch).
+
+    Optional and omitted from the event's dict when unset, so the canonical encoding, and
+    with it the chain hash, of every event written before the field existed is unchanged.
+    """
+
+    OLD_BYTES = (
+        b'{"action":"read","actor":"user-7","actor_attributes":{"ip":"10.0.0.1"},'
+        b'"duration_ms":1.5,"error_type":"AccessDenied","extra":{"page":2,"tags":["a"]},'
+        b'"fields":["name","email"],"id":"e1","outcome":"denied","reason":"rule agents-read",'
+        b'"request_id":"req-1","resource_id":"42","resource_type":"customer","schema":1,'
+        b'"subject":"ps_abc","timestamp":"2024-05-01T12:00:00.123456+00:00"}'
+    )
+    # Record 1's hash under key bytes(range(32)), computed by the code before subject_count.
+    OLD_HASH = "20fd026e7f3ab12687a6749c582b06568a709980ed73c31eb3f033725f54ae81"
+
+    def test_unset_keeps_the_old_canonical_bytes_and_hash(self) -> None:
+        event = full_event()
+        assert event.subject_count is None
+        assert "subject_count" not in event.to_dict()
+        assert self.OLD_BYTES == canonical(event.to_dict())
+        (record,) = ChainKeys(bytes(range(32))).link(None, [event])
+        assert self.OLD_HASH == record.hash
+
+    def test_old_records_read_back_and_verify(self) -> None:
+        keys = ChainKeys(bytes(range(32)))
+        old = json.loads(self.OLD_BYTES)
+        record = parse_line(
+            b'{"event":%s,"hash":"%s","prev":"%s","seq":1}'
+            % (self.OLD_BYTES, self.OLD_HASH.encode(), b"0" * 64)
+        )
+        assert record.problem is None
+        assert full_event() == record.audit_event()
+        assert verify_chain(keys, [record], []).ok
+        assert old == AuditEvent.from_dict(old).to_dict()
+
+    def test_round_trip_and_hashed(self) -> None:
+        event = attrs.evolve(full_event(), subject_count=10_000)
+        data = event.to_dict()
+        assert 10_000 == data["subject_count"]
+        assert event == AuditEvent.from_dict(json.loads(json.dumps(data)))
+        keys = ChainKeys(bytes(range(32)))
+        (record,) = keys.link(None, [event])
+        assert verify_chain(keys, [record], []).ok
+        edited = attrs.evolve(record, event={**data, "subject_count": 1}, body=None)
+        assert not verify_chain(keys, [edited], []).ok
+
+    @pytest.mark.parametrize("value", [-1, True, 1.0, "3"])
+    def test_bad_values_refused(self, value: object) -> None:
+        with pytest.raises((ValueError, TypeError), match="subject_count"):
+            AuditEvent(action="list", subject_count=value)  # type: ignore[arg-type]
+        data = {**full_event().to_dict(), "subject_count": value}
+        with pytest.raises(AuditError, match="'subject_count'"):
+            AuditEvent.from_dict(data)

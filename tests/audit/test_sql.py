@@ -53,6 +53,19 @@ class TestRoundTrip:
         assert sent == [r.audit_event() for r in read]
         assert trail.verify().ok
 
+    def test_subject_counts_and_old_events_side_by_side(self, engine: sa.Engine) -> None:
+        sink = made_sink(engine)
+        trail = AuditTrail(sink, key=KEY)
+        sent = [event(0), event(1, subject_count=10_000), event(2, subject_count=0)]
+        for e in sent:
+            trail.append(e)
+
+        read = list(sink.records())
+
+        assert sent == [r.audit_event() for r in read]
+        assert "subject_count" not in read[0].event
+        assert trail.verify().ok
+
     def test_the_row(self, engine: sa.Engine) -> None:
         sink = made_sink(engine)
         (stored,) = sink.append([event(1)], AuditTrail(sink, key=KEY)._keys.link)

@@ -222,3 +222,14 @@ class TestRecordsFromLines:
 
     def test_event_keys_match_the_event_schema(self) -> None:
         assert set(EVENT_KEYS) == set(event().to_dict())
+
+    def test_subject_count_survives_the_log_store(self) -> None:
+        out = io.StringIO()
+        sink = StructlogAuditSink(json_logger(out))
+        trail = AuditTrail(sink, key=KEY)
+        trail.append(event(subject_count=250))
+        trail.append(event(1))
+        parsed = list(records_from_lines(out.getvalue().splitlines()))
+        assert list(sink.records()) == parsed
+        assert [250, None] == [r.audit_event().subject_count for r in parsed]
+        assert self.verify(parsed).ok

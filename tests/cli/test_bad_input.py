@@ -251,7 +251,7 @@ class TestPolicyFiles:
         assert (1, "") == (status, captured.err)
         assert 1 == len(captured.out.splitlines()), captured.out
         assert captured.out.startswith(f"{path}: error: ")
-        assert "nested too deeply" in captured.out
+        assert "nested more than 32 levels deep" in captured.out
 
     @pytest.mark.parametrize(
         ("name", "text"), [("deep.toml", _deep_toml), ("deep.json", _deep_json)]
@@ -268,7 +268,7 @@ class TestPolicyFiles:
         message = one_error_line(captured.err, "policy review")
         assert (2, "") == (status, captured.out)
         assert str(path) in message
-        assert "nested too deeply" in message
+        assert "nested more than 32 levels deep" in message
 
     def test_deep_json_option(self, files: Path, capsys: pytest.CaptureFixture[str]) -> None:
         subject = '{"id": "u", "attributes": {"a": ' + "[" * DEPTH + "]" * DEPTH + "}}"

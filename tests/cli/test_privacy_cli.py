@@ -499,6 +499,43 @@ class TestAuditScope:
         assert "svc-export" in out
         assert "agent-1" in out
 
+    def test_by_key_id_counts_reads_without_fields_by_inference(
+        self, shop: Shop, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        trail = shop.trail()
+        t0 = dt.datetime(2026, 11, 1, 9, tzinfo=dt.UTC)
+        trail.append(  # as @audited("read", resource="shopper", subject=...) records it
+            AuditEvent(
+                action="read",
+                actor="eve",
+                resource_type="shopper",
+                subject=trail.pseudonym(SHOPPERS[0]),
+                timestamp=t0,
+            )
+        )
+        trail.append(AuditEvent(action="search", actor="eve", resource_type="shopper"))
+        keyring = shop.keyring()
+        primary = keyring.keyset("shoppers.email").primary
+        assert primary is not None
+        args = ["audit", "scope", "--jsonl", str(shop.trail_file), "--key-env", TRAIL_ENV]
+        args += ["--master-key-file", str(shop.key_file), "--key-store-file", str(shop.store_file)]
+        args += ["--key-id", f"{primary.key_id:#010x}", "--resource-type", "shoppers=shopper"]
+
+        status, out, err = run([*args, "--format", "json"], capsys)
+
+        scope = json.loads(out)
+        assert 0 == status
+        assert (2, 2, 1, 1) == (
+            scope["events"],
+            scope["inferred_events"],
+            scope["inferred_subject_count"],
+            scope["unnamed_events"],
+        )
+        assert [trail.pseudonym(SHOPPERS[0])] == scope["inferred_subjects"]
+        assert "counted by inference" in err
+        status, out, _ = run(args, capsys)
+        assert "**Data subjects concerned:** 1 (0 exact, 1 by inference)" in out
+
     @pytest.mark.parametrize(
         ("extra", "message"),
         [

@@ -266,9 +266,11 @@ class TestStates:
         for state in (KeyState.ACTIVE, KeyState.DECRYPT_ONLY, KeyState.DISABLED):
             with pytest.raises(KeyStateError, match="never be revived"):
                 keyring.set_state(key_id, state)
-        with pytest.raises(KeyStateError, match="no active key"):
+        with pytest.raises(KeyStateError, match=r"destroyed: only Keyring.recreate\(\)"):
             cipher.encrypt("v", context=CTX)
-        keyring.rotate("s")  # a new key, explicitly asked for
+        with pytest.raises(KeyDestroyedError):  # every key destroyed: the scope is
+            keyring.rotate("s")
+        keyring.recreate("s")  # a new key, explicitly asked for
         assert "w" == cipher.decrypt(cipher.encrypt("w", context=CTX), context=CTX)
         with pytest.raises(KeyDestroyedError):
             cipher.decrypt(token, context=CTX)

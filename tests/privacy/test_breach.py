@@ -20,7 +20,12 @@ from securecustomer.audit import (
 )
 from securecustomer.exceptions import ConfigurationError, KeyNotFoundError
 from securecustomer.keys import Keyring, LocalKeyProvider, MemoryKeyStore
-from securecustomer.privacy import NOTIFICATION_WINDOW, BreachScope, breach_scope
+from securecustomer.privacy import (
+    NOTIFICATION_WINDOW,
+    BreachScope,
+    breach_scope,
+    register_subject,
+)
 from securecustomer.sqlalchemy import EncryptedString, encrypt_rows
 
 T0 = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)
@@ -429,3 +434,181 @@ class TestBareStrings:
     def test_refused(self, trail: AuditTrail, name: str) -> None:
         with pytest.raises(ConfigurationError, match=name):
             breach_scope(trail, actor="svc-export", **{name: "read"})
+
+
+def service_events(trail: AuditTrail) -> list[AuditEvent]:
+    """What the example service's @audited functions record: a read of a customer without
+    ``fields``, a search naming no subject, plus a read that names its fields, a list event
+    naming its subjects in ``extra["subjects"]`` and the library's ``subject.export``."""
+    ps = trail.pseudonym
+    return [
+        AuditEvent(  # read_customer: the whole record, no fields recorded
+            action="read",
+            actor="eve",
+            resource_type="customer",
+            resource_id=ps(1),
+            subject=ps(1),
+            timestamp=at(1),
+        ),
+        AuditEvent(  # fields recorded: the e-mail was read
+            action="read",
+            actor="eve",
+            resource_type="customer",
+            resource_id=ps(2),
+            subject=ps(2),
+            fields=("email",),
+            timestamp=at(2),
+        ),
+        AuditEvent(  # fields recorded, not the e-mail: not counted
+            action="read",
+            actor="eve",
+            resource_type="customer",
+            resource_id=ps(3),
+            subject=ps(3),
+            fields=("name",),
+            timestamp=at(3),
+        ),
+        AuditEvent(  # find_by_email: a search naming no subject
+            action="search", actor="eve", resource_type="customer", timestamp=at(4)
+        ),
+        AuditEvent(  # a list naming the subjects it returned (and one raw id: never shown)
+            action="customer.list",
+            actor="eve",
+            resource_type="customer",
+            extra={"subjects": [ps(4), ps(5), "raw-id-77"]},
+            timestamp=at(5),
+        ),
+        AuditEvent(  # export_subject: every registered column of the subject, decrypted
+            action="subject.export",
+            actor="eve",
+            resource_type="subject",
+            subject=ps(6),
+            fields=("Shopper.email", "Shopper.name"),
+            timestamp=at(6),
+        ),
+        AuditEvent(  # another resource type: not counted
+            action="read", actor="eve", resource_type="order", subject=ps(8), timestamp=at(7)
+        ),
+    ]
+
+
+class TestInferredScope:
+    """A column key's scope counts every event that could have decrypted the column; those
+    counted by inference are marked (issue 15, item 4)."""
+
+    def scope(self, keyring: Keyring, *, actions: list[str] | None = None) -> BreachScope:
+        trail = AuditTrail(MemoryAuditSink(), key=secrets.token_bytes(32))
+        for event in service_events(trail):
+            trail.append(event)
+        key = keyring.keyset("customers.email").primary
+        assert key is not None
+        self.trail = trail
+        return breach_scope(
+            trail,
+            key_id=key.key_id,
+            keyring=keyring,
+            resource_types={"customers": "customer"},
+            actions=actions,
+            discovered_at=FOUND,
+        )
+
+    def test_reads_without_fields_lists_and_exports_are_counted(self, keyring: Keyring) -> None:
+        scope = self.scope(keyring)
+
+        ps = self.trail.pseudonym
+        assert 5 == scope.events
+        assert frozenset(ps(i) for i in (1, 2, 4, 5, 6)) == scope.subjects
+        assert frozenset(ps(i) for i in (1, 4, 5, 6)) == scope.inferred_subjects
+        assert 4 == scope.inferred_events
+        assert {"no fields recorded": 1, "list or search": 2, "subject export": 1} == dict(
+            scope.inferred
+        )
+        assert 2 == scope.unnamed_events  # the search, and the raw id of the list
+        assert {"customer.email": 1, "Shopper.email": 1, "Shopper.name": 1} == scope.fields
+        assert {"customer.email": 4} == scope.inferred_fields
+
+    def test_reported_in_every_form(self, keyring: Keyring) -> None:
+        scope = self.scope(keyring)
+
+        data = json.loads(scope.to_json())
+        assert (5, 1, 4) == (
+            data["subject_count"],
+            data["exact_subject_count"],
+            data["inferred_subject_count"],
+        )
+        assert sorted(scope.inferred_subjects) == data["inferred_subjects"]
+        assert (4, 2) == (data["inferred_events"], data["unnamed_events"])
+        text = scope.to_markdown(now=FOUND)
+        assert "**Data subjects concerned:** 5 (1 exact, 4 by inference)" in text
+        assert "**Events:** 5 (1 exact, 4 by inference)" in text
+        assert "| list or search | 2 |" in text
+        assert "2 events touched subjects they do not name" in text
+        outputs = scope.to_json() + text + scope.to_json(include_identified=True)
+        assert "raw-id-77" not in outputs
+
+    def test_identified_subjects_are_marked(self, keyring: Keyring) -> None:
+        trail = AuditTrail(MemoryAuditSink(), key=secrets.token_bytes(32))
+        for event in service_events(trail):
+            trail.append(event)
+        key = keyring.keyset("customers.email").primary
+        assert key is not None
+
+        scope = breach_scope(
+            trail,
+            key_id=key.key_id,
+            keyring=keyring,
+            resource_types={"customers": "customer"},
+            candidates=[1, 2],
+            discovered_at=FOUND,
+        )
+
+        text = scope.to_markdown(now=FOUND, include_identified=True)
+        assert f"- 1 ({trail.pseudonym(1)}, by inference)" in text
+        assert f"- 2 ({trail.pseudonym(2)})" in text
+
+    def test_actions_still_restrict(self, keyring: Keyring) -> None:
+        scope = self.scope(keyring, actions=["read"])
+
+        assert (2, 1) == (scope.events, scope.inferred_events)
+
+    def test_registered_export_is_exact_or_not_counted(self, keyring: Keyring) -> None:
+        class Base(DeclarativeBase):
+            pass
+
+        class Shopper(Base):
+            __tablename__ = "br_shoppers"
+            id: Mapped[int] = mapped_column(primary_key=True)
+            email: Mapped[str] = mapped_column(EncryptedString())
+            name: Mapped[str] = mapped_column(EncryptedString())
+
+        register_subject(Shopper, subject="id", name="BrShopper")
+        trail = AuditTrail(MemoryAuditSink(), key=secrets.token_bytes(32))
+        for n, fields in enumerate([("BrShopper.email", "BrShopper.name"), ("BrShopper.name",)]):
+            trail.append(
+                AuditEvent(
+                    action="subject.export",
+                    resource_type="subject",
+                    subject=trail.pseudonym(n),
+                    fields=fields,
+                    timestamp=at(n),
+                )
+            )
+        key = keyring.keyset("br_shoppers.email").primary
+        assert key is not None
+
+        scope = breach_scope(trail, key_id=key.key_id, keyring=keyring, discovered_at=FOUND)
+
+        assert (1, 0) == (scope.events, scope.inferred_events)
+        assert frozenset({trail.pseudonym(0)}) == scope.subjects
+        assert {"BrShopper.email": 1, "BrShopper.name": 1} == scope.fields
+
+    def test_subject_key_matches_lists_naming_the_subject(self, keyring: Keyring) -> None:
+        trail = AuditTrail(MemoryAuditSink(), key=secrets.token_bytes(32))
+        for event in service_events(trail):
+            trail.append(event)
+        key = keyring.keyset("subject:5").primary
+        assert key is not None
+
+        scope = breach_scope(trail, key_id=key.key_id, keyring=keyring, discovered_at=FOUND)
+
+        assert (1, frozenset({trail.pseudonym(5)})) == (scope.events, scope.subjects)

@@ -6,10 +6,13 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from keystore_workers import ROUNDS, assert_shredded, race_processes, rotate_until_destroyed
 from records import NOW, record
 
 from securecustomer import Context, Keyring, LocalKeyProvider
@@ -249,3 +252,51 @@ class TestProcesses:
         store = SqlKeyStore(engine)
         assert 20 == len(store.all_data_keys())
         assert 1 == len(store.roots())
+
+
+class TestShredding:
+    """destroy() is atomic on every database: a racing rotation never survives it, and a
+    destroyed scope takes no new key until Keyring.recreate()."""
+
+    def test_store_rules(self, store: SqlKeyStore) -> None:
+        store.add_data_key(record(1))
+        store.add_data_key(record(2, version=2))
+        assert [(1, "destroyed", b""), (2, "destroyed", b"")] == [
+            (r.key_id, r.state.value, r.wrapped) for r in store.destroy_scope("s")
+        ]
+        with pytest.raises(KeyDestroyedError):
+            store.add_data_key(record(3, version=3))
+        assert [] == store.destroy_scope("unknown")
+        assert record(3, version=3) == store.recreate_scope(record(3, version=3))
+        with pytest.raises(KeyStateError, match="not destroyed"):
+            store.recreate_scope(record(4, version=4))
+        assert [1, 2, 3] == [r.key_id for r in store.data_keys("s")]
+        assert [1, 2, 3] == sorted(r.key_id for r in store.all_data_keys())
+
+    def test_destroyed_by_an_older_version(self, store: SqlKeyStore) -> None:
+        """Every key destroyed and no tombstone (how older versions left a scope)."""
+        store.add_data_key(record(1))
+        store.update_data_keys([record(1, state=KeyState.DESTROYED, wrapped=b"")])
+        with pytest.raises(KeyDestroyedError):
+            store.add_data_key(record(2, version=2))
+
+    def test_threads(self, store: SqlKeyStore) -> None:
+        provider = LocalKeyProvider.generate()
+        Keyring(provider, store).load()
+        for n in range(ROUNDS // 2):
+            scope = f"subject:{n}"
+            rotator, destroyer = (Keyring(provider, store).load() for _ in range(2))
+            tokens = [rotator.cipher(scope).encrypt("v", context=CTX)]
+            worker = threading.Thread(target=rotate_until_destroyed, args=(rotator, scope, tokens))
+            worker.start()
+            while len(tokens) < 3 and worker.is_alive():
+                time.sleep(0.001)
+            destroyer.destroy(scope)
+            worker.join(timeout=60)
+            assert not worker.is_alive()
+            assert_shredded(destroyer, scope, tokens)
+
+    def test_processes(self, db_url: str, store: SqlKeyStore, tmp_path: Path) -> None:
+        LocalKeyProvider.create_key_file(tmp_path / "master.key")
+        keyring = Keyring(LocalKeyProvider.from_file(tmp_path / "master.key"), store).load()
+        race_processes(keyring, str(tmp_path / "master.key"), "sql", db_url)

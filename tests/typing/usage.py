@@ -31,7 +31,8 @@ def use() -> None:
     except DecryptionError as error:
         if isinstance(error, KeyDestroyedError):
             print(error.key_id, error.scope)
-    print(value, values, index, status, states)
+    again: KeyStatus = keyring.recreate("subject:42")
+    print(value, values, index, status, states, again)
 
 
 def plug_in(provider: KeyProvider) -> None:

@@ -36,7 +36,9 @@ from securecustomer.audit._monitor import (
     FirstAccessRule,
     MonitorRule,
     OutsideHoursRule,
+    TotalVolumeRule,
     VolumeRule,
+    normalize_actor,
 )
 from securecustomer.audit._redact import make_redact_pii, redact_pii
 from securecustomer.audit._sql import SqlAuditSink, audit_table
@@ -63,6 +65,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SqlAuditSink",
     "StructlogAuditSink",
+    "TotalVolumeRule",
     "TrailSlot",
     "VerificationReport",
     "VolumeRule",
@@ -72,6 +75,7 @@ __all__ = [
     "current_actor",
     "default_trail",
     "make_redact_pii",
+    "normalize_actor",
     "propagate",
     "propagate_to_threads",
     "records_from_lines",

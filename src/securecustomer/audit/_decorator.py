@@ -30,6 +30,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 Spec = str | Callable[..., Any] | None
+CountSpec = int | str | Callable[[Any], object] | None
 
 
 class TrailSlot:
@@ -56,6 +57,18 @@ default_trail = TrailSlot()
 def _check_spec(spec: Spec, names: Iterable[str], what: str, fn: Callable[..., Any]) -> None:
     if isinstance(spec, str) and spec not in names:
         raise UsageError(f"@audited on {fn.__qualname__}: no parameter {spec!r} for {what}")
+
+
+def _counted(value: object, fn: Callable[..., Any]) -> int:
+    """A count of subjects: a whole number as it is, a collection by its length."""
+    if type(value) is int and value >= 0:
+        return value
+    if not isinstance(value, str | bytes) and hasattr(value, "__len__"):
+        return len(value)
+    raise UsageError(
+        f"@audited on {fn.__qualname__}: subject_count gave a {type(value).__name__}, "
+        "not a number of subjects (0 or more) or a collection to count"
+    )
 
 
 def _value(spec: Spec, arguments: Mapping[str, Any]) -> Any:
@@ -115,6 +128,7 @@ def audited(
     record: Iterable[str] = (),
     trail: AuditTrail | None = None,
     resource_id_is_subject: bool = False,
+    subject_count: CountSpec = None,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Record an `AuditEvent` for every call of the decorated function.
 
@@ -128,11 +142,20 @@ def audited(
     clear; *resource_id_is_subject* ``True`` says that the resource id always names a data
     subject (a customer id without ``subject=``, say) and pseudonymizes every value of it.
 
+    *subject_count* says how many data subjects a successful call touched, for the access
+    monitor (a list endpoint, a batch): ``"return"`` counts the return value, a parameter
+    name counts that argument (a whole number as it is, a collection by its length), a
+    callable is given the return value and returns the number or collection, an int is
+    fixed. A count that is neither raises `UsageError`. Failed and denied calls carry none.
+
     Example:
         ```python
         @audited("read", resource="customer", resource_id="customer_id",
                  subject="customer_id", fields=["name", "email"])
         def show_customer(customer_id: int) -> dict: ...
+
+        @audited("list", resource="customer", subject_count="return")
+        def list_customers(page: int) -> list[dict]: ...
         ```
     """
     wanted = tuple(record)
@@ -153,6 +176,21 @@ def audited(
         for name in wanted:
             if name != "return" and name not in names:
                 raise UsageError(f"@audited on {fn.__qualname__}: no parameter {name!r} to record")
+        if isinstance(subject_count, str) and subject_count != "return":
+            _check_spec(subject_count, names, "subject_count", fn)
+        if isinstance(subject_count, bool) or (
+            isinstance(subject_count, int) and subject_count < 0
+        ):
+            raise UsageError(f"@audited on {fn.__qualname__}: subject_count must be 0 or more")
+
+        def count(arguments: Mapping[str, Any], result: Any) -> int:
+            if isinstance(subject_count, int):
+                return subject_count
+            if subject_count == "return":
+                return _counted(result, fn)
+            if isinstance(subject_count, str):
+                return _counted(arguments[subject_count], fn)
+            return _counted(subject_count(result), fn)  # type: ignore[misc]
 
         getters = _Arguments(signature)
         get_actor = current_actor
@@ -199,26 +237,27 @@ def audited(
             ):  # an id naming the data subject: never stored in clear (see the docstring)
                 identity_text = target.pseudonym(identity_text)
             # The dict of AuditEvent.to_dict, built directly (the hot path of every call).
-            target.append_data(
-                {
-                    "schema": SCHEMA_VERSION,
-                    "id": nonce().hex(),
-                    "timestamp": utc_now(),
-                    "action": action,
-                    "actor": None if who is None else who.id,
-                    "actor_attributes": {} if who is None else who.plain,
-                    "resource_type": resource(**arguments) if callable(resource) else resource,
-                    "resource_id": identity_text,
-                    "subject": None if subject_text is None else target.pseudonym(subject_text),
-                    "fields": touched,  # a tuple encodes as the list it reads back as
-                    "outcome": outcome,
-                    "error_type": None if exc is None else type(exc).__name__,
-                    "reason": reason,
-                    "duration_ms": (time.perf_counter() - started) * 1000,
-                    "request_id": None if who is None else who.request_id,
-                    "extra": extra,
-                }
-            )
+            data: dict[str, Any] = {
+                "schema": SCHEMA_VERSION,
+                "id": nonce().hex(),
+                "timestamp": utc_now(),
+                "action": action,
+                "actor": None if who is None else who.id,
+                "actor_attributes": {} if who is None else who.plain,
+                "resource_type": resource(**arguments) if callable(resource) else resource,
+                "resource_id": identity_text,
+                "subject": None if subject_text is None else target.pseudonym(subject_text),
+                "fields": touched,  # a tuple encodes as the list it reads back as
+                "outcome": outcome,
+                "error_type": None if exc is None else type(exc).__name__,
+                "reason": reason,
+                "duration_ms": (time.perf_counter() - started) * 1000,
+                "request_id": None if who is None else who.request_id,
+                "extra": extra,
+            }
+            if subject_count is not None and outcome == "success":
+                data["subject_count"] = count(arguments, result)
+            target.append_data(data)
 
         if inspect.iscoroutinefunction(fn):
 

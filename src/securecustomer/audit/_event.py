@@ -4,6 +4,10 @@ Key names are stable and documented (``docs/audit.md``); ``schema`` says which v
 them an event follows. An event never carries argument or return values unless the
 decorator was told to record them by name (``extra``), and refers to a data subject only
 through a keyed pseudonym.
+
+``subject_count`` (how many data subjects one call touched: a list endpoint, a batch) is
+optional and left out of `AuditEvent.to_dict` when unset, so the canonical encoding, and
+the chain hash, of every event written before it existed is unchanged.
 """
 
 from __future__ import annotations
@@ -44,6 +48,15 @@ def _aware(value: dt.datetime) -> dt.datetime:
     return value.astimezone(dt.UTC)
 
 
+def _count(value: object) -> bool:
+    return value is None or (type(value) is int and value >= 0)
+
+
+def _subject_count(instance: Any, attribute: Any, value: int | None) -> None:
+    if not _count(value):
+        raise ConfigurationError("subject_count must be a whole number of subjects (0 or more)")
+
+
 def _outcome(instance: Any, attribute: Any, value: str) -> None:
     if value not in OUTCOMES:
         raise ConfigurationError(f"outcome must be one of {', '.join(OUTCOMES)}, not {value!r}")
@@ -76,10 +89,12 @@ class AuditEvent:
     timestamp: dt.datetime = attrs.field(factory=lambda: dt.datetime.now(dt.UTC), converter=_aware)
     id: str = attrs.field(factory=lambda: nonce().hex())
     schema: int = SCHEMA_VERSION
+    subject_count: int | None = attrs.field(default=None, validator=_subject_count)
 
     def to_dict(self) -> dict[str, Any]:
-        """The event as JSON-ready values under its stable key names."""
-        return {
+        """The event as JSON-ready values under its stable key names (``subject_count``
+        only when set)."""
+        data: dict[str, Any] = {
             "schema": self.schema,
             "id": self.id,
             "timestamp": self.timestamp.isoformat(timespec="microseconds"),
@@ -97,6 +112,9 @@ class AuditEvent:
             "request_id": self.request_id,
             "extra": dict(self.extra),
         }
+        if self.subject_count is not None:
+            data["subject_count"] = self.subject_count
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AuditEvent:
@@ -109,6 +127,11 @@ class AuditEvent:
                 raise AuditError(f"not a valid audit event: key {name!r} is missing")
             if not check(data[name]):
                 raise AuditError(f"not a valid audit event: key {name!r} {_WANTED[name]}")
+        count = data.get("subject_count")
+        if not _count(count):
+            raise AuditError(
+                "not a valid audit event: key 'subject_count' is not a whole number (0 or more)"
+            )
         return cls(
             schema=data["schema"],
             id=data["id"],
@@ -126,6 +149,7 @@ class AuditEvent:
             duration_ms=data["duration_ms"],
             request_id=data["request_id"],
             extra=data["extra"],
+            subject_count=count,
         )
 
 

@@ -51,6 +51,7 @@ EVENT_KEYS: Final = (
     "request_id",
     "extra",
 )
+_OPTIONAL_KEYS: Final = ("subject_count",)  # only in the events that set them
 _CHAIN_KEYS: Final = ("seq", "prev", "hash")
 _MAX_SEQ: Final = 2**63 - 1
 
@@ -124,7 +125,7 @@ def records_from_lines(lines: Iterable[str], *, event_name: str = "audit") -> It
             continue
         if not all(key in data for key in _CHAIN_KEYS):
             continue
-        event = {key: data[key] for key in EVENT_KEYS if key in data}
+        event = {key: data[key] for key in (*EVENT_KEYS, *_OPTIONAL_KEYS) if key in data}
         seq, prev, digest = data["seq"], data["prev"], data["hash"]
         position = 1 if last is None else last.seq + 1
         after = GENESIS if last is None else last.hash

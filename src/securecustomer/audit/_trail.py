@@ -78,8 +78,9 @@ class AuditTrail:
     be stored (no audit, no access); ``"log"`` logs the failure and lets the call through.
     ``batch_size`` > 1 buffers events and stores them together (call `flush`, or use the
     trail as a context manager); buffered events are lost if the process dies.
-    *monitor* (an `AccessMonitor`) observes each event once it is stored; a monitor that
-    fails is logged and never fails the audited call.
+    *monitor* (an `AccessMonitor`) is handed each event once it is stored (`submit`: a
+    bounded queue, never waiting for the rules); a monitor that fails is logged and never
+    fails the audited call.
 
     Example:
         ```python
@@ -172,13 +173,11 @@ class AuditTrail:
                 error_type=type(exc).__name__,
             )
             return
-        if self.monitor is not None:
+        if self.monitor is not None:  # queued: the rules run on the monitor's own thread
             for event in events:
                 try:
-                    if not isinstance(event, AuditEvent):
-                        event = AuditEvent.from_dict(event)
-                    self.monitor.observe(event)
-                except Exception as exc:
+                    self.monitor.submit(event)
+                except Exception as exc:  # no thread to start, say: never fail the call
                     _log.error("audit_monitor_failed", error_type=type(exc).__name__)
 
     def checkpoint(self) -> Checkpoint:

@@ -31,6 +31,8 @@ from securecustomer.cli._privacy_options import (
     open_trail,
     optional_keyring,
     require_trail,
+    resource_type_option,
+    resource_types,
     trail_options,
     trail_records,
 )
@@ -68,12 +70,8 @@ def add_privacy_parsers(commands: Any) -> None:
     )
     _inventory_options(assess)
     assess.add_argument("--policy", metavar="FILE", help="a policy file (.toml, .json, .yaml)")
-    assess.add_argument(
-        "--resource-type",
-        action="append",
-        default=[],
-        metavar="TABLE=TYPE",
-        help="the policy's resource type of a table (default: the table name); repeatable",
+    resource_type_option(
+        assess, "the policy's resource type of a table (default: the table name); repeatable"
     )
     assess.add_argument(
         "--stale-after",
@@ -215,22 +213,12 @@ def _inventory(args: argparse.Namespace) -> int:
             policy=policy,
             keyring=keyring,
             trail=trail_records(args, stack),
-            resource_types=_resource_types(args.resource_type),
+            resource_types=resource_types(args.resource_type),
             stale_after=dt.timedelta(days=args.stale_after),
             max_key_age=max_key_age,
         )
     print(report.to_markdown() if args.format == "markdown" else report.to_json())
     return 1 if _failed(report.findings, args.fail_on) else 0
-
-
-def _resource_types(pairs: list[str]) -> dict[str, str] | None:
-    out: dict[str, str] = {}
-    for pair in pairs:
-        table, sep, kind = pair.partition("=")
-        if not sep or not table or not kind:
-            raise ConfigurationError(f"--resource-type {pair!r}: expected TABLE=TYPE")
-        out[table] = kind
-    return out or None
 
 
 def _retention(args: argparse.Namespace) -> int:

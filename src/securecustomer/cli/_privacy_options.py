@@ -32,6 +32,8 @@ __all__ = [
     "open_trail",
     "optional_keyring",
     "require_trail",
+    "resource_type_option",
+    "resource_types",
     "subject_id",
     "trail_options",
     "trail_records",
@@ -101,7 +103,28 @@ def id_type_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def resource_type_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument(
+        "--resource-type",
+        action="append",
+        default=[],
+        metavar="TABLE=TYPE",
+        help=help_text,
+    )
+
+
 # -- loading -------------------------------------------------------------------------
+
+
+def resource_types(pairs: list[str]) -> dict[str, str] | None:
+    """``--resource-type TABLE=TYPE`` pairs as a dict (None when there are none)."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        table, sep, kind = pair.partition("=")
+        if not sep or not table or not kind:
+            raise ConfigurationError(f"--resource-type {pair!r}: expected TABLE=TYPE")
+        out[table] = kind
+    return out or None
 
 
 def subject_id(text: str, id_type: str) -> object:

@@ -18,7 +18,7 @@ __all__ = ["add_scope_parser", "run_scope"]
 
 def add_scope_parser(actions: Any) -> None:
     from securecustomer.cli._emergency import _key_id
-    from securecustomer.cli._privacy_options import id_type_option
+    from securecustomer.cli._privacy_options import id_type_option, resource_type_option
 
     scope = actions.add_parser(
         "scope",
@@ -76,6 +76,11 @@ def add_scope_parser(actions: Any) -> None:
         help="with --key-id: the prefix of subject key scopes (encrypt_rows' subject_prefix), "
         "so that a subject's key is matched and shown by pseudonym (default: %(default)s)",
     )
+    resource_type_option(
+        scope,
+        "with --key-id: the resource type the trail's events give a table (default: the "
+        "table name), so that events on the key's table are found; repeatable",
+    )
     id_type_option(scope)
     scope.add_argument("--format", choices=("markdown", "json"), default="markdown")
     keys = scope.add_argument_group(
@@ -116,7 +121,7 @@ def run_scope(args: argparse.Namespace, sink: Any, key: bytes | None) -> int:
     """Run ``audit scope`` over *sink*; returns the exit status."""
     from securecustomer.audit import AuditTrail
     from securecustomer.cli._keys import _engine, _keyring
-    from securecustomer.cli._privacy_options import subject_id
+    from securecustomer.cli._privacy_options import resource_types, subject_id
     from securecustomer.privacy import breach_scope
 
     candidates = []
@@ -168,6 +173,13 @@ def run_scope(args: argparse.Namespace, sink: Any, key: bytes | None) -> int:
             candidates=candidates,
             checkpoints=read_checkpoints(args.checkpoint),
             subject_prefix=args.subject_prefix,
+            resource_types=resource_types(args.resource_type),
+        )
+    if scope.inferred_events or scope.unnamed_events:
+        print(
+            f"note: {scope.inferred_events} events were counted by inference and "
+            f"{scope.unnamed_events} touched subjects they do not name: see the report",
+            file=sys.stderr,
         )
     if scope.trail_verified is False:
         problems = "; ".join(scope.trail_problems) or "it does not verify"

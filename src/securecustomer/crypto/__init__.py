@@ -7,6 +7,7 @@ nonces, raw keys) live in `securecustomer.hazmat`.
 from securecustomer.crypto._cipher import FieldCipher, KeySet, KeySource
 from securecustomer.crypto._encoding import Value
 from securecustomer.crypto._format import FORMAT_VERSION, Context
+from securecustomer.crypto._header import TokenHeader, parse_header
 from securecustomer.crypto._keys import DataKey, KeyState
 
 __all__ = [
@@ -17,5 +18,7 @@ __all__ = [
     "KeySet",
     "KeySource",
     "KeyState",
+    "TokenHeader",
     "Value",
+    "parse_header",
 ]

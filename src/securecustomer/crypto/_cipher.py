@@ -212,6 +212,13 @@ class FieldCipher:
             self._keys = self._source.keyset(self.scope, refresh=True, create=True)
             sealer = self._keys.sealer
         if sealer is None:
+            keys = self._keys.by_id.values()
+            if keys and all(k.state is KeyState.DESTROYED for k in keys):
+                raise KeyStateError(
+                    f"scope {self.scope!r} was destroyed: only Keyring.recreate() gives it "
+                    "a new key",
+                    scope=self.scope,
+                )
             raise KeyStateError(
                 f"scope {self.scope!r} has no active key: rotate it to create one",
                 scope=self.scope,

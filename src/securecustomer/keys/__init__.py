@@ -11,6 +11,7 @@ from securecustomer.keys._records import (
     RootKeyRecord,
     WrappedKey,
     check_update,
+    scope_destroyed,
 )
 from securecustomer.keys._registry import ProviderRegistry
 from securecustomer.keys._retry import RetryPolicy
@@ -34,4 +35,5 @@ __all__ = [
     "VaultTransitKeyProvider",
     "WrappedKey",
     "check_update",
+    "scope_destroyed",
 ]

@@ -359,7 +359,11 @@ class Keyring(KeyLifecycle):
                 f"under root key version {record.root_version}: the key store was altered"
             ) from None
 
-    def _create_data_key(self, scope: str, version: int) -> DataKeyRecord:
+    def _create_data_key(
+        self, scope: str, version: int, *, recreate: bool = False
+    ) -> DataKeyRecord:
+        """Store a new data key; with *recreate*, through the store's `recreate_scope`."""
+        add = self.store.recreate_scope if recreate else self.store.add_data_key  # type: ignore[attr-defined]
         root_version = self._writable_root()
         material = self._random(KEY_SIZE)
         for _ in range(16):
@@ -373,7 +377,7 @@ class Keyring(KeyLifecycle):
                 wrapped=b"",
             )
             record = attrs.evolve(draft, wrapped=self._wrap_data_key(draft, material, root_version))
-            stored = self.store.add_data_key(record)
+            stored = add(record)
             if stored is not None:
                 return stored
         raise KeyStoreError("could not draw an unused key id in 16 attempts")

@@ -14,7 +14,12 @@ import attrs
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from securecustomer.crypto import DataKey, KeySet, KeyState
-from securecustomer.exceptions import ContextError, KeyNotFoundError, KeyStateError
+from securecustomer.exceptions import (
+    ContextError,
+    KeyDestroyedError,
+    KeyNotFoundError,
+    KeyStateError,
+)
 from securecustomer.keys._records import DataKeyRecord, KeyStore, RootKeyRecord
 from securecustomer.keys._roots import RootWrapping
 
@@ -77,7 +82,9 @@ class KeyLifecycle:
     ) -> None: ...
 
     @abstractmethod
-    def _create_data_key(self, scope: str, version: int) -> DataKeyRecord: ...
+    def _create_data_key(
+        self, scope: str, version: int, *, recreate: bool = False
+    ) -> DataKeyRecord: ...
 
     @abstractmethod
     def _wrap_data_key(
@@ -116,20 +123,47 @@ class KeyLifecycle:
         """Create a new data key version for new writes; older ones become decrypt-only.
 
         Existing values stay readable; re-encrypt them with the new key to retire the old.
+        A destroyed scope stays destroyed: this raises `KeyDestroyedError` for it (see
+        `recreate`), also when the destruction races this call.
         """
-        scope = _check_scope(scope)
+        return self._new_version(_check_scope(scope), recreate=False)
+
+    def recreate(self, scope: str) -> KeyStatus:
+        """Give a destroyed scope a new active data key: the one way back from `destroy`.
+
+        The destroyed versions stay destroyed (their values stay unreadable); the new key
+        takes the next version. Raises `KeyStateError` if the scope is not destroyed.
+        """
+        return self._new_version(_check_scope(scope), recreate=True)
+
+    def _new_version(self, scope: str, *, recreate: bool) -> KeyStatus:
         self._primary()
         records = self.store.data_keys(scope)
+        atomic = hasattr(self.store, "destroy_scope")
+        if not atomic:  # a store without tombstones: checked here, not atomically
+            destroyed = bool(records) and all(r.state is KeyState.DESTROYED for r in records)
+            if destroyed and not recreate:
+                raise KeyDestroyedError(key_id=records[-1].key_id, scope=scope)
+            if recreate and not destroyed:
+                raise KeyStateError(
+                    f"scope {scope!r} is not destroyed: rotate() makes a new key", scope=scope
+                )
         version = max((r.version for r in records), default=0) + 1
-        created = self._create_data_key(scope, version)
+        created = self._create_data_key(scope, version, recreate=recreate and atomic)
         demoted = [
             attrs.evolve(r, state=KeyState.DECRYPT_ONLY)
-            for r in records
+            for r in self.store.data_keys(scope)
             if r.state is KeyState.ACTIVE and r.version < created.version
         ]
-        if demoted:
-            self.store.update_data_keys(demoted)
-        self._invalidate(scope)
+        try:
+            if demoted:
+                self.store.update_data_keys(demoted)
+        except KeyStateError:  # destroyed since: the new key is destroyed too
+            if any(r.state is KeyState.DESTROYED for r in self.store.data_keys(scope)):
+                raise KeyDestroyedError(key_id=created.key_id, scope=scope) from None
+            raise
+        finally:
+            self._invalidate(scope)
         return _data_status(created, None)
 
     def set_state(self, key_id: int, state: KeyState) -> None:
@@ -152,15 +186,23 @@ class KeyLifecycle:
         Every value encrypted under the scope, in any copy or backup of the data, then
         raises `KeyDestroyedError`. Backups of the key store itself still hold the
         wrapped keys until they expire. Returns the ids of the destroyed keys.
+
+        The store destroys the keys and marks the scope destroyed in one atomic step, so
+        a `rotate` racing this call never leaves a live key behind; the scope takes no
+        new key until `recreate` is called for it.
         """
         scope = _check_scope(scope)
-        records = self.store.data_keys(scope)
+        destroy_scope = getattr(self.store, "destroy_scope", None)
+        if destroy_scope is not None:
+            records: list[DataKeyRecord] = destroy_scope(scope)
+        else:  # a store without tombstones: best effort (see docs/keys.md)
+            records = self.store.data_keys(scope)
+            self.store.update_data_keys(
+                [_destroyed(r) for r in records if r.state is not KeyState.DESTROYED]
+            )
+        self._invalidate(scope)
         if not records:
             raise KeyNotFoundError(f"scope {scope!r} has no keys", scope=scope)
-        self.store.update_data_keys(
-            [_destroyed(r) for r in records if r.state is not KeyState.DESTROYED]
-        )
-        self._invalidate(scope)
         return [r.key_id for r in records]
 
     def _data_key(self, key_id: int) -> DataKeyRecord:
@@ -246,6 +288,10 @@ class KeyLifecycle:
     async def arotate(self, scope: str) -> KeyStatus:
         """`rotate` without blocking the event loop."""
         return await asyncio.to_thread(self.rotate, scope)
+
+    async def arecreate(self, scope: str) -> KeyStatus:
+        """`recreate` without blocking the event loop."""
+        return await asyncio.to_thread(self.recreate, scope)
 
     async def adestroy(self, scope: str) -> list[int]:
         """`destroy` without blocking the event loop."""

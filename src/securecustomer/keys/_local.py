@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from securecustomer.crypto._keys import derive
 from securecustomer.exceptions import ConfigurationError, KeyUnwrapError, UnpicklableError
-from securecustomer.keys._fs import atomic_write, locked
+from securecustomer.keys._fs import atomic_write, leftovers, locked, scrub, temp_path
 from securecustomer.keys._records import WrappedKey
 
 __all__ = ["LocalKeyProvider"]
@@ -113,7 +113,7 @@ class LocalKeyProvider:
         with locked(path.with_name(path.name + ".lock")):
             entries = _read_entries(path)
             entries.append(_entry(os.urandom(_KEY_SIZE)))
-            atomic_write(path, _document(entries))
+            _replace(path, _document(entries))
         return cls.from_file(path)
 
     @classmethod
@@ -131,7 +131,7 @@ class LocalKeyProvider:
                 raise ConfigurationError(f"{path}: no master key {key_ref!r} in the key file")
             if not kept:
                 raise ConfigurationError(f"{path}: refusing to remove the last master key")
-            atomic_write(path, _document(kept))
+            _replace(path, _document(kept))
         return cls.from_file(path)
 
     @classmethod
@@ -194,6 +194,13 @@ def _read_entries(path: Path) -> list[dict[str, str]]:
             f"no access (run: chmod 600 {path})"
         )
     return _parse_key_file(raw, path)
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Replace the key file (the caller holds its lock), scrubbing what crashed writers left:
+    a copy of a removed master key must not outlive its removal (see `_fs`)."""
+    scrub(leftovers(path))
+    atomic_write(path, data, temp=temp_path(path))
 
 
 def _entry(key: bytes) -> dict[str, str]:

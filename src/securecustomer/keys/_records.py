@@ -17,6 +17,7 @@ __all__ = [
     "RootKeyRecord",
     "WrappedKey",
     "check_update",
+    "scope_destroyed",
 ]
 
 
@@ -96,7 +97,21 @@ class KeyProvider(Protocol):
 
 
 class KeyStore(Protocol):
-    """Durable storage for wrapped keys. Implementations must make each call atomic."""
+    """Durable storage for wrapped keys. Implementations must make each call atomic.
+
+    A store may also offer these methods, which the keyring uses when present (every
+    store of this library has them):
+
+    - ``data_keys_many(scopes) -> dict[str, list[DataKeyRecord]]``: many scopes in one read;
+    - ``destroy_scope(scope) -> list[DataKeyRecord]``: destroy every key of *scope* and
+      leave a tombstone, in one atomic step; from then on `add_data_key` raises
+      `KeyDestroyedError` for the scope (decided by `scope_destroyed`);
+    - ``recreate_scope(record) -> DataKeyRecord | None``: lift the tombstone and add
+      *record* in one atomic step; `KeyStateError` if the scope is not destroyed.
+
+    Without ``destroy_scope``, `Keyring.destroy` is not atomic: a rotation racing it may
+    survive it (docs/keys.md, "Writing your own key store").
+    """
 
     def roots(self) -> list[RootKeyRecord]:
         """Every root key version, oldest first."""
@@ -158,3 +173,15 @@ def check_update(old: RootKeyRecord | DataKeyRecord, new: RootKeyRecord | DataKe
         raise KeyStateError(
             "a destroyed key must not keep wrapped material", key_id=key_id, scope=scope
         )
+
+
+def scope_destroyed(mark: KeyState | None, records: list[DataKeyRecord]) -> bool:
+    """Whether a scope with tombstone *mark* and keys *records* is destroyed; every store
+    that keeps tombstones calls this.
+
+    Without a mark (a store written by an older version, or a scope never destroyed as a
+    whole) a scope is destroyed when it has keys and all of them are destroyed.
+    """
+    if mark is not None:
+        return mark is KeyState.DESTROYED
+    return bool(records) and all(r.state is KeyState.DESTROYED for r in records)

@@ -1,4 +1,11 @@
-"""Key stores kept in memory and in a JSON file; both share one set of rules."""
+"""Key stores kept in memory and in a JSON file; both share one set of rules.
+
+A scope's tombstone (``marks``) is what makes shredding final: `destroy_scope` destroys
+every key of the scope and marks it destroyed in one locked step, and `add_data_key`
+refuses a destroyed scope in that same step, so no rotation racing the destruction can
+add a live key after it. Only `recreate_scope` lifts the mark. A scope with keys that
+are all destroyed and no mark (destroyed by an older version) counts as destroyed.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +22,20 @@ from typing import Any, TypeVar
 import attrs
 
 from securecustomer.crypto import KeyState
-from securecustomer.exceptions import KeyNotFoundError, KeyStoreError
-from securecustomer.keys._fs import atomic_write, locked
-from securecustomer.keys._records import DataKeyRecord, RootKeyRecord, WrappedKey, check_update
+from securecustomer.exceptions import (
+    KeyDestroyedError,
+    KeyNotFoundError,
+    KeyStateError,
+    KeyStoreError,
+)
+from securecustomer.keys._fs import atomic_write, leftovers, locked, scrub, temp_path
+from securecustomer.keys._records import (
+    DataKeyRecord,
+    RootKeyRecord,
+    WrappedKey,
+    check_update,
+    scope_destroyed,
+)
 
 __all__ = ["FileKeyStore", "MemoryKeyStore"]
 
@@ -31,6 +49,7 @@ class _Records:
 
     roots: dict[int, RootKeyRecord] = attrs.Factory(dict)
     data: dict[int, DataKeyRecord] = attrs.Factory(dict)
+    marks: dict[str, KeyState] = attrs.Factory(dict)  # ACTIVE (recreated) or DESTROYED
 
     def scope(self, scope: str) -> list[DataKeyRecord]:
         return sorted((r for r in self.data.values() if r.scope == scope), key=lambda r: r.version)
@@ -45,7 +64,37 @@ class _Records:
         check_update(old, record)
         self.roots[record.version] = record
 
+    def check_live(self, scope: str) -> None:
+        """Raise `KeyDestroyedError` if *scope* was destroyed (and not re-created)."""
+        records = self.scope(scope)
+        if scope_destroyed(self.marks.get(scope), records):
+            raise KeyDestroyedError(key_id=records[-1].key_id, scope=scope)
+
+    def destroy_scope(self, scope: str) -> list[DataKeyRecord]:
+        records = self.scope(scope)
+        if not records:
+            return []
+        destroyed = [attrs.evolve(r, state=KeyState.DESTROYED, wrapped=b"") for r in records]
+        self.update_data_keys([d for d, r in zip(destroyed, records, strict=True) if r != d])
+        self.marks[scope] = KeyState.DESTROYED
+        return destroyed
+
+    def recreate_scope(self, record: DataKeyRecord) -> DataKeyRecord | None:
+        if not scope_destroyed(self.marks.get(record.scope), self.scope(record.scope)):
+            raise KeyStateError(
+                f"scope {record.scope!r} is not destroyed: rotate() makes a new key",
+                scope=record.scope,
+            )
+        stored = self._insert(record)
+        if stored is not None:
+            self.marks[record.scope] = KeyState.ACTIVE
+        return stored
+
     def add_data_key(self, record: DataKeyRecord) -> DataKeyRecord | None:
+        self.check_live(record.scope)
+        return self._insert(record)
+
+    def _insert(self, record: DataKeyRecord) -> DataKeyRecord | None:
         for existing in self.data.values():
             if existing.scope == record.scope and existing.version == record.version:
                 return existing
@@ -107,6 +156,21 @@ class _StoreBase:
     def update_data_keys(self, records: list[DataKeyRecord]) -> None:
         self._read(lambda s: s.update_data_keys(records), write=True)
 
+    def destroy_scope(self, scope: str) -> list[DataKeyRecord]:
+        """Destroy every key of *scope* and mark it destroyed, in one step.
+
+        From then on `add_data_key` raises `KeyDestroyedError` for the scope. Returns
+        the scope's (destroyed) records, oldest first; none if it has no key.
+        """
+        return self._read(lambda s: s.destroy_scope(scope), write=True)
+
+    def recreate_scope(self, record: DataKeyRecord) -> DataKeyRecord | None:
+        """Lift the destroyed mark of *record*'s scope and add *record*, in one step.
+
+        Raises `KeyStateError` if the scope is not destroyed. Returns like `add_data_key`.
+        """
+        return self._read(lambda s: s.recreate_scope(record), write=True)
+
 
 class MemoryKeyStore(_StoreBase):
     """A key store in this process's memory: for tests and throw-away keyrings.
@@ -143,27 +207,43 @@ class FileKeyStore(_StoreBase):
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._lock_path = self.path.with_name(self.path.name + ".lock")
+        self._temp_path = temp_path(self.path)
         self._thread_lock = threading.Lock()
+        self._scrubbed = False
 
     def __repr__(self) -> str:
         return f"<FileKeyStore {str(self.path)!r}>"
 
     def _read(self, change: Callable[[_Records], _T], *, write: bool) -> _T:
         if not write:
+            if not self._scrubbed:
+                self._scrub_on_first_use()
             return change(self._load())
         try:
             with self._thread_lock, locked(self._lock_path):
+                scrub(leftovers(self.path))  # a killed writer's copy of every wrapped key
+                self._scrubbed = True
                 records = self._load()
                 before = _dump(records)
                 result = change(records)
                 after = _dump(records)
                 if after != before:
-                    atomic_write(self.path, after)
+                    atomic_write(self.path, after, temp=self._temp_path)
                 return result
         except OSError as exc:
             raise KeyStoreError(
                 f"{self.path}: cannot write key store ({exc.strerror or exc})"
             ) from exc
+
+    def _scrub_on_first_use(self) -> None:
+        """Scrub what killed writers left (see `_fs`), under the lock, if there is any."""
+        if leftovers(self.path):
+            try:
+                with self._thread_lock, locked(self._lock_path):
+                    scrub(leftovers(self.path))
+            except OSError:
+                return  # a reader without write access: the next writer scrubs
+        self._scrubbed = True
 
     def _load(self) -> _Records:
         try:
@@ -183,7 +263,7 @@ def _b64(data: bytes) -> str:
 
 
 def _dump(records: _Records) -> bytes:
-    document = {
+    document: dict[str, Any] = {
         "format": _FORMAT,
         "version": 1,
         "roots": [
@@ -211,6 +291,10 @@ def _dump(records: _Records) -> bytes:
             for r in sorted(records.data.values(), key=lambda r: (r.scope, r.version))
         ],
     }
+    if records.marks:  # only then: files without tombstones stay as older versions wrote them
+        document["scopes"] = [
+            {"scope": scope, "state": records.marks[scope].value} for scope in sorted(records.marks)
+        ]
     return (json.dumps(document, indent=1, ensure_ascii=False) + "\n").encode()
 
 
@@ -259,6 +343,14 @@ def _parse(raw: bytes) -> _Records:
         if key.key_id in records.data:
             raise _Corrupt(f"data_keys[{index}]: duplicate key id {key.key_id:#010x}")
         records.data[key.key_id] = key
+    for index, item in enumerate(document.get("scopes", [])):
+        try:
+            scope, state = str(item["scope"]), KeyState(item["state"])
+            if state not in (KeyState.ACTIVE, KeyState.DESTROYED):
+                raise _Corrupt(f"a scope cannot be {state.value!r}")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise _Corrupt(f"scopes[{index}]: {exc!r}") from None
+        records.marks[scope] = state
     return records
 
 

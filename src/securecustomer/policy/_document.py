@@ -3,6 +3,13 @@
 Every problem raises `PolicyError` naming the file, the rule (id or ``rules[N]``) and the key;
 nothing is partly loaded. Unknown keys are errors: a misspelt ``field`` must not silently
 grant every field.
+
+A document nests at most `MAX_DOCUMENT_DEPTH` (32) levels of tables and lists (a valid one
+needs four). The parsers of JSON, TOML and YAML recurse on nesting, so the text is measured
+before it is parsed (without recursion: a bracket count outside strings for JSON and TOML,
+YAML's own event stream), any `RecursionError` a parser still raises becomes a
+`PolicyError`, and the parsed structure (or a dict given directly) is measured again,
+iteratively, before anything else looks at it. Values shown in messages are abbreviated.
 """
 
 from __future__ import annotations
@@ -11,22 +18,26 @@ import difflib
 import json
 import os
 import re
+import reprlib
 import tomllib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Set
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import attrs
 
-from securecustomer.exceptions import PolicyError
+from securecustomer.exceptions import PolicyError, PolicyUsageError
 from securecustomer.policy._expr import compile_expr
 from securecustomer.policy._parse import Expr, ExprSyntaxError, parse, unparse
 
 if TYPE_CHECKING:
     from securecustomer.policy._lint import Finding
 
-__all__ = ["Policy", "Rule", "parse_duration"]
+__all__ = ["MAX_DOCUMENT_DEPTH", "Policy", "Rule", "parse_duration"]
+
+#: How deeply a policy document may nest tables and lists (the top-level table is one).
+MAX_DOCUMENT_DEPTH: Final = 32
 
 _TOP_KEYS: Final = frozenset({"version", "roles", "rules", "constraints", "description"})
 _ROLE_KEYS: Final = frozenset({"inherits", "description"})
@@ -53,20 +64,30 @@ _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_duration(value: object) -> timedelta:
-    """``"15m"``, ``"1h30m"``, ``"90s"``, ``"2d"`` or a number of seconds, as a timedelta."""
+    """``"15m"``, ``"1h30m"``, ``"90s"``, ``"2d"`` or a number of seconds, as a timedelta.
+
+    Anything else, zero, a negative number or more than `timedelta` holds raises
+    `PolicyError` (a `ValueError`).
+    """
     if isinstance(value, bool):
-        raise ValueError("a duration is a string such as '15m' or a number of seconds")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and value and _DURATION.sub("", value) == "":
-        seconds = float(sum(int(n) * _UNITS[u] for n, u in _DURATION.findall(value)))
-    else:
-        raise ValueError(
-            f"{value!r} is not a duration (use a number of seconds or e.g. '15m', '1h30m')"
-        )
-    if seconds <= 0:
-        raise ValueError("a duration must be positive")
-    return timedelta(seconds=seconds)
+        raise PolicyError("a duration is a string such as '15m' or a number of seconds")
+    try:
+        if isinstance(value, int | float):
+            seconds = float(value)
+        elif isinstance(value, str) and value and _DURATION.sub("", value) == "":
+            seconds = float(sum(int(n) * _UNITS[u] for n, u in _DURATION.findall(value)))
+        else:
+            raise PolicyError(
+                f"{_shown(value)} is not a duration (use a number of seconds or e.g. '15m', "
+                "'1h30m')"
+            )
+        if not seconds > 0:  # also NaN
+            raise PolicyError("a duration must be positive")
+        return timedelta(seconds=seconds)
+    except (OverflowError, ValueError) as exc:  # beyond float or timedelta, 4300+ digits
+        if isinstance(exc, PolicyError):
+            raise
+        raise PolicyError(f"{_shown(value)} is too long a duration") from None
 
 
 @attrs.frozen(slots=True)
@@ -135,9 +156,12 @@ class Policy:
     def from_toml(cls, text_or_path: str | os.PathLike[str]) -> Policy:
         """Load TOML text, or a ``.toml`` file given as a path."""
         text, source = _read(text_or_path, looks_like_text="=" in str(text_or_path))
+        _check_brackets(text, _TOML_SKIP, source)
         try:
             document = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
+        except RecursionError:
+            _too_deep(source)
+        except ValueError as exc:  # TOMLDecodeError, or an integer of 4300+ digits
             message = str(exc)
             if message.endswith("(at end of document)"):  # name the line here too
                 message = f"{message[:-1]}, line {max(len(text.splitlines()), 1)})"
@@ -149,13 +173,18 @@ class Policy:
         """Load JSON text, or a ``.json`` file given as a path."""
         looks = str(text_or_path).lstrip().startswith("{")
         text, source = _read(text_or_path, looks_like_text=looks)
+        _check_brackets(text, _JSON_SKIP, source)
         try:
             document = json.loads(text)
+        except RecursionError:
+            _too_deep(source)
         except json.JSONDecodeError as exc:
             raise PolicyError(
                 f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
                 source=source,
             ) from None
+        except ValueError as exc:  # an integer of 4300+ digits
+            raise PolicyError(f"not valid JSON: {exc}", source=source) from None
         return _load(document, source)
 
     @classmethod
@@ -170,8 +199,22 @@ class Policy:
         looks = "\n" in str(text_or_path) or ":" in str(text_or_path)
         text, source = _read(text_or_path, looks_like_text=looks)
         try:
+            # The event stream is produced without recursion; composing nodes recurses.
+            depth = 0
+            for event in yaml.parse(text, Loader=yaml.SafeLoader):
+                if isinstance(event, yaml.CollectionStartEvent):
+                    depth += 1
+                    if depth > MAX_DOCUMENT_DEPTH:
+                        _too_deep(source, line=event.start_mark.line + 1)
+                elif isinstance(event, yaml.CollectionEndEvent):
+                    depth -= 1
             document = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
+        except RecursionError:
+            _too_deep(source)
+        except (yaml.YAMLError, ValueError, OverflowError) as exc:
+            if isinstance(exc, PolicyError):
+                raise
+            # ValueError: an integer of 4300+ digits, a date that does not exist
             raise PolicyError(f"not valid YAML: {exc}", source=source) from None
         return _load(document, source)
 
@@ -215,6 +258,10 @@ def _is_file(text: str) -> bool:
 def _read(text_or_path: str | os.PathLike[str], *, looks_like_text: bool) -> tuple[str, str | None]:
     """A ``str`` is document text when it has a line break, a path when such a file exists,
     and otherwise whatever *looks_like_text* guesses; a ``PathLike`` is always a path."""
+    if not isinstance(text_or_path, str | os.PathLike):
+        raise PolicyUsageError(
+            f"a policy is loaded from text (str) or a path, not {type(text_or_path).__name__}"
+        )
     if isinstance(text_or_path, str):
         if "\n" in text_or_path:
             return text_or_path, None
@@ -227,6 +274,125 @@ def _read(text_or_path: str | os.PathLike[str], *, looks_like_text: bool) -> tup
         raise PolicyError("no such file", source=str(path)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyError(f"cannot read the file: {exc}", source=str(path)) from None
+
+
+# --- nesting ------------------------------------------------------------------------------
+
+_SHOW: Final = reprlib.Repr()
+_SHOW.maxstring = _SHOW.maxother = 60
+
+
+def _shown(value: object) -> str:
+    """A value for a message: abbreviated, nested values elided (never a RecursionError)."""
+    return _SHOW.repr(value)
+
+
+#: Strings (which may hold brackets) of JSON, and strings and comments of TOML.
+_JSON_SKIP: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_TOML_SKIP: Final = re.compile(
+    r'"""[\s\S]*?"""|\'\'\'[\s\S]*?\'\'\'|"[^"\\\n]*(?:\\.[^"\\\n]*)*"|\'[^\'\n]*\'|#[^\n]*'
+)
+_NOT_BRACKET: Final = re.compile(r"[^\[\]{}]+")
+
+
+def _too_deep(source: str | None, *, line: int | None = None) -> NoReturn:
+    where = "" if line is None else f" (line {line})"
+    raise PolicyError(f"nested more than {MAX_DOCUMENT_DEPTH} levels deep{where}", source=source)
+
+
+def _check_brackets(text: str, skip: re.Pattern[str], source: str | None) -> None:
+    """Refuse text whose brackets, outside strings and comments, nest too deeply: the
+    parsers recurse once per level. Brackets never nest less than the tables and lists
+    they make, so this refuses nothing the measure of the parsed document would accept."""
+    brackets = _NOT_BRACKET.sub("", skip.sub("", text))
+    depth = 0
+    for char in brackets:
+        if char in "[{":
+            depth += 1
+            if depth > MAX_DOCUMENT_DEPTH:
+                _too_deep(source)
+        else:
+            depth -= 1
+
+
+_CONTAINERS: Final = (Mapping, list, tuple, Set)
+
+
+def _children(value: Any) -> Iterator[tuple[str | int | None, Any]]:
+    """(key or index, child) of a table or list; a table's keys are children too."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if isinstance(key, _CONTAINERS):
+                yield None, key
+            yield key, item
+    else:
+        yield from enumerate(value)
+
+
+def _measure(document: object, source: str | None) -> None:
+    """Refuse a structure nested more than `MAX_DOCUMENT_DEPTH` levels deep or containing
+    itself, naming where. Iterative; a value shared by several parents (a YAML alias) is
+    measured once, so the cost is linear in the number of distinct tables and lists."""
+    if not isinstance(document, _CONTAINERS):
+        return
+    heights: dict[int, int] = {}  # id -> levels of tables and lists from there down
+    stack: list[tuple[Any, Iterator[tuple[str | int | None, Any]], list[int]]] = [
+        (document, _children(document), [0])
+    ]
+    path: list[str | int | None] = []
+    on_path = {id(document)}
+    while stack:
+        value, children, below = stack[-1]
+        step = next(children, None)
+        if step is None:
+            stack.pop()
+            on_path.discard(id(value))
+            heights[id(value)] = below[0] + 1
+            if stack:
+                path.pop()
+                stack[-1][2][0] = max(stack[-1][2][0], below[0] + 1)
+            continue
+        key, child = step
+        if not isinstance(child, _CONTAINERS):
+            continue
+        known = heights.get(id(child))
+        if known is not None:
+            if len(stack) + known > MAX_DOCUMENT_DEPTH:
+                _refuse_at(document, [*path, key], source, "nested more than")
+            below[0] = max(below[0], known)
+            continue
+        if id(child) in on_path:
+            _refuse_at(document, [*path, key], source, "refers to itself")
+        if len(stack) >= MAX_DOCUMENT_DEPTH:
+            _refuse_at(document, [*path, key], source, "nested more than")
+        path.append(key)
+        on_path.add(id(child))
+        stack.append((child, _children(child), [0]))
+
+
+def _refuse_at(
+    document: Any, path: list[str | int | None], source: str | None, what: str
+) -> NoReturn:
+    """A PolicyError for the value at *path*: ``rule`` is the rule's id (or ``rules[N]``)
+    when the path is inside one, ``field`` the rest of the path."""
+    rule = None
+    if len(path) > 1 and path[0] == "rules" and isinstance(path[1], int):
+        raw = document["rules"][path[1]]
+        rule_id = raw.get("id") if isinstance(raw, Mapping) else None
+        rule = rule_id if isinstance(rule_id, str) and rule_id.strip() else f"rules[{path[1]}]"
+        path = path[2:]
+    field = ""
+    for part in path:
+        if isinstance(part, int):
+            field += f"[{part}]"
+        else:  # a key; None stands for a key that is itself a list or table
+            field += "." + (str(part)[:60] if isinstance(part, str) else "(a key)")
+    message = (
+        f"nested more than {MAX_DOCUMENT_DEPTH} levels deep"
+        if what == "nested more than"
+        else "refers to itself (a value containing itself)"
+    )
+    raise PolicyError(message, source=source, rule=rule, field=field.lstrip(".") or None)
 
 
 # --- validation ---------------------------------------------------------------------------
@@ -249,7 +415,9 @@ class _Loader:
         items: list[str] = []
         for item in value:
             if not isinstance(item, str) or not item.strip():
-                self.error(f"must hold non-empty strings, found {item!r}", rule=rule, field=field)
+                self.error(
+                    f"must hold non-empty strings, found {_shown(item)}", rule=rule, field=field
+                )
             items.append(item)
         if not items:
             self.error("must not be empty (leave the key out to mean any)", rule=rule, field=field)
@@ -352,7 +520,9 @@ class _Loader:
         self.keys(raw, _RULE_KEYS, rule=rule_id)
         effect = raw.get("effect")
         if effect not in ("allow", "deny"):
-            self.error(f"must be 'allow' or 'deny', not {effect!r}", rule=rule_id, field="effect")
+            self.error(
+                f"must be 'allow' or 'deny', not {_shown(effect)}", rule=rule_id, field="effect"
+            )
 
         def names(key: str, *, required: bool = False, star: bool = True) -> frozenset[str] | None:
             if key not in raw:
@@ -453,13 +623,14 @@ class _Loader:
 
 
 def _load(document: object, source: str | None) -> Policy:
+    _measure(document, source)
     loader = _Loader(source)
     if not isinstance(document, Mapping):
         loader.error("a policy document is a table at the top level")
     loader.keys(document, _TOP_KEYS)
     version = document.get("version")
     if type(version) is not int or version != 1:
-        loader.error(f"must be 1 (the only version), not {version!r}", field="version")
+        loader.error(f"must be 1 (the only version), not {_shown(version)}", field="version")
     roles = loader.roles(document)
     ancestors = loader.ancestors(roles)
     raw_rules = document.get("rules", [])

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final, ParamSpec, TypeVar
 
-from securecustomer.exceptions import PolicyError
+from securecustomer.exceptions import PolicyError, PolicyUsageError
 from securecustomer.policy import _review
 from securecustomer.policy._decide import Compiled, outcome
 from securecustomer.policy._document import Policy, Rule
@@ -493,7 +493,7 @@ class PolicyEngine:
         requested = None
         if fields is not None:
             if isinstance(fields, str):
-                raise TypeError("fields must be a collection of field names, not one string")
+                raise PolicyUsageError("fields must be a collection of field names, not one string")
             requested = frozenset(fields)
         mask, errors = self._match(rules, subject, roles, resource, purpose, context, now)
         if cache is None or errors:
@@ -554,7 +554,7 @@ class PolicyEngine:
                     if now is None:
                         now = self._clock()
                     if now.tzinfo is None:
-                        raise TypeError("now must be timezone-aware (datetime.now(UTC))")
+                        raise PolicyUsageError("now must be timezone-aware (datetime.now(UTC))")
                     if not mfa_fresh(subject.mfa_at, rule.mfa, now):  # type: ignore[union-attr]
                         mask |= 2 << (index + index)
                         continue

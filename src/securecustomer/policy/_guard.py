@@ -7,7 +7,7 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ParamSpec, TypeVar
 
-from securecustomer.exceptions import AccessDenied, PolicyError, StepUpRequired
+from securecustomer.exceptions import AccessDenied, PolicyError, PolicyUsageError, StepUpRequired
 from securecustomer.policy._masks import BUILTIN_MASKS
 from securecustomer.policy._model import Decision, Outcome, Resource, Subject
 
@@ -69,7 +69,9 @@ def pick(spec: Any, arguments: Mapping[str, Any], what: str, fn: Callable[..., A
     if callable(spec):
         return spec(**arguments)
     if spec not in arguments:
-        raise TypeError(f"guard on {fn.__qualname__}: no parameter named {spec!r} for the {what}")
+        raise PolicyUsageError(
+            f"guard on {fn.__qualname__}: no parameter named {spec!r} for the {what}"
+        )
     return arguments[spec]
 
 

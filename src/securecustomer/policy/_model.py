@@ -10,6 +10,8 @@ from typing import Any
 
 import attrs
 
+from securecustomer.exceptions import PolicyUsageError
+
 __all__ = ["AccessRequest", "Decision", "Outcome", "Resource", "Subject"]
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -17,13 +19,13 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 def _roles(value: Iterable[str]) -> frozenset[str]:
     if isinstance(value, str):
-        raise TypeError("roles must be a collection of role names, not one string")
+        raise PolicyUsageError("roles must be a collection of role names, not one string")
     return frozenset(value)
 
 
 def _fields(value: Iterable[str] | None) -> frozenset[str] | None:
     if isinstance(value, str):
-        raise TypeError("fields must be a collection of field names, not one string")
+        raise PolicyUsageError("fields must be a collection of field names, not one string")
     return None if value is None else frozenset(value)
 
 
@@ -35,7 +37,7 @@ def _mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
 
 def _aware(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
-        raise ValueError("mfa_at must be timezone-aware (for example datetime.now(UTC))")
+        raise PolicyUsageError("mfa_at must be timezone-aware (for example datetime.now(UTC))")
     return value
 
 
@@ -136,6 +138,6 @@ class Decision:
         return self.fields is None or field in self.fields
 
     def __bool__(self) -> bool:
-        raise TypeError(
+        raise PolicyUsageError(
             "a Decision is not a bool: test decision.allowed, or call engine.require(...)"
         )

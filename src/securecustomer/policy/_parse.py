@@ -12,6 +12,12 @@ Grammar (lowest precedence first)::
     list       := "[" (literal ("," literal)*)? "]"
     literal    := STRING | NUMBER | "true" | "false" | "null"
 
+A condition nests at most `MAX_CONDITION_DEPTH` (32) levels: each ``(`` and each ``not``
+counts one. The parser refuses anything deeper with `ExprSyntaxError` before it recurses
+further, so that parsing, compiling, evaluating and translating to SQL (all recursive over
+the tree, whose depth is at most three nodes per level) stay far below Python's recursion
+limit. Lists hold literals only and do not nest.
+
 Evaluation is strict: ``and``/``or``/``not`` need booleans, ordering needs two numbers or
 two strings, ``in`` needs a list or set on the right, equality between different kinds of
 value (a string and a number, a boolean and a number) is false. A missing attribute or a
@@ -28,7 +34,10 @@ from typing import Any, Final
 
 import attrs
 
+from securecustomer.exceptions import PolicyError
+
 __all__ = [
+    "MAX_CONDITION_DEPTH",
     "And",
     "Attr",
     "Compare",
@@ -46,18 +55,24 @@ __all__ = [
 
 ROOTS: Final = frozenset({"subject", "resource", "context"})
 COMPARISONS: Final = frozenset({"==", "!=", "<", "<=", ">", ">=", "in", "not in"})
+#: How deeply a condition may nest: parentheses and ``not`` operators, counted together.
+MAX_CONDITION_DEPTH: Final = 32
 
 
-class ExprSyntaxError(ValueError):
-    """A condition that does not parse; ``position`` is the 0-based offset in the text."""
+class ExprSyntaxError(PolicyError):
+    """A condition that does not parse; ``position`` is the 0-based offset in the text.
+
+    A `PolicyError` (and a ``ValueError``); the loader re-raises it naming the rule."""
 
     def __init__(self, message: str, position: int) -> None:
         super().__init__(f"{message} at column {position + 1}")
         self.position = position
 
 
-class EvaluationError(Exception):
-    """A condition could not be evaluated for one request (missing attribute, type error)."""
+class EvaluationError(PolicyError):
+    """A condition could not be evaluated for one request (missing attribute, type error).
+
+    An internal signal: the engine catches it and fails closed; it never reaches callers."""
 
 
 # --- syntax tree --------------------------------------------------------------------------
@@ -179,6 +194,17 @@ class _Parser:
     def __init__(self, text: str) -> None:
         self.tokens = _tokenize(text)
         self.index = 0
+        self.depth = 0
+
+    def enter(self, pos: int) -> None:
+        """One level deeper (a ``(`` or a ``not`` at *pos*); refuse past the limit."""
+        self.depth += 1
+        if self.depth > MAX_CONDITION_DEPTH:
+            raise ExprSyntaxError(
+                f"condition nested more than {MAX_CONDITION_DEPTH} levels deep "
+                "(parentheses and 'not' count)",
+                pos,
+            )
 
     def peek(self) -> tuple[str, Any, int]:
         return self.tokens[self.index]
@@ -221,12 +247,15 @@ class _Parser:
         return items[0] if len(items) == 1 else And(tuple(items))
 
     def parse_not(self) -> Expr:
-        kind_, value, _ = self.peek()
+        kind_, value, pos = self.peek()
         if kind_ == "op" and value == "not":
             nxt = self.tokens[self.index + 1]  # "not" is never the last token ("end" is)
             if not (nxt[0] == "op" and nxt[1] == "in"):
                 self.index += 1
-                return Not(self.parse_not())
+                self.enter(pos)
+                item = self.parse_not()
+                self.depth -= 1
+                return Not(item)
         return self.parse_comparison()
 
     def parse_comparison(self) -> Expr:
@@ -254,8 +283,10 @@ class _Parser:
         if kind_ == "lit":
             return Literal(value)
         if kind_ == "op" and value == "(":
+            self.enter(pos)
             expr = self.parse_or()
             self.expect(")")
+            self.depth -= 1
             return expr
         if kind_ == "op" and value == "[":
             items: list[Any] = []

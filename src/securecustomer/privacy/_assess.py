@@ -34,7 +34,8 @@ class RiskFinding:
 
     ``code`` is stable (for filtering and suppression): ``unencrypted-restricted``,
     ``unencrypted-confidential``, ``deterministic-restricted``, ``no-retention``,
-    ``unclassified-pii``, ``unclassified-encrypted``, ``key-rotation-overdue``,
+    ``unclassified-pii``, ``unclassified-encrypted``, ``special-category-understated``,
+    ``unreached-personal-data``, ``key-rotation-overdue``,
     ``root-rotation-overdue``, ``restricted-field-access``, ``unused-grant``,
     ``stale-grant``, ``local-master-key``.
     ``where`` names the place: ``"customers.ssn"``, ``"rule agent-read"``, ``"key 0x0000002a"``.

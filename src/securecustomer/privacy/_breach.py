@@ -4,12 +4,24 @@ The trail is read once, record by record, into counters: a trail of millions of 
 needs memory for the distinct subjects, resources and actors it touched, not for its
 records. A trail that does not verify is still read (the responder needs the scope
 anyway), and the scope says so loudly in every form it is rendered in.
+
+Under a column key (``key_id`` of scope ``"table.column"``) an event counts when it could
+have decrypted the column, and the scope says how it knows: *exactly* when the event names
+the column in its ``fields`` (or the key in ``extra["key_ids"]``); *by inference* when it
+touched the column's resource type without recording fields (the whole record was read,
+as `audited` records a read without ``fields=``), when it is a list or search of that
+resource type (an action with a word such as ``list`` or ``search``, or an event naming
+its subjects in ``extra["subjects"]``), or when it is a ``subject.export`` (which decrypts
+every registered column of the subject) that is not known to have left the column out.
+A notification may not under-count: an inference errs towards more subjects, and the
+subjects and events counted only by inference are reported apart from the exact ones.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -21,12 +33,24 @@ from securecustomer.exceptions import AuditError, ConfigurationError, KeyNotFoun
 from securecustomer.keys import Keyring
 from securecustomer.privacy._assess import markdown_cell
 from securecustomer.privacy._holds import aware, utc_now
+from securecustomer.privacy._subjects import model_shape, registered_subject_models
 from securecustomer.sqlalchemy._orm import _registry
 
 __all__ = ["NOTIFICATION_WINDOW", "BreachScope", "breach_scope", "subject_prefix_of"]
 
 #: GDPR article 33: notify the supervisory authority within 72 hours of becoming aware.
 NOTIFICATION_WINDOW = dt.timedelta(hours=72)
+
+#: How an event was counted: exactly, or by one of the inferences (see the module docstring).
+EXACT = "exact"
+NO_FIELDS = "no fields recorded"
+LISTED = "list or search"
+EXPORTED = "subject export"
+
+#: Words of an action name that make an event a list or a search over many records.
+_LIST_WORDS = frozenset({"list", "search", "find", "query", "browse", "lookup", "scan"})
+#: What `AuditTrail.pseudonym` returns: only such names are read from ``extra["subjects"]``.
+_PSEUDONYM = re.compile(r"ps_[a-z2-7]{26}")
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -46,6 +70,13 @@ class BreachScope:
       read from a trail that does not verify is reported with ``trail_problems``);
       None when the records came from elsewhere and were not verified.
     - ``notify_by``: ``discovered_at`` + 72 hours (GDPR article 33).
+    - ``inferred_subjects``: those of ``subjects`` that only events counted by inference
+      name; ``inferred_events``: how many of ``events`` were counted by inference, and
+      ``inferred`` how many per reason (``"no fields recorded"``, ``"list or search"``,
+      ``"subject export"``); ``inferred_fields``: the key's column, per event counted by
+      inference (``fields`` holds what the events recorded); ``unnamed_events``: events
+      that touched subjects they do not name (a search recording no subject): the
+      subjects concerned may be more than ``subjects``.
 
     `to_dict`, `to_json` and `to_markdown` leave ``identified`` out unless asked
     (``include_identified=True``): those are raw subject ids, the responder's own data
@@ -65,6 +96,11 @@ class BreachScope:
     notify_by: dt.datetime
     trail_verified: bool | None
     trail_problems: tuple[str, ...] = ()
+    inferred_subjects: frozenset[str] = frozenset()
+    inferred_events: int = 0
+    inferred: Mapping[str, int] = attrs.field(factory=dict)
+    inferred_fields: Mapping[str, int] = attrs.field(factory=dict)
+    unnamed_events: int = 0
 
     def to_dict(self, *, include_identified: bool = False) -> dict[str, Any]:
         """JSON-ready values, sorted so that equal scopes give equal JSON."""
@@ -73,6 +109,13 @@ class BreachScope:
             "events": self.events,
             "subject_count": len(self.subjects),
             "subjects": sorted(self.subjects),
+            "exact_subject_count": len(self.subjects - self.inferred_subjects),
+            "inferred_subject_count": len(self.inferred_subjects),
+            "inferred_subjects": sorted(self.inferred_subjects),
+            "inferred_events": self.inferred_events,
+            "inferred": dict(sorted(self.inferred.items())),
+            "inferred_fields": dict(sorted(self.inferred_fields.items())),
+            "unnamed_events": self.unnamed_events,
             "fields": dict(sorted(self.fields.items())),
             "resources": dict(sorted(self.resources.items())),
             "actors": sorted(self.actors),
@@ -120,8 +163,9 @@ class BreachScope:
             f"{_iso(self.last_seen) or 'none'}",
             "- **Criteria:** "
             + _one_line("; ".join(f"{k} = {v}" for k, v in sorted(self.criteria.items()))),
-            f"- **Events:** {self.events}",
-            f"- **Data subjects concerned:** {len(self.subjects)}",
+            f"- **Events:** {self.events}{_split(self.events, self.inferred_events)}",
+            f"- **Data subjects concerned:** {len(self.subjects)}"
+            + _split(len(self.subjects), len(self.inferred_subjects)),
             f"- **Actors:** {_one_line(', '.join(sorted(self.actors))) or 'none recorded'}",
             "",
             "## Records concerned",
@@ -142,10 +186,49 @@ class BreachScope:
                 for name, count in sorted(self.fields.items())
             ),
         ]
+        lines += self._inference_markdown()
         if include_identified and self.identified:
             lines += ["", "## Identified subjects", ""]
-            lines += [f"- {_one_line(sid)} ({ps})" for ps, sid in sorted(self.identified.items())]
+            for ps, sid in sorted(self.identified.items()):
+                how = ", by inference" if ps in self.inferred_subjects else ""
+                lines.append(f"- {_one_line(sid)} ({ps}{how})")
         return "\n".join(lines) + "\n"
+
+    def _inference_markdown(self) -> list[str]:
+        if not (self.inferred_events or self.unnamed_events):
+            return []
+        lines = ["", "## Counted by inference", ""]
+        if self.inferred_events:
+            lines += [
+                f"{self.inferred_events} events did not record which fields they read and "
+                "could have decrypted the key's column; they are counted, and the "
+                f"{len(self.inferred_subjects)} subjects only they name are counted by "
+                "inference.",
+                "",
+                "| reason | events |",
+                "|---|---|",
+                *(f"| {markdown_cell(why)} | {n} |" for why, n in sorted(self.inferred.items())),
+                "",
+                "| field | events |",
+                "|---|---|",
+                *(
+                    f"| {markdown_cell(name)} | {n} |"
+                    for name, n in sorted(self.inferred_fields.items())
+                ),
+            ]
+        if self.unnamed_events:
+            lines += [
+                "",
+                f"**{self.unnamed_events} events touched subjects they do not name** (a list "
+                "or search that recorded no subjects): the subjects concerned may be more "
+                "than counted above.",
+            ]
+        return lines
+
+
+def _split(total: int, inferred: int) -> str:
+    """`` (n exact, m by inference)`` when some of *total* were counted by inference."""
+    return f" ({total - inferred} exact, {inferred} by inference)" if inferred else ""
 
 
 def subject_prefix_of(scope: str, prefix: str) -> str | None:
@@ -174,14 +257,36 @@ class _Tally:
     first: dt.datetime | None = None
     last: dt.datetime | None = None
     unreadable: int = 0
+    exact: set[str] = attrs.Factory(set)
+    inferred: Counter[str] = attrs.Factory(Counter)
+    inferred_fields: Counter[str] = attrs.Factory(Counter)
+    unnamed: int = 0
 
-    def add(self, event: Mapping[str, Any], at: dt.datetime) -> None:
+    def add(
+        self,
+        event: Mapping[str, Any],
+        at: dt.datetime,
+        how: str,
+        column: str | None,
+        only: str | None,
+    ) -> None:
         self.events += 1
         kind = event.get("resource_type")
-        if event.get("subject"):
-            self.subjects.add(str(event["subject"]))
+        named, unnamed = _named(event)
+        if only is not None:  # a subject key: the other subjects a list names are not its
+            named, unnamed = named & {only}, False
+        self.subjects.update(named)
+        if how == EXACT:
+            self.exact.update(named)
+        else:
+            self.inferred[how] += 1
+            if column is not None:
+                self.inferred_fields[column] += 1
+        if unnamed or (not named and column is not None and how != EXPORTED):
+            self.unnamed += 1
         for name in event.get("fields") or ():
-            self.fields[f"{kind}.{name}" if kind else str(name)] += 1
+            name = str(name)
+            self.fields[f"{kind}.{name}" if kind and "." not in name else name] += 1
         if kind and event.get("resource_id") is not None:
             self.resources.setdefault(str(kind), set()).add(str(event["resource_id"]))
         if event.get("actor"):
@@ -201,31 +306,95 @@ class _Filter:
     key_table: str | None
     key_column: str | None
     key_subject: str | None
+    export_models: frozenset[str] = frozenset()
+    export_fields: frozenset[str] = frozenset()
 
-    def matches(self, event: Mapping[str, Any], at: dt.datetime) -> bool:
+    @property
+    def column(self) -> str | None:
+        """The key's column as ``"resource_type.column"``, for a column key."""
+        return None if self.key_table is None else f"{self.key_table}.{self.key_column}"
+
+    def matches(self, event: Mapping[str, Any], at: dt.datetime) -> str | None:
+        """How the event counts (`EXACT` or an inference), None when it does not."""
         if self.actor is not None and event.get("actor") != self.actor:
-            return False
+            return None
         if (self.since is not None and at < self.since) or (
             self.until is not None and at > self.until
         ):
-            return False
+            return None
         if self.actions is not None and event.get("action") not in self.actions:
-            return False
+            return None
         if event.get("outcome") not in self.outcomes:
-            return False
-        return self.key_id is None or self._under_key(event)
+            return None
+        return EXACT if self.key_id is None else self._under_key(event)
 
-    def _under_key(self, event: Mapping[str, Any]) -> bool:
+    def _under_key(self, event: Mapping[str, Any]) -> str | None:
         extra = event.get("extra") or {}
         listed = extra.get("key_ids") if isinstance(extra, Mapping) else None
         if isinstance(listed, list | tuple) and self.key_id in listed:
-            return True
+            return EXACT
         if self.key_subject is not None:
-            return bool(event.get("subject") == self.key_subject)
-        if self.key_table is not None:
-            fields = event.get("fields") or ()
-            return event.get("resource_type") == self.key_table and self.key_column in fields
-        return False
+            return EXACT if self.key_subject in _named(event)[0] else None
+        if self.key_table is None:
+            return None
+        fields = [str(f) for f in event.get("fields") or ()]
+        if event.get("resource_type") == self.key_table:
+            if fields:
+                return EXACT if self.key_column in fields else None
+            return LISTED if _listing(event) else NO_FIELDS
+        if event.get("action") == "subject.export":
+            if self.export_models and fields:  # the export says which models it read
+                if not self.export_fields.isdisjoint(fields):
+                    return EXACT
+                if any(f.partition(".")[0] in self.export_models for f in fields):
+                    return None  # the model was exported without the column
+            return EXPORTED
+        return None
+
+
+def _named(event: Mapping[str, Any]) -> tuple[set[str], bool]:
+    """The pseudonyms *event* names (its subject, and ``extra["subjects"]``), and whether
+    it names others in another form (never shown: it may be a raw id)."""
+    named = {str(event["subject"])} if event.get("subject") else set()
+    extra = event.get("extra")
+    listed = extra.get("subjects") if isinstance(extra, Mapping) else None
+    unnamed = False
+    if isinstance(listed, list | tuple):
+        for item in listed:
+            if isinstance(item, str) and _PSEUDONYM.fullmatch(item):
+                named.add(item)
+            else:
+                unnamed = True
+    elif listed is not None:
+        unnamed = True
+    if not named and _listing(event):
+        unnamed = True
+    return named, unnamed
+
+
+def _listing(event: Mapping[str, Any]) -> bool:
+    """Whether *event* is a list or search: an action with such a word, or subjects listed."""
+    extra = event.get("extra")
+    if isinstance(extra, Mapping) and "subjects" in extra:
+        return True
+    words = re.split(r"[^a-z]+", str(event.get("action") or "").lower())
+    return not _LIST_WORDS.isdisjoint(words)
+
+
+def _exported(table: str, column: str) -> tuple[frozenset[str], frozenset[str]]:
+    """The names of the registered models on *table*, and their ``"Name.attribute"``
+    export field of *column* (what `export_subject` records)."""
+    models: set[str] = set()
+    fields: set[str] = set()
+    for registered in registered_subject_models():
+        shape = model_shape(registered.model)
+        if shape.table.name != table:
+            continue
+        models.add(registered.name)
+        for prop in shape.mapper.column_attrs:
+            if prop.columns[0].name == column:
+                fields.add(f"{registered.name}.{prop.key}")
+    return frozenset(models), frozenset(fields)
 
 
 def breach_scope(
@@ -298,6 +467,7 @@ def breach_scope(
     if chosen_actions is not None:
         criteria["actions"] = ", ".join(sorted(chosen_actions))
     table = column = subject = None
+    exports: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
     if key_id is not None:
         if keyring is None:
             raise ConfigurationError("key_id needs keyring= to find the key's scope")
@@ -315,6 +485,7 @@ def breach_scope(
             criteria["key_scope"] = record.scope
             if "." in record.scope:
                 table, column = record.scope.rsplit(".", 1)
+                exports = _exported(table, column)
                 table = (resource_types or {}).get(table, table)
     where = _Filter(
         actor,
@@ -326,6 +497,7 @@ def breach_scope(
         table,
         column,
         subject,
+        *exports,
     )
     verified: bool | None = None
     problems: list[str] = []
@@ -361,6 +533,11 @@ def breach_scope(
         notify_by=found_at + NOTIFICATION_WINDOW,
         trail_verified=verified,
         trail_problems=tuple(problems),
+        inferred_subjects=frozenset(tally.subjects - tally.exact),
+        inferred_events=sum(tally.inferred.values()),
+        inferred=dict(tally.inferred),
+        inferred_fields=dict(tally.inferred_fields),
+        unnamed_events=tally.unnamed,
     )
 
 
@@ -378,6 +555,7 @@ def _read(items: Iterable[Record | AuditEvent], where: _Filter) -> _Tally:
                 tally.unreadable += 1
                 continue
             event = item.event
-        if where.matches(event, at):
-            tally.add(event, at)
+        how = where.matches(event, at)
+        if how is not None:
+            tally.add(event, at, how, where.column if how != EXACT else None, where.key_subject)
     return tally

@@ -12,12 +12,13 @@ import contextlib
 import datetime as dt
 import difflib
 import enum
+import itertools
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import attrs
-from sqlalchemy import Column, select
+from sqlalchemy import JSON, Column, Integer, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import ColumnProperty, MappedColumn, QueryableAttribute
@@ -55,6 +56,9 @@ CATEGORIES: Final = frozenset(
         "special",
     }
 )
+
+#: The GDPR's special categories of personal data (article 9): never public.
+SPECIAL_CATEGORIES: Final = frozenset({"biometric", "health", "special"})
 
 #: Categories whose default sensitivity is restricted (every other one: confidential).
 _RESTRICTED_BY_DEFAULT: Final = frozenset(
@@ -270,12 +274,40 @@ _NAME_HINTS: Final = {
     **dict.fromkeys(("ip", "username", "fullname", "firstname", "lastname"), "identifier"),
     **dict.fromkeys(("surname", "forename", "nickname"), "identifier"),
     **dict.fromkeys(("ssn", "passport", "nino", "tin", "license", "licence"), "government_id"),
+    **dict.fromkeys(("nin", "nationalid", "taxid", "tfn", "nif", "nie", "cpf"), "government_id"),
+    **dict.fromkeys(("aadhaar", "pesel", "bsn", "curp", "personnummer"), "government_id"),
     **dict.fromkeys(("birth", "birthday", "birthdate", "dob", "gender", "age"), "demographic"),
     **dict.fromkeys(("iban", "card", "pan", "bic", "salary", "income"), "financial"),
     **dict.fromkeys(("password", "passwd", "secret", "otp", "totp"), "credentials"),
     **dict.fromkeys(("health", "medical", "diagnosis", "allergy", "disability"), "health"),
     **dict.fromkeys(("religion", "ethnicity", "orientation", "union"), "special"),
 }
+#: Word pairs that name a personal identifier (``national_id``, ``taxId``), checked before
+#: the single words (``id_card`` is an identity card, not a payment card).
+_ID_PAIRS: Final = frozenset(
+    {
+        ("national", "id"),
+        ("national", "identity"),
+        ("national", "insurance"),
+        ("national", "number"),
+        ("tax", "id"),
+        ("tax", "number"),
+        ("tax", "no"),
+        ("tax", "code"),
+        ("social", "security"),
+        ("id", "card"),
+        ("id", "number"),
+        ("identity", "card"),
+        ("identity", "number"),
+        ("personal", "id"),
+        ("personal", "number"),
+        ("citizen", "id"),
+        ("voter", "id"),
+        ("residence", "permit"),
+        ("driver", "id"),
+        ("drivers", "id"),
+    }
+)
 #: Words that make a plain ``name`` a person's name (``product_name`` is not one).
 _PERSON_WORDS: Final = frozenset(
     {"first", "last", "full", "given", "family", "middle", "maiden", "legal", "display"}
@@ -284,10 +316,13 @@ _PERSON_WORDS: Final = frozenset(
 
 
 def suggest_category(name: str) -> str | None:
-    """The category a column's *name* suggests (``"billing_email"`` -> ``"contact"``), or
-    None. Words are split at underscores, hyphens, digits and camelCase boundaries."""
+    """The category a column's *name* suggests (``"billing_email"`` -> ``"contact"``,
+    ``"national_id"`` or ``"taxId"`` -> ``"government_id"``), or None. Words are split at
+    underscores, hyphens, digits and camelCase boundaries."""
     spaced = re.sub(r"([a-z])([A-Z])", r"\1 \2", name)
     words = [w for w in re.split(r"[^a-zA-Z]+", spaced.lower()) if w]
+    if not _ID_PAIRS.isdisjoint(itertools.pairwise(words)):
+        return "government_id"
     for word in words:
         if word in _NAME_HINTS:
             return _NAME_HINTS[word]
@@ -296,14 +331,55 @@ def suggest_category(name: str) -> str | None:
     return None
 
 
+#: The word a category hint gives the detectors as context for a bare run of digits (which
+#: they only take for a phone number or an SSN after such a word).
+_DIGIT_CONTEXT: Final = {"contact": "phone", "government_id": "SSN"}
+_MAX_LEAVES: Final = 200
+
+
+def _leaves(value: Any, key: str, out: list[str]) -> None:
+    """The string leaves of a JSON document as ``key: value`` lines (at most 200)."""
+    if len(out) >= _MAX_LEAVES:
+        return
+    if isinstance(value, str):
+        out.append(f"{key}: {value}")
+    elif isinstance(value, Mapping):
+        for name, item in value.items():
+            _leaves(item, str(name), out)
+    elif isinstance(value, list):
+        for item in value:
+            _leaves(item, key, out)
+
+
+def _scannable(column: Column[Any], value: Any) -> Any:
+    """The text the detectors read for one sampled *value*: a JSON document's string
+    leaves, one per line under their keys; an integer's digits after the word its column
+    name suggests (``phone``, ``SSN``), with a ``+`` before 11 to 15 digits of a contact
+    column (an international number stored without it); anything else as it is."""
+    if isinstance(column.type, JSON):
+        lines: list[str] = []
+        _leaves(value, column.name, lines)
+        return "\n".join(lines) or None
+    if isinstance(column.type, Integer) and isinstance(value, int):
+        hint = suggest_category(column.name)
+        digits = str(value)
+        if hint == "contact" and 11 <= len(digits) <= 15:
+            digits = "+" + digits
+        word = _DIGIT_CONTEXT.get(hint or "")
+        return f"{word}: {digits}" if word else digits
+    return value
+
+
 def sample_shares(
     bind: Engine | Connection, columns: Iterable[Column[Any]], sample_size: int
 ) -> dict[str, tuple[int, dict[str, float]]]:
     """For each column, ``"table.column"`` -> (values read, PII kind -> share of them).
 
     Reads up to *sample_size* non-null values per column with one read-only ``SELECT ...
-    LIMIT`` each and scans them with `securecustomer.anonymize.scan_columns`; the values
-    are dropped once scanned. A database error raises `ConfigurationError`.
+    LIMIT`` each and scans them with `securecustomer.anonymize.scan_columns`: a JSON
+    document's string leaves (the first 200), an integer's digits (see `_scannable`), any
+    other value as text; the values are dropped once scanned. A database error raises
+    `ConfigurationError`.
     """
     shares: dict[str, tuple[int, dict[str, float]]] = {}
     context = bind.connect() if isinstance(bind, Engine) else contextlib.nullcontext(bind)
@@ -318,7 +394,9 @@ def sample_shares(
                     f"could not read a sample of {where} ({type(exc).__name__}): is the table "
                     "created in the database given as bind?"
                 ) from exc
-            found = scan_columns(({column.name: v} for v in values), sample=sample_size)
+            found = scan_columns(
+                ({column.name: _scannable(column, v)} for v in values), sample=sample_size
+            )
             if column.name in found:
                 result = found[column.name]
                 shares[where] = (result.values, dict(result.shares))

@@ -21,10 +21,11 @@ from securecustomer.privacy._rows import (
     Shape,
     anonymize_rows,
     delete_rows,
+    follow_path,
     lock_rows,
+    select_rows,
     shred_rows,
     subject_value,
-    subject_where,
 )
 from securecustomer.privacy._subjects import (
     MODES,
@@ -35,6 +36,7 @@ from securecustomer.privacy._subjects import (
     model_shape,
     subject_event,
     subject_keys,
+    subject_rows,
 )
 
 __all__ = ["ErasureReceipt", "erase_subject"]
@@ -110,7 +112,7 @@ def _forget_loaded(session: Session, plan: Iterable[tuple[SubjectModel, Shape, s
         for registered, shape, how, value in plan:
             if not state.mapper.isa(shape.mapper):
                 continue
-            loaded = state.dict.get(registered.subject, NO_VALUE)
+            loaded = NO_VALUE if registered.via else state.dict.get(registered.subject, NO_VALUE)
             if loaded is NO_VALUE:
                 session.expire(obj)
             elif type(loaded) is type(value) and loaded == value:
@@ -118,6 +120,28 @@ def _forget_loaded(session: Session, plan: Iterable[tuple[SubjectModel, Shape, s
                 if how == "delete":
                     session.expunge(obj)
                 break
+
+
+def _path_scopes(
+    session: Session,
+    registered: SubjectModel,
+    shape: Shape,
+    where: Any,
+    keyring: Keyring | None,
+    scopes: dict[tuple[int, str], tuple[Keyring, str]],
+    scope_of: dict[str, list[tuple[int, str]]],
+) -> None:
+    """Add the key scopes the rows of a model registered ``via=`` a path are encrypted
+    under (its own subject column's values, e.g. one scope per order) to *scopes*."""
+    rows = shape.rows
+    if rows is None or rows.subject is None:  # not subject-scoped: no key of its own
+        return
+    ring = keyring if keyring is not None else rows.keyring()
+    for row in select_rows(session, shape, (rows.subject,), where):
+        if row[rows.subject] is not None:
+            scope = f"{rows.subject_prefix}{row[rows.subject]}"  # as the ORM names it
+            scopes[(id(ring), scope)] = (ring, scope)
+            scope_of.setdefault(registered.name, []).append((id(ring), scope))
 
 
 def erase_subject(
@@ -186,19 +210,20 @@ def erase_subject(
             raise ConfigurationError(f'{what}: mode="shred" needs a subject-scoped model')
         if how == "anonymize":
             check_subject_anonymize(shape, registered.anonymize, what)
-        value = subject_value(shape, registered.subject, subject_id)
+        end = follow_path(shape, registered.via)  # the model itself when not registered via=
+        value = subject_value(end, registered.subject, subject_id)
         plan.append((registered, shape, how, value))
     order = {t: i for i, t in enumerate(reversed(sort_tables({p[1].table for p in plan})))}
     plan.sort(key=lambda item: order[item[1].table])
     scopes: dict[tuple[int, str], tuple[Keyring, str]] = {}
-    scope_of: dict[str, tuple[int, str]] = {}
-    names = subject_keys([(r, s, v) for r, s, _, v in plan], subject_id)
+    scope_of: dict[str, list[tuple[int, str]]] = {}
+    names = subject_keys([(r, s) for r, s, _, _ in plan], subject_id)
     for registered, shape, _, value in plan:
-        if shape.rows is not None and shape.subject_scoped:
+        if shape.rows is not None and shape.subject_scoped and not registered.via:
             ring = keyring if keyring is not None else shape.rows.keyring()
             scope = f"{shape.rows.subject_prefix}{value}"  # as the ORM names it
             scopes[(id(ring), scope)] = (ring, scope)
-            scope_of[registered.name] = (id(ring), scope)
+            scope_of[registered.name] = [(id(ring), scope)]
     _check_holds(holds, names, names[0])
     deleted: dict[str, int] = {}
     anonymized: dict[str, int] = {}
@@ -206,10 +231,13 @@ def erase_subject(
     purged = 0
     try:
         session.flush()  # the caller's pending changes first, so none is written after
-        for registered, shape, _, value in plan:  # no concurrent UPDATE until committed
-            lock_rows(session, shape, subject_where(shape, registered.subject, value)[0])
-        for registered, shape, how, value in plan:
-            where, match = subject_where(shape, registered.subject, value)
+        found = [subject_rows(session, p[0], p[1], subject_id) for p in plan]  # before changes
+        for (_, shape, _, _), (where, _) in zip(plan, found, strict=True):
+            lock_rows(session, shape, where)  # no concurrent write until committed
+        for (registered, shape, _, _), (where, _) in zip(plan, found, strict=True):
+            if registered.via:
+                _path_scopes(session, registered, shape, where, keyring, scopes, scope_of)
+        for (registered, shape, how, _), (where, match) in zip(plan, found, strict=True):
             if how == "delete":
                 deleted[registered.name], cells = delete_rows(
                     session, shape, where, match, lock=True
@@ -238,7 +266,7 @@ def erase_subject(
         key: _destroy(ring, scope) for key, (ring, scope) in scopes.items()
     }
     shred_counts = {
-        name: rows if destroyed.get(scope_of[name]) else touched
+        name: rows if any(destroyed.get(key) for key in scope_of.get(name, ())) else touched
         for name, (rows, touched) in shredded.items()
     }
     key_ids = tuple(sorted(k for ids in destroyed.values() for k in ids))

@@ -12,18 +12,14 @@ from sqlalchemy.orm import Session
 
 from securecustomer.audit import AuditTrail, default_trail
 from securecustomer.privacy._holds import utc_now
-from securecustomer.privacy._rows import (
-    open_value,
-    select_rows,
-    subject_value,
-    subject_where,
-)
+from securecustomer.privacy._rows import open_value, select_rows
 from securecustomer.privacy._subjects import (
     chosen_models,
     jsonable,
     model_shape,
     subject_event,
     subject_keys,
+    subject_rows,
 )
 
 __all__ = ["SubjectExport", "export_subject"]
@@ -74,7 +70,8 @@ def export_subject(
     exported field names, the row counts) to *trail* (default: `default_trail`; an unbound
     slot raises `ConfigurationError` before anything is read). *consents* is a
     `ConsentLedger` whose history is included. *models* restricts the export to those
-    registered models. Reads only; a value whose subject key was destroyed is exported
+    registered models (a model registered ``via=`` a relationship path: the rows that path
+    leads from to the subject). Reads only; a value whose subject key was destroyed is exported
     as None and its attribute listed in ``erased``.
 
     *deliver*, when given, is called with the export before the audit event is written
@@ -101,9 +98,8 @@ def export_subject(
         if keys is None:
             keys = tuple(p.key for p in shape.mapper.column_attrs if p.key not in shape.indexes)
         fields += [f"{registered.name}.{k}" for k in keys]
-        value = subject_value(shape, registered.subject, subject_id)
-        plan.append((registered, shape, value))
-        where, match = subject_where(shape, registered.subject, value)
+        plan.append((registered, shape))
+        where, match = subject_rows(session, registered, shape, subject_id)
         gone: set[str] = set()
         rows = []
         for raw in select_rows(session, shape, (*keys, *shape.context_keys), where, match):

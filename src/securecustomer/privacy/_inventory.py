@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
 import attrs
-from sqlalchemy import Column, MetaData, String, Table
+from sqlalchemy import JSON, Boolean, Column, Integer, MetaData, String, Table
 from sqlalchemy.engine import Connection, Engine
 
 from securecustomer.exceptions import ConfigurationError, RecordNotFoundError
@@ -23,11 +24,13 @@ from securecustomer.privacy._assess import (
     sorted_findings,
 )
 from securecustomer.privacy._classify import (
+    SPECIAL_CATEGORIES,
     Sensitivity,
     classification_of,
     sample_shares,
     suggest_category,
 )
+from securecustomer.privacy._subjects import model_shape, registered_subject_models
 from securecustomer.sqlalchemy import BlindIndex, Encrypted, RowEncryption
 from securecustomer.sqlalchemy._orm import _registry
 
@@ -116,9 +119,33 @@ def _is_string(kind: Any) -> bool:
     return isinstance(kind, String) or isinstance(getattr(kind, "impl_instance", None), String)
 
 
+def _sampled_type(column: Column[Any]) -> bool:
+    """Whether the values of a plaintext column are sampled: strings, JSON documents (their
+    string leaves), and integers that are not keys (their digits: phone numbers, national
+    ids); an integer named like a key (``customer_id``) is one unless its name suggests
+    personal data (``tax_id``)."""
+    kind = column.type
+    if _is_string(kind) or isinstance(kind, JSON):
+        return True
+    if not isinstance(kind, Integer) or isinstance(kind, Boolean):
+        return False
+    keyed = column.primary_key or bool(column.foreign_keys)
+    named_key = re.split(r"[^a-z]+|(?<=[a-z])(?=[A-Z])", column.name)[-1].lower() == "id"
+    return not keyed and (not named_key or suggest_category(column.name) is not None)
+
+
 def _entry_findings(entry: ColumnEntry) -> Iterable[RiskFinding]:
     where = f"{entry.table}.{entry.column}"
     level = entry.sensitivity
+    if entry.category in SPECIAL_CATEGORIES and level < Sensitivity.CONFIDENTIAL:
+        yield RiskFinding(
+            "high" if level is Sensitivity.PUBLIC else "medium",
+            "special-category-understated",
+            where,
+            f"{entry.category} data is a special category of personal data (GDPR article "
+            f"9) but is classified {level.value}: classify it restricted (the default) and "
+            "store it encrypted",
+        )
     if not entry.encrypted and level >= Sensitivity.CONFIDENTIAL:
         restricted = level is Sensitivity.RESTRICTED
         yield RiskFinding(
@@ -179,17 +206,23 @@ class DataInventory:
         """Build the inventory of every table in *metadata* (tables and columns in order).
 
         Findings: restricted columns stored unencrypted (high), confidential ones (medium);
+        special categories (health, biometric, special) classified public (high) or
+        internal (medium): ``special-category-understated``;
         deterministic encryption of restricted data (low); classified columns above public
         without retention (low); encrypted columns left unclassified (low); unclassified
         plaintext columns whose name looks like personal data (medium) or, with *bind*,
         whose sampled values do (high): up to *sample_size* non-null values of each
-        unclassified plaintext string column are read with one ``SELECT ... LIMIT`` each
-        and scanned by `securecustomer.anonymize.scan_columns`; a column is reported when
-        at least *min_pii_share* of them hold PII (the kinds and shares are reported, never
-        the values; encrypted columns are never read). With *keyring*: active data and root
-        keys older than *max_key_age* (medium; the keys of subject scopes are counted per
-        prefix, so that no subject id appears). *now* (timezone-aware) defaults to the
-        current UTC time.
+        unclassified plaintext string, JSON or integer column (not a primary or foreign
+        key) are read with one ``SELECT ... LIMIT`` each and scanned by
+        `securecustomer.anonymize.scan_columns` (a JSON document's string leaves, an
+        integer's digits with the column name as context, see `sample_shares`); a column
+        is reported when at least *min_pii_share* of them hold PII (the kinds and shares
+        are reported, never the values; encrypted columns are never read). With *keyring*:
+        active data and root keys older than *max_key_age* (medium; the keys of subject
+        scopes are counted per prefix, so that no subject id appears). Tables holding
+        personal data that no model registered with `register_subject` reaches, once some
+        table of *metadata* is registered (medium, ``unreached-personal-data``). *now*
+        (timezone-aware) defaults to the current UTC time.
         """
         now = aware_now(now)
         if type(sample_size) is not int or sample_size < 1:
@@ -243,7 +276,7 @@ class DataInventory:
                         )
                     )
                 else:
-                    if bind is not None and _is_string(kind):
+                    if bind is not None and _sampled_type(column):
                         to_sample.append(column)
                     hint = suggest_category(column.name)
                     if hint is not None:
@@ -264,6 +297,7 @@ class DataInventory:
                 f for f in findings if not (f.code == "unclassified-pii" and f.where in flagged)
             ]
             findings.extend(sampled)
+        findings.extend(_unreached(metadata, entries, findings))
         if keyring is not None:
             prefixes = {"subject:", *(c.subject_prefix for c in subject_scopes.values())}
             findings.extend(
@@ -338,6 +372,45 @@ class DataInventory:
         lines += ["", "## Findings", ""]
         lines += findings_markdown(self.findings)
         return "\n".join(lines) + "\n"
+
+
+def _personal(entry: ColumnEntry) -> bool:
+    """Whether a classified column holds personal data (not marked other and public)."""
+    return entry.category != "other" or entry.sensitivity > Sensitivity.PUBLIC
+
+
+def _unreached(
+    metadata: MetaData, entries: Iterable[ColumnEntry], findings: Iterable[RiskFinding]
+) -> list[RiskFinding]:
+    """Tables holding personal data (classified, or detected by name or sample) that no
+    model registered with `register_subject` reaches: a subject's export and erasure
+    miss them. Only when some table of *metadata* is registered (subject requests are
+    then handled through the registry)."""
+    reached = {model_shape(r.model).table for r in registered_subject_models()}
+    tables = {t.name: t for t in metadata.tables.values()}
+    if reached.isdisjoint(tables.values()):
+        return []
+    columns: dict[str, set[str]] = {}
+    for entry in entries:
+        if _personal(entry):
+            columns.setdefault(entry.table, set()).add(entry.column)
+    for finding in findings:
+        if finding.code == "unclassified-pii":
+            table, _, column = finding.where.rpartition(".")
+            columns.setdefault(table, set()).add(column)
+    return [
+        RiskFinding(
+            "medium",
+            "unreached-personal-data",
+            name,
+            f"holds personal data ({', '.join(sorted(found))}) but no model registered with "
+            "register_subject() reaches it: a subject's export and erasure miss it; register "
+            'it (with via="relationship.subject_column" when the subject id is a foreign key '
+            "or more away)",
+        )
+        for name, found in sorted(columns.items())
+        if name in tables and tables[name] not in reached
+    ]
 
 
 def _sampled_findings(

@@ -46,8 +46,10 @@ __all__ = [
     "anonymize_rows",
     "check_anonymize",
     "delete_rows",
+    "follow_path",
     "lock_rows",
     "open_value",
+    "path_where",
     "select_rows",
     "shape_of",
     "shred_rows",
@@ -135,6 +137,37 @@ def subject_where(
     default, SQLite's NOCASE) or PAD SPACE comparison would otherwise match ``"A"`` or
     ``"a "`` for ``"a"``, another subject's rows."""
     return [shape.column(key) == value], {key: value}
+
+
+def follow_path(shape: Shape, via: Sequence[str]) -> Shape:
+    """The `Shape` of the class the relationships *via* lead to from *shape*'s class."""
+    for name in via:
+        shape = shape_of(shape.mapper.relationships[name].mapper.class_)
+    return shape
+
+
+def path_where(
+    session: Session, shape: Shape, via: Sequence[str], key: str, value: object
+) -> tuple[list[ColumnElement[bool]], dict[str, Any]]:
+    """The condition selecting the rows of *shape* whose relationships *via* lead to a row
+    whose *key* is *value* (an order item whose order's ``customer_id`` is 42).
+
+    The rows are found with one join query and selected by primary key; the value at
+    the end of the path is compared again in Python, as `subject_where` does, so that a
+    collation never makes another subject's value match."""
+    model = shape.mapper.class_
+    query = select(*(getattr(model, k) for k in shape.pk))
+    end = shape
+    for name in via:
+        query = query.join(getattr(end.mapper.class_, name))
+        end = shape_of(end.mapper.relationships[name].mapper.class_)
+    column = getattr(end.mapper.class_, key)
+    query = query.add_columns(column).where(column == value)
+    found = sorted({tuple(row[:-1]) for row in session.execute(query) if _same(row[-1], value)})
+    columns = [shape.column(k) for k in shape.pk]
+    if len(columns) == 1:
+        return [columns[0].in_([pk[0] for pk in found])], {}
+    return [tuple_(*columns).in_(found)], {}
 
 
 def select_rows(

@@ -7,6 +7,17 @@ and PAD SPACE makes ``'x' = 'x '``, even under ``utf8mb4_bin``), so there the sc
 ``VARBINARY`` column holding the UTF-8 bytes. A table made by an older version (a
 ``VARCHAR`` scope) is refused at first use with a `ConfigurationError` that names
 ``SqlKeyStore.migrate()``, the one ``ALTER TABLE`` that brings it up to date.
+
+Shredding is atomic. Every change to a scope's set of keys (`add_data_key`,
+`destroy_scope`, `recreate_scope`) first locks the scope's *anchor*, its lowest-version
+data-key row (``SELECT ... FOR UPDATE``; on SQLite, whose locks are database-wide, a
+no-op ``UPDATE`` that takes the write lock at once), then reads the scope's tombstone: a
+row of kind ``"scope"`` (version 0, no key) whose state is ``destroyed``, or ``active``
+once re-created. So a rotation that races a destruction either commits before it (and
+its key is destroyed with the others) or sees the tombstone and fails. These statements
+run at READ COMMITTED on PostgreSQL and MariaDB so that, once the lock is held, they see
+what the previous holder committed (and take no gap locks). Tombstone rows need no
+schema change, and older versions ignore them (they only read kinds ``root`` and ``data``).
 """
 
 from __future__ import annotations
@@ -42,12 +53,24 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.types import VARBINARY, TypeEngine
 
 from securecustomer.crypto import KeyState
-from securecustomer.exceptions import ConfigurationError, KeyNotFoundError, KeyStoreError
-from securecustomer.keys import DataKeyRecord, RootKeyRecord, WrappedKey, check_update
+from securecustomer.exceptions import (
+    ConfigurationError,
+    KeyDestroyedError,
+    KeyNotFoundError,
+    KeyStateError,
+    KeyStoreError,
+)
+from securecustomer.keys import (
+    DataKeyRecord,
+    RootKeyRecord,
+    WrappedKey,
+    check_update,
+    scope_destroyed,
+)
 
 __all__ = ["SqlKeyStore"]
 
-_ROOT, _DATA = "root", "data"
+_ROOT, _DATA, _SCOPE = "root", "data", "scope"
 _IN_CHUNK = 500
 _MYSQL = frozenset({"mysql", "mariadb"})
 _SCOPE_CHARS = 255
@@ -177,12 +200,15 @@ class SqlKeyStore:
         self._layout_checked = True
 
     @contextmanager
-    def _begin(self, *, check: bool = True) -> Iterator[Connection]:
+    def _begin(self, *, check: bool = True, read_committed: bool = False) -> Iterator[Connection]:
         try:
-            with self.engine.begin() as conn:
-                if check and not self._layout_checked:
-                    self._check_layout(conn)
-                yield conn
+            with self.engine.connect() as conn:
+                if read_committed and conn.dialect.name != "sqlite":
+                    conn.execution_options(isolation_level="READ COMMITTED")
+                with conn.begin():
+                    if check and not self._layout_checked:
+                        self._check_layout(conn)
+                    yield conn
         except IntegrityError:
             raise
         except SQLAlchemyError as exc:
@@ -250,6 +276,7 @@ class SqlKeyStore:
     def update_root(self, record: RootKeyRecord) -> None:
         t = self.table
         with self._begin() as conn:
+            self._sqlite_write_lock(conn)
             row = conn.execute(
                 select(t)
                 .where(and_(t.c.kind == _ROOT, t.c.version == record.version))
@@ -261,21 +288,120 @@ class SqlKeyStore:
             conn.execute(update(t).where(t.c.id == row.id).values(**_root_values(record)))
 
     def add_data_key(self, record: DataKeyRecord) -> DataKeyRecord | None:
+        return self._add(record, recreate=False)
+
+    def recreate_scope(self, record: DataKeyRecord) -> DataKeyRecord | None:
+        """Lift the tombstone of *record*'s scope and add *record*, in one transaction.
+
+        Raises `KeyStateError` if the scope is not destroyed. Returns like `add_data_key`.
+        """
+        return self._add(record, recreate=True)
+
+    def _add(self, record: DataKeyRecord, *, recreate: bool) -> DataKeyRecord | None:
         t = self.table
         try:
-            with self._begin() as conn:
+            with self._begin(read_committed=True) as conn:
+                records, mark = self._lock_scope(conn, record.scope)
+                destroyed = scope_destroyed(mark, records)
+                if destroyed and not recreate:
+                    raise KeyDestroyedError(key_id=records[-1].key_id, scope=record.scope)
+                if recreate and not destroyed:
+                    raise KeyStateError(
+                        f"scope {record.scope!r} is not destroyed: rotate() makes a new key",
+                        scope=record.scope,
+                    )
                 conn.execute(insert(t).values(**_data_values(record)))
+                if recreate:
+                    self._mark(conn, record.scope, mark, KeyState.ACTIVE)
             return record
         except IntegrityError:
             pass  # another writer holds this (scope, version) or this key id
         existing = [r for r in self.data_keys(record.scope) if r.version == record.version]
         return existing[0] if existing else None
 
+    def destroy_scope(self, scope: str) -> list[DataKeyRecord]:
+        """Destroy every key of *scope* and leave its tombstone, in one transaction.
+
+        From then on `add_data_key` raises `KeyDestroyedError` for the scope. Returns the
+        scope's (destroyed) records, oldest first; none if it has no key.
+        """
+        t = self.table
+        with self._begin(read_committed=True) as conn:
+            records, mark = self._lock_scope(conn, scope)
+            if not records:
+                return []
+            destroyed = [_shredded(r) for r in records]
+            for old, new in zip(records, destroyed, strict=True):
+                check_update(old, new)
+            conn.execute(
+                update(t)
+                .where(and_(t.c.kind == _DATA, t.c.scope == scope))
+                .values(state=KeyState.DESTROYED.value, wrapped=b"")
+            )
+            self._mark(conn, scope, mark, KeyState.DESTROYED)
+        return destroyed
+
+    def _lock_scope(
+        self, conn: Connection, scope: str
+    ) -> tuple[list[DataKeyRecord], KeyState | None]:
+        """Lock *scope*'s anchor; return its keys (oldest first) and its tombstone state."""
+        t = self.table
+        data = and_(t.c.kind == _DATA, t.c.scope == scope)
+        if conn.dialect.name == "sqlite":
+            self._sqlite_write_lock(conn)
+        else:
+            conn.execute(
+                select(t.c.id).where(data).order_by(t.c.version).limit(1).with_for_update()
+            )
+        rows = conn.execute(
+            select(t).where(and_(t.c.scope == scope, t.c.kind.in_((_DATA, _SCOPE))))
+        ).all()
+        records = sorted((_data(r) for r in rows if r.kind == _DATA), key=lambda r: r.version)
+        marks = [KeyState(r.state) for r in rows if r.kind == _SCOPE]
+        return records, (marks[0] if marks else None)
+
+    def _sqlite_write_lock(self, conn: Connection) -> None:
+        """On SQLite, take the database's write lock now, before anything is read.
+
+        SQLite ignores ``FOR UPDATE`` and pysqlite begins a transaction only at the first
+        write, so a check made by an earlier ``SELECT`` could be stale by the time the
+        write runs (a destroyed key revived by a demotion read before the destruction).
+        A write statement that changes no row takes the lock at once.
+        """
+        if conn.dialect.name == "sqlite":
+            t = self.table
+            conn.execute(update(t).where(t.c.id == -1).values(version=t.c.version))
+
+    def _mark(self, conn: Connection, scope: str, old: KeyState | None, state: KeyState) -> None:
+        """Write *scope*'s tombstone row (the caller holds the scope's anchor)."""
+        t = self.table
+        if old is not None:
+            conn.execute(
+                update(t)
+                .where(and_(t.c.kind == _SCOPE, t.c.scope == scope))
+                .values(state=state.value)
+            )
+            return
+        conn.execute(
+            insert(t).values(
+                kind=_SCOPE,
+                scope=scope,
+                version=0,
+                key_id=None,
+                state=state.value,
+                created_at=_naive_utc(dt.datetime.now(dt.UTC)),
+                root_version=None,
+                wrapped=b"",
+                wrappers=None,
+            )
+        )
+
     def update_data_keys(self, records: list[DataKeyRecord]) -> None:
         if not records:
             return
         t = self.table
         with self._begin() as conn:
+            self._sqlite_write_lock(conn)
             for record in records:  # lock and check every row before changing any
                 row = conn.execute(
                     select(t).where(t.c.key_id == record.key_id).with_for_update()
@@ -309,6 +435,18 @@ def _loose_scope(conn: Connection, table: Table) -> str | None:
     if str(row[0]).lower() in {"varbinary", "binary", "blob"}:
         return None
     return f"{str(row[0]).upper()} with collation {row[1]}"
+
+
+def _shredded(record: DataKeyRecord) -> DataKeyRecord:
+    return DataKeyRecord(
+        key_id=record.key_id,
+        scope=record.scope,
+        version=record.version,
+        state=KeyState.DESTROYED,
+        created_at=record.created_at,
+        root_version=record.root_version,
+        wrapped=b"",
+    )
 
 
 def _naive_utc(value: dt.datetime) -> dt.datetime:

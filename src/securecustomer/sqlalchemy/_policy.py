@@ -25,10 +25,11 @@ MySQL/MariaDB), as `row_resource` reads it: ``x == true`` is ``x <> 0`` there, n
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Mapper
 from sqlalchemy.sql.elements import ColumnElement
 
 from securecustomer.exceptions import UnsupportedQueryError
@@ -85,6 +86,54 @@ class _Tri:
             return cls(_FALSE, _FALSE, _TRUE)
         return cls(_TRUE, _FALSE, _FALSE) if value else cls(_FALSE, _TRUE, _FALSE)
 
+    def negated(self) -> _Tri:
+        return _Tri(self.f, self.t, self.e)
+
+
+#: How deeply the SQL expression of one rule's condition may nest (in SQLAlchemy elements).
+#: SQLite's parser overflows its stack past about 60 (some 19 levels of parentheses in the
+#: SQL text), and SQLAlchemy's compiler recurses about five Python frames per level, which
+#: must stay well inside Python's recursion limit. Alternating ``and`` / ``or`` costs about
+#: three levels each; a ``not`` none.
+MAX_SQL_DEPTH: Final = 50
+
+
+def _sql_depth(clause: Any) -> int:
+    """How deeply *clause* nests, measured without recursion; shared parts once."""
+    depths: dict[int, int] = {}
+    stack: list[tuple[Any, Iterator[Any], list[int]]] = [(clause, iter(clause.get_children()), [0])]
+    while stack:
+        element, children, below = stack[-1]
+        child = next(children, None)
+        if child is None:
+            stack.pop()
+            depths[id(element)] = below[0] + 1
+            if stack:
+                stack[-1][2][0] = max(stack[-1][2][0], below[0] + 1)
+        elif id(child) in depths:
+            below[0] = max(below[0], depths[id(child)])
+        else:
+            stack.append((child, iter(child.get_children()), [0]))
+    return depths[id(clause)]
+
+
+def _combine(parts: list[_Tri], conjunction: bool) -> _Tri:
+    """``and`` / ``or`` of *parts* with Python's short-circuit: the first part that decides
+    (false for ``and``, true for ``or``) or errs gives the result. Halves are combined, so
+    the SQL grows as n log n and nests log n deep in the number of parts (a left-to-right
+    fold would repeat every prefix: quadratic size)."""
+    if len(parts) == 1:
+        return parts[0]
+    middle = len(parts) // 2
+    a, b = _combine(parts[:middle], conjunction), _combine(parts[middle:], conjunction)
+    if conjunction:  # b is evaluated when a is true
+        return _Tri(
+            sa.and_(a.t, b.t), sa.or_(a.f, sa.and_(a.t, b.f)), sa.or_(a.e, sa.and_(a.t, b.e))
+        )
+    return _Tri(  # b is evaluated when a is false
+        sa.or_(a.t, sa.and_(a.f, b.t)), sa.and_(a.f, b.f), sa.or_(a.e, sa.and_(a.f, b.e))
+    )
+
 
 class _Translator:
     def __init__(
@@ -133,25 +182,9 @@ class _Translator:
 
     def condition(self, expr: Expr) -> _Tri:
         if isinstance(expr, Not):
-            inner = self.condition(expr.item)
-            return _Tri(inner.f, inner.t, inner.e)
+            return self.condition(expr.item).negated()
         if isinstance(expr, And | Or):
-            parts = [self.condition(item) for item in expr.items]
-            out = parts[0]
-            for part in parts[1:]:
-                if isinstance(expr, And):
-                    out = _Tri(
-                        sa.and_(out.t, part.t),
-                        sa.or_(out.f, sa.and_(out.t, part.f)),
-                        sa.or_(out.e, sa.and_(out.t, part.e)),
-                    )
-                else:
-                    out = _Tri(
-                        sa.or_(out.t, sa.and_(out.f, part.t)),
-                        sa.and_(out.f, part.f),
-                        sa.or_(out.e, sa.and_(out.f, part.e)),
-                    )
-            return out
+            return _combine([self.condition(item) for item in expr.items], isinstance(expr, And))
         if isinstance(expr, Compare):
             return self.compare(expr)
         return self.boolean(self.operand(expr))
@@ -188,7 +221,7 @@ class _Translator:
             if right[0] == "column" or kind(right[1]) != "list":
                 return _Tri.const(None)  # a column never holds a list: 'in' errors
             tri = self.member(left[1], right[1])
-            return _Tri(tri.f, tri.t, tri.e) if op == "not in" else tri
+            return tri.negated() if op == "not in" else tri
         if left[0] == "const":  # put the column on the left
             left, right = right, left
             op = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}.get(op, op)
@@ -198,7 +231,7 @@ class _Translator:
         value = right[1]
         if op in ("==", "!="):
             tri = self.equal(column, value)
-            return _Tri(tri.f, tri.t, tri.e) if op == "!=" else tri
+            return tri.negated() if op == "!=" else tri
         return self.order(op, column, value)
 
     def equal(self, column: _Column, value: Any) -> _Tri:
@@ -246,7 +279,7 @@ class _Translator:
             if a.kind == b.kind:
                 t = sa.or_(t, sa.and_(both, _pair_test("==", a, b)))
             tri = _Tri(t, sa.not_(t), _FALSE)
-            return _Tri(tri.f, tri.t, tri.e) if op == "!=" else tri
+            return tri.negated() if op == "!=" else tri
         if a.kind != b.kind or a.kind not in _ORDERED:
             return _Tri.const(None)
         test = _pair_test(op, a, b)
@@ -260,18 +293,26 @@ def _expression(value: Any) -> Any:
     return expr
 
 
+def _mapper(model: Any) -> Mapper[Any]:
+    """The mapper of an ORM class; anything else is refused (no SQLAlchemy error escapes)."""
+    mapper = sa.inspect(model, raiseerr=False)
+    if not isinstance(mapper, Mapper):
+        raise UnsupportedQueryError(
+            f"{getattr(model, '__name__', type(model).__name__)!r} is not a mapped class or a Table"
+        )
+    return mapper
+
+
 def _attribute_columns(model: Any) -> dict[str, Any]:
     if isinstance(model, sa.Table):
         return {column.key: column for column in model.columns}
-    mapper = sa.inspect(model)
+    mapper = _mapper(model)
     return {prop.key: getattr(model, prop.key).expression for prop in mapper.column_attrs}
 
 
 def _primary_key(model: Any) -> Any:
     keys = (
-        list(model.primary_key)
-        if isinstance(model, sa.Table)
-        else list(sa.inspect(model).primary_key)
+        list(model.primary_key) if isinstance(model, sa.Table) else list(_mapper(model).primary_key)
     )
     if len(keys) != 1:
         raise UnsupportedQueryError("resource.id needs a single-column primary key")
@@ -302,7 +343,14 @@ def query_filter(
         if rule.when is None:
             return _TRUE
         tri = translator.condition(rule.when)
-        return tri.t if rule.allow else sa.or_(tri.t, tri.e)
+        clause = tri.t if rule.allow else sa.or_(tri.t, tri.e)
+        depth = _sql_depth(clause)
+        if depth > MAX_SQL_DEPTH:
+            raise UnsupportedQueryError(
+                f"rule {rule.id!r}: the condition nests {depth} levels deep in SQL, more than "
+                f"the {MAX_SQL_DEPTH} that can be compiled; simplify it"
+            )
+        return clause
 
     full_denies: list[Clause] = []
     field_denies: list[tuple[Rule, Clause]] = []
@@ -376,7 +424,7 @@ def row_resource(
         decision = engine.evaluate(agent, "read", row_resource(customer, "customer"))
         ```
     """
-    mapper = sa.inspect(type(row))
+    mapper = _mapper(type(row))
     attributes = {prop.key: getattr(row, prop.key) for prop in mapper.column_attrs}
     for name, value in (columns or {}).items():
         attributes[name] = getattr(row, getattr(value, "key", name))
