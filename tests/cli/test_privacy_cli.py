@@ -186,6 +186,57 @@ class TestSubjectExport:
         assert "s1@example.com" in out_file.read_text()
         assert 0o600 == out_file.stat().st_mode & 0o777
 
+    def test_existing_file_needs_force(
+        self, shop: Shop, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        out_file = shop.directory / "export.json"
+        out_file.write_text("an earlier export\n")
+        args = ["subject", "export", "1", *MODELS, "--url", shop.url, *shop.key_args()]
+        args += [*shop.trail_args(), "--out", str(out_file)]
+
+        status, out, err = run(args, capsys)
+
+        assert (2, "") == (status, out)
+        expected = f"--out {str(out_file)!r}: exists: add --force to overwrite it"
+        assert f"securecustomer subject export: error: {expected}\n" == err
+        assert "an earlier export\n" == out_file.read_text()
+        assert [] == shop.actions()  # refused before anything is read or audited
+
+        status, out, _ = run([*args, "--force"], capsys)
+
+        assert 0 == status
+        assert "s1@example.com" in out_file.read_text()
+        assert ["subject.export"] == shop.actions()
+
+    def test_export_written_before_its_event(
+        self, shop: Shop, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A file that cannot be written (its name is too long) is not audited as exported."""
+        out_file = shop.directory / ("x" * 250)
+        args = ["subject", "export", "1", *MODELS, "--url", shop.url, *shop.key_args()]
+
+        status, out, err = run([*args, *shop.trail_args(), "--out", str(out_file)], capsys)
+
+        assert (2, "") == (status, out)
+        assert f"--out {str(out_file)!r}: cannot write" in err
+        assert [] == shop.actions()
+        assert [] == [p.name for p in shop.directory.iterdir() if p.name.startswith(".x")]
+
+    def test_no_file_when_the_event_fails(
+        self, shop: Shop, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """An export whose audit event cannot be written is not left behind."""
+        out_file = shop.directory / "export.json"
+        listing = sorted(p.name for p in shop.directory.iterdir())
+        args = ["subject", "export", "1", *MODELS, "--url", shop.url, *shop.key_args()]
+        args += ["--audit-jsonl", str(shop.directory), "--audit-key-env", TRAIL_ENV]
+
+        status, out, err = run([*args, "--out", str(out_file)], capsys)
+
+        assert (2, "") == (status, out)
+        assert "the audit sink JsonlAuditSink could not store 1 event(s)" in err
+        assert listing == sorted(p.name for p in shop.directory.iterdir())
+
     def test_with_consents(self, shop: Shop, capsys: pytest.CaptureFixture[str]) -> None:
         engine = sa.create_engine(shop.url)
         ledger = ConsentLedger(engine, key=LEDGER_KEY)

@@ -6,7 +6,8 @@ the bytes read. Output files are written whole or not at all: `check_output` ref
 directory or a missing parent directory before any work is done, and `replacing` writes
 a temporary file next to the target (created readable by its owner only, by
 ``tempfile.mkstemp``) and renames it over the target only when the writing succeeded; on
-any error the temporary file is removed and the target is left as it was.
+any error the temporary file is removed and the target is left as it was. Without
+``overwrite``, an existing target is refused, never replaced.
 """
 
 from __future__ import annotations
@@ -96,9 +97,9 @@ def load_policy(path: str, option: str | None = None) -> Policy:
         raise PolicyError(f"cannot read it: {exc.strerror}", source=path) from None
 
 
-def check_output(path: str | os.PathLike[str], option: str) -> Path:
+def check_output(path: str | os.PathLike[str], option: str, *, overwrite: bool = True) -> Path:
     """*path* as an output file: refused before any work if it is a directory or its
-    directory does not exist or cannot be written."""
+    directory does not exist or cannot be written; without *overwrite*, if it exists."""
     target = Path(path)
     folder = target.parent
     if target.is_dir():
@@ -107,14 +108,19 @@ def check_output(path: str | os.PathLike[str], option: str) -> Path:
         raise ConfigurationError(f"{_named(path, option)}: no such directory {str(folder)!r}")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ConfigurationError(f"{_named(path, option)}: cannot write in {str(folder)!r}")
+    if not overwrite and os.path.lexists(target):
+        raise ConfigurationError(f"{_named(path, option)}: exists: add --force to overwrite it")
     return target
 
 
 @contextmanager
-def replacing(path: str | os.PathLike[str], option: str) -> Iterator[Path]:
+def replacing(
+    path: str | os.PathLike[str], option: str, *, overwrite: bool = True
+) -> Iterator[Path]:
     """A temporary file (mode 0600) to write; renamed to *path* when the block succeeds,
-    removed when it raises."""
-    target = check_output(path, option)
+    removed when it raises. Without *overwrite*, an existing *path* is refused, before and
+    (by a hard link, which never replaces a file) when the temporary file is moved."""
+    target = check_output(path, option, overwrite=overwrite)
     try:
         fd, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     except OSError as exc:
@@ -126,10 +132,30 @@ def replacing(path: str | os.PathLike[str], option: str) -> Iterator[Path]:
     try:
         yield temporary
         try:
-            os.replace(temporary, target)
+            _move(temporary, target, overwrite=overwrite)
+        except FileExistsError:
+            raise ConfigurationError(
+                f"{_named(path, option)}: exists: add --force to overwrite it"
+            ) from None
         except OSError as exc:
             raise ConfigurationError(
                 f"{_named(path, option)}: cannot write: {exc.strerror or type(exc).__name__}"
             ) from None
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def _move(temporary: Path, target: Path, *, overwrite: bool) -> None:
+    """Rename *temporary* to *target*; without *overwrite*, never over an existing file
+    (`FileExistsError`, also for one created since `check_output`)."""
+    if overwrite:
+        os.replace(temporary, target)
+        return
+    try:
+        os.link(temporary, target)
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links: check, then rename
+        if os.path.lexists(target):
+            raise FileExistsError(target) from None
+        os.replace(temporary, target)

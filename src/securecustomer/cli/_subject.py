@@ -2,8 +2,9 @@
 
 Both import the application module so that its ``register_subject`` calls run, then call
 `export_subject` / `erase_subject` on every registered model. An export holds decrypted
-personal data: ``--out`` writes it to a file only its owner can read. An erasure runs
-only with ``--yes``.
+personal data: ``--out`` writes it to a file only its owner can read, never over an
+existing file without ``--force``, and before its audit event is written (the file
+appears once the event is). An erasure runs only with ``--yes``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ from securecustomer.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
+    from sqlalchemy.orm import Session
 
+    from securecustomer.audit import AuditTrail
     from securecustomer.privacy import ConsentLedger, ErasureReceipt
 
 __all__ = ["add_subject_parser", "run_subject"]
@@ -53,8 +56,10 @@ def add_subject_parser(commands: Any) -> None:
     export.add_argument(
         "--out",
         metavar="FILE",
-        help="write the JSON to FILE (created readable by its owner only) instead of stdout",
+        help="write the JSON to FILE (created readable by its owner only) instead of stdout; "
+        "an existing FILE is refused without --force",
     )
+    export.add_argument("--force", action="store_true", help="overwrite --out FILE when it exists")
 
     erase = actions.add_parser(
         "erase",
@@ -108,7 +113,7 @@ def run_subject(args: argparse.Namespace) -> int:
     """Run ``subject export`` or ``subject erase``; returns the exit status."""
     from sqlalchemy.orm import Session
 
-    from securecustomer.privacy import erase_subject, export_subject, registered_subject_models
+    from securecustomer.privacy import erase_subject, registered_subject_models
 
     if args.subject_command is None:
         args.subject_parser.print_help()
@@ -118,7 +123,7 @@ def run_subject(args: argparse.Namespace) -> int:
     ident = subject_id(args.subject_id, args.id_type)
     if args.subject_command == "export" and args.out is not None:
         # refused before anything is read or audited: an export must reach its file
-        check_output(args.out, "--out")
+        check_output(args.out, "--out", overwrite=args.force)
     packages = set()
     for spec in args.models:
         _import(spec, args.app_dir, option="--models", attribute_required=False)
@@ -146,10 +151,7 @@ def run_subject(args: argparse.Namespace) -> int:
         consents = _consents(args, engine)
         with Session(engine) as session:
             if args.subject_command == "export":
-                export = export_subject(
-                    session, ident, trail=trail, models=models, consents=consents
-                )
-                _write(export.to_json(), args.out)
+                _export(args, session, ident, trail, models, consents)
                 return 0
             receipt = erase_subject(
                 session,
@@ -176,13 +178,37 @@ def _consents(args: argparse.Namespace, engine: Engine) -> ConsentLedger | None:
     return ConsentLedger(engine, key=ledger_key(args), table=args.consents_table)
 
 
-def _write(text: str, out: str | None) -> None:
-    if out is None:
-        print(text)
+def _export(
+    args: argparse.Namespace,
+    session: Session,
+    ident: object,
+    trail: AuditTrail | None,
+    models: list[Any],
+    consents: ConsentLedger | None,
+) -> None:
+    """Export the subject: the JSON is written whole (to a temporary file next to --out)
+    before the subject.export event, and shown (stdout, or renamed to --out) only after it,
+    so that no export is handed out unaudited and no event records a file never written."""
+    from securecustomer.privacy import SubjectExport, export_subject
+
+    if args.out is None:
+        rendered: list[str] = []
+
+        def render(export: SubjectExport) -> None:
+            rendered.append(export.to_json())
+
+        export_subject(
+            session, ident, trail=trail, models=models, consents=consents, deliver=render
+        )
+        print(rendered[0])
         return
-    with replacing(out, "--out") as temporary:  # mode 0600, renamed once written whole
-        temporary.write_text(text + "\n", encoding="utf-8")
-    print(f"exported to {out} (personal data: keep it safe, delete it once sent)")
+    with replacing(args.out, "--out", overwrite=args.force) as temporary:  # mode 0600
+
+        def write(export: SubjectExport) -> None:
+            temporary.write_text(export.to_json() + "\n", encoding="utf-8")
+
+        export_subject(session, ident, trail=trail, models=models, consents=consents, deliver=write)
+    print(f"exported to {args.out} (personal data: keep it safe, delete it once sent)")
 
 
 def _counts(counts: Any) -> str:

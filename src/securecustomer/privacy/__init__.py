@@ -47,12 +47,14 @@ from securecustomer.privacy._holds import (
     legal_hold_table,
 )
 from securecustomer.privacy._inventory import ColumnEntry, DataInventory, RiskFinding, Severity
+from securecustomer.privacy._rekey import rekey_subject_ids
 from securecustomer.privacy._retention import (
     RetentionReport,
     RetentionRule,
     RuleOutcome,
     apply_retention,
 )
+from securecustomer.privacy._subject_key import canonical_subject_key
 from securecustomer.privacy._subjects import (
     ErasureMode,
     SubjectModel,
@@ -90,6 +92,7 @@ __all__ = [
     "apply_retention",
     "assess",
     "breach_scope",
+    "canonical_subject_key",
     "classification_of",
     "classify",
     "consent_table",
@@ -98,5 +101,6 @@ __all__ = [
     "legal_hold_table",
     "register_subject",
     "registered_subject_models",
+    "rekey_subject_ids",
     "respond_to_key_compromise",
 ]

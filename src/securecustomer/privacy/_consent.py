@@ -38,10 +38,10 @@ from securecustomer.privacy._holds import (
     actor_event,
     aware,
     chunks,
-    subject_key,
     utc_now,
 )
 from securecustomer.privacy._ledger import LedgerChain, chain_columns
+from securecustomer.privacy._subject_key import canonical_subject_key, check_subject_type
 
 __all__ = ["OPT_OUT_PURPOSES", "ConsentLedger", "ConsentRecord", "consent_table"]
 
@@ -122,6 +122,11 @@ class ConsentLedger:
     With *trail*, every change writes a ``consent.grant`` or ``consent.withdraw`` audit
     event (the subject as the trail's pseudonym, the purpose and the source).
 
+    Subject ids are kept as their canonical key (`canonical_subject_key`), as
+    `LegalHolds` keeps them: ``"042"``, ``"42 "`` or an upper-case UUID string are refused
+    when a choice is recorded and when one is looked up (an opt-out can't be missed because
+    of its spelling); *subject_type* (int, str or uuid.UUID) reads string ids as that type.
+
     Example:
         ```python
         ledger = ConsentLedger(engine, key=settings.ledger_key)
@@ -141,6 +146,7 @@ class ConsentLedger:
         table: str = "securecustomer_consents",
         opt_out_purposes: Iterable[str] = OPT_OUT_PURPOSES,
         trail: AuditTrail | None = None,
+        subject_type: type[Any] | None = None,
         clock: Callable[[], dt.datetime] | None = None,
     ) -> None:
         if isinstance(opt_out_purposes, str):
@@ -149,6 +155,7 @@ class ConsentLedger:
         self.table = consent_table(MetaData(), table)
         self.opt_out_purposes = tuple(_purpose(p) for p in opt_out_purposes)
         self.trail = trail
+        self.subject_type = check_subject_type(subject_type)
         self._clock = clock if clock is not None else utc_now
         self._chain = LedgerChain(
             engine,
@@ -196,7 +203,7 @@ class ConsentLedger:
     def _append(
         self, subject_id: object, purposes: Iterable[str], granted: bool, source: str | None
     ) -> tuple[ConsentRecord, ...]:
-        subject = subject_key(subject_id)
+        subject = canonical_subject_key(subject_id, self.subject_type)
         now = aware(self._clock(), "the clock of ConsentLedger")
         records = tuple(ConsentRecord(subject, _purpose(p), granted, now, source) for p in purposes)
         with self._chain.transaction() as conn:
@@ -255,19 +262,19 @@ class ConsentLedger:
 
     def permits(self, subject_id: object, purpose: str) -> bool:
         """Whether processing for *purpose* is allowed by the subject's choices."""
-        subject = subject_key(subject_id)
+        subject = canonical_subject_key(subject_id, self.subject_type)
         return self._allows(self.state([subject]).get(subject, {}), _purpose(purpose))
 
     def purposes(self, subject_id: object, candidates: Iterable[str]) -> frozenset[str]:
         """The *candidates* the subject's choices allow."""
-        subject = subject_key(subject_id)
+        subject = canonical_subject_key(subject_id, self.subject_type)
         choices = self.state([subject]).get(subject, {})
         return frozenset(p for p in candidates if self._allows(choices, _purpose(p)))
 
     def state(self, subject_ids: Iterable[object]) -> Mapping[str, Mapping[str, bool]]:
         """The latest recorded choice per purpose for many subjects, in one query per 500
         (verified first: `AuditError` when the ledger does not verify)."""
-        wanted = sorted({subject_key(s) for s in subject_ids})
+        wanted = sorted({canonical_subject_key(s, self.subject_type) for s in subject_ids})
         found: dict[str, dict[str, bool]] = {}
         with self.engine.connect() as conn:
             for subject, rows in self._records(conn, wanted).items():
@@ -277,7 +284,7 @@ class ConsentLedger:
 
     def history(self, subject_id: object) -> tuple[ConsentRecord, ...]:
         """Every record of the subject, oldest first (verified first)."""
-        key = subject_key(subject_id)
+        key = canonical_subject_key(subject_id, self.subject_type)
         with self.engine.connect() as conn:
             return tuple(_record(row) for row in self._records(conn, [key]).get(key, []))
 
@@ -289,7 +296,7 @@ class ConsentLedger:
         stay, naming nobody), so the ledger still verifies.
         """
         table = self.table
-        key = subject_key(subject_id)
+        key = canonical_subject_key(subject_id, self.subject_type)
         chain = self._chain
         query = select(table).where(table.c.subject_id == key)
         with chain.transaction() as conn:  # exact, whatever the collation
@@ -335,7 +342,7 @@ class ConsentLedger:
         )
         if decision.outcome is Outcome.DENY:
             return decision
-        key = subject_key(data_subject)
+        key = canonical_subject_key(data_subject, self.subject_type)
         name = _purpose(purpose)
         try:
             latest = self.state([key]).get(key, {}).get(name)

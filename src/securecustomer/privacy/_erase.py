@@ -16,12 +16,13 @@ from securecustomer.audit import AuditTrail, default_trail
 from securecustomer.crypto import KeyState
 from securecustomer.exceptions import ConfigurationError, KeyNotFoundError, LegalHoldError
 from securecustomer.keys import Keyring
-from securecustomer.privacy._holds import LegalHolds, NoLegalHolds, required_holds, subject_key
+from securecustomer.privacy._holds import LegalHolds, NoLegalHolds, required_holds
 from securecustomer.privacy._rows import (
     Shape,
     anonymize_rows,
     delete_rows,
     follow_path,
+    lock_rows,
     select_rows,
     shred_rows,
     subject_value,
@@ -34,6 +35,7 @@ from securecustomer.privacy._subjects import (
     chosen_models,
     model_shape,
     subject_event,
+    subject_keys,
     subject_rows,
 )
 
@@ -87,7 +89,7 @@ def _destroy(keyring: Keyring, scope: str) -> list[int]:
     return live
 
 
-def _check_holds(holds: LegalHolds | None, names: Iterable[str], subject_id: object) -> None:
+def _check_holds(holds: LegalHolds | None, names: Iterable[str], subject: str) -> None:
     """Raise `LegalHoldError` when a hold is active on the subject under any of *names*."""
     if holds is None:
         return
@@ -95,7 +97,7 @@ def _check_holds(holds: LegalHolds | None, names: Iterable[str], subject_id: obj
     if active:
         raise LegalHoldError(
             f"{len(active)} active legal hold(s) forbid erasing this subject: {', '.join(active)}",
-            subject=str(subject_id),
+            subject=str(subject),
             hold_ids=tuple(active),
         )
 
@@ -175,9 +177,17 @@ def erase_subject(
     registered models.
 
     *subject_id* is converted to each model's subject column type; a non-canonical form
-    (``"042"`` for 42) raises `ConfigurationError`, and strings match exactly, whatever
-    the column's collation. Holds and consents are looked up under ``str()`` of the id as
-    given and as each model's column holds it.
+    (``"042"`` for 42, a string with white space at its ends) raises `ConfigurationError`,
+    and strings match exactly, whatever the column's collation. Holds and consents are
+    looked up under the canonical key (`canonical_subject_key`) of the id as each model's
+    column holds it, and the audit pseudonym is made of that key.
+
+    The subject's rows of every model are locked before any is read or changed (``SELECT
+    ... FOR UPDATE`` on PostgreSQL and MariaDB; on SQLite, which has no row locks, the
+    database's write lock): a concurrent write of them waits until the erasure commits, so
+    no value written while the erasure runs is left in an erased row. A write that waited
+    runs after the commit, as any later write of the application would (stop writes for
+    the subject first).
 
     What it does not reach: models not registered (a subject-scoped `encrypt_rows` model
     too: its key scope is destroyed only through a registered model); plain columns that
@@ -212,15 +222,14 @@ def erase_subject(
     plan.sort(key=lambda item: order[item[1].table])
     scopes: dict[tuple[int, str], tuple[Keyring, str]] = {}
     scope_of: dict[str, list[tuple[int, str]]] = {}
-    names = {subject_key(subject_id)}  # the subject as holds and consents know it
+    names = subject_keys([(r, s) for r, s, _, _ in plan], subject_id)
     for registered, shape, _, value in plan:
-        names.add(subject_key(value))
         if shape.rows is not None and shape.subject_scoped and not registered.via:
             ring = keyring if keyring is not None else shape.rows.keyring()
             scope = f"{shape.rows.subject_prefix}{value}"  # as the ORM names it
             scopes[(id(ring), scope)] = (ring, scope)
             scope_of[registered.name] = [(id(ring), scope)]
-    _check_holds(checked, names, subject_id)
+    _check_holds(checked, names, names[0])
     if consents is not None:
         for name in sorted(names):
             consents.history(name)  # verified now: forgetting it must not fail after the erasure
@@ -231,21 +240,31 @@ def erase_subject(
     try:
         session.flush()  # the caller's pending changes first, so none is written after
         found = [subject_rows(session, p[0], p[1], subject_id) for p in plan]  # before changes
+        for (_, shape, _, _), (where, _) in zip(plan, found, strict=True):
+            lock_rows(session, shape, where)  # no concurrent write until committed
         for (registered, shape, _, _), (where, _) in zip(plan, found, strict=True):
             if registered.via:
                 _path_scopes(session, registered, shape, where, keyring, scopes, scope_of)
         for (registered, shape, how, _), (where, match) in zip(plan, found, strict=True):
             if how == "delete":
-                deleted[registered.name], cells = delete_rows(session, shape, where, match)
+                deleted[registered.name], cells = delete_rows(
+                    session, shape, where, match, lock=True
+                )
             elif how == "anonymize":
                 anonymized[registered.name], cells = anonymize_rows(
-                    session, shape, where, registered.anonymize, null_encrypted=True, match=match
+                    session,
+                    shape,
+                    where,
+                    registered.anonymize,
+                    null_encrypted=True,
+                    match=match,
+                    lock=True,
                 )
             else:
-                rows, touched, cells = shred_rows(session, shape, where, match)
+                rows, touched, cells = shred_rows(session, shape, where, match, lock=True)
                 shredded[registered.name] = (rows, touched)
             purged += cells
-        _check_holds(checked, names, subject_id)  # a hold placed meanwhile: nothing committed
+        _check_holds(checked, names, names[0])  # a hold placed meanwhile: nothing committed
         session.commit()
     except BaseException:
         session.rollback()
@@ -268,7 +287,7 @@ def erase_subject(
         or key_ids
         or forgotten
     )
-    pseudonym = target.pseudonym(subject_id)
+    pseudonym = target.pseudonym(names[0])
     event = subject_event(
         "subject.erase",
         pseudonym,

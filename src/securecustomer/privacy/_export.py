@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -18,6 +18,7 @@ from securecustomer.privacy._subjects import (
     jsonable,
     model_shape,
     subject_event,
+    subject_keys,
     subject_rows,
 )
 
@@ -61,6 +62,7 @@ def export_subject(
     models: Iterable[type[Any]] | None = None,
     consents: Any = None,
     reason: str | None = None,
+    deliver: Callable[[SubjectExport], None] | None = None,
 ) -> SubjectExport:
     """Every row about *subject_id* across the registered models, decrypted.
 
@@ -71,6 +73,12 @@ def export_subject(
     registered models (a model registered ``via=`` a relationship path: the rows that path
     leads from to the subject). Reads only; a value whose subject key was destroyed is exported
     as None and its attribute listed in ``erased``.
+
+    *deliver*, when given, is called with the export before the audit event is written
+    (to write it to a file, send it): when it raises, no event is written and the error
+    propagates. The export's ``subject_id``, the consent history and the audit pseudonym
+    use the subject's canonical key (`canonical_subject_key`) as the subject columns hold
+    it: consents recorded as ``42`` are found for ``"42"``.
 
     Example:
         ```python
@@ -83,12 +91,14 @@ def export_subject(
     records: dict[str, tuple[Mapping[str, Any], ...]] = {}
     erased: dict[str, tuple[str, ...]] = {}
     fields: list[str] = []
+    plan = []
     for registered in chosen:
         shape = model_shape(registered.model)
         keys = registered.export
         if keys is None:
             keys = tuple(p.key for p in shape.mapper.column_attrs if p.key not in shape.indexes)
         fields += [f"{registered.name}.{k}" for k in keys]
+        plan.append((registered, shape))
         where, match = subject_rows(session, registered, shape, subject_id)
         gone: set[str] = set()
         rows = []
@@ -106,12 +116,17 @@ def export_subject(
         records[registered.name] = tuple(rows)
         if gone:
             erased[registered.name] = tuple(k for k in keys if k in gone)
-    history = () if consents is None else tuple(r.to_dict() for r in consents.history(subject_id))
-    export = SubjectExport(str(subject_id), utc_now(), records, erased, history)
+    names = subject_keys(plan, subject_id)
+    found = [] if consents is None else [r for key in names for r in consents.history(key)]
+    found.sort(key=lambda r: r.recorded_at)  # stable: each key's history stays in order
+    history = tuple(r.to_dict() for r in found)
+    export = SubjectExport(str(names[0]), utc_now(), records, erased, history)
+    if deliver is not None:
+        deliver(export)
     target.append(
         subject_event(
             "subject.export",
-            target.pseudonym(subject_id),
+            target.pseudonym(names[0]),
             reason,
             fields=fields,
             extra={

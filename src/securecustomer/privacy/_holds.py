@@ -27,6 +27,7 @@ from securecustomer.exceptions import (
     UnpicklableError,
 )
 from securecustomer.privacy._ledger import LedgerChain, LedgerProblem, chain_columns, new_id
+from securecustomer.privacy._subject_key import canonical_subject_key, check_subject_type
 
 __all__ = [
     "NO_LEGAL_HOLDS",
@@ -194,9 +195,13 @@ class LegalHolds:
     (`active`, `held`, `all`), which then raises `LegalHoldError` (every subject is taken to
     be held). A table of an earlier version is refused until `migrate` chains it.
 
-    Subject ids are stored as strings (``str(subject_id)``), so ``42`` and ``"42"`` are
-    the same subject; ``"042"`` is not (`erase_subject` refuses it for an integer
-    column). *clock* returns the current aware datetime (for tests).
+    Subject ids are stored as their canonical key (`canonical_subject_key`): ``42`` and
+    ``"42"`` are the same subject, ``"042"``, ``"42 "`` or an upper-case UUID string are
+    refused, when a hold is placed and when one is looked up. *subject_type* (int, str or
+    uuid.UUID: the subject column's type) reads string ids as that type instead: with
+    ``subject_type=str``, ``"042"`` is the string id "042"; with ``uuid.UUID``, a UUID
+    string in any case is keyed lower-case. *clock* returns the current aware datetime
+    (for tests).
 
     Holds are read, not locked: `erase_subject` and `apply_retention` check them before
     and again after changing rows, just before committing, so only a hold placed during
@@ -218,10 +223,12 @@ class LegalHolds:
         *,
         key: bytes | None = None,
         table: str = "securecustomer_legal_holds",
+        subject_type: type[Any] | None = None,
         clock: Callable[[], dt.datetime] | None = None,
     ) -> None:
         self.engine = engine
         self.table = legal_hold_table(MetaData(), table)
+        self.subject_type = check_subject_type(subject_type)
         self._clock = clock if clock is not None else utc_now
         self._chain = LedgerChain(
             engine,
@@ -267,7 +274,7 @@ class LegalHolds:
             raise ConfigurationError("a legal hold needs a matter: the case it is kept for")
         hold = LegalHold(
             id=new_id(),
-            subject_id=subject_key(subject_id),
+            subject_id=canonical_subject_key(subject_id, self.subject_type),
             matter=matter,
             placed_by=placed_by,
             placed_at=self._now(),
@@ -326,13 +333,13 @@ class LegalHolds:
     def active(self, subject_id: object) -> tuple[LegalHold, ...]:
         """The holds on *subject_id* not yet released, oldest first (verified first:
         `LegalHoldError` when the table does not verify)."""
-        key = subject_key(subject_id)
+        key = canonical_subject_key(subject_id, self.subject_type)
         return tuple(h for h in self._verified([key]).get(key, ()) if h.active)
 
     def held(self, subject_ids: Iterable[object]) -> frozenset[str]:
-        """Which of *subject_ids* (as strings) have an active hold: one query per 500 ids
+        """Which of *subject_ids* (as keys) have an active hold: one query per 500 ids
         (verified first: `LegalHoldError` when the table does not verify)."""
-        wanted = sorted({subject_key(s) for s in subject_ids})
+        wanted = sorted({canonical_subject_key(s, self.subject_type) for s in subject_ids})
         if not wanted:
             return frozenset()
         found = self._verified(wanted)
@@ -398,12 +405,3 @@ def _resolve(records: Iterable[RowMapping], chain: LedgerChain) -> tuple[LegalHo
         if hold.active:
             holds[hold.id] = attrs.evolve(hold, released_at=row["released_at"])
     return tuple(sorted(holds.values(), key=lambda h: (h.placed_at, h.id)))
-
-
-def subject_key(subject_id: object) -> str:
-    if subject_id is None or isinstance(subject_id, bool):
-        raise ConfigurationError("a subject id must be a str, int or UUID, not None or a bool")
-    text = str(subject_id)
-    if not text or len(text) > 255:
-        raise ConfigurationError("a subject id must be 1 to 255 characters long as a string")
-    return text

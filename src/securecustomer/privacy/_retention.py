@@ -40,6 +40,7 @@ from securecustomer.privacy._rows import (
     check_anonymize,
     delete_rows,
     shape_of,
+    subject_key_of,
 )
 from securecustomer.sqlalchemy._blind import BlindIndex
 from securecustomer.sqlalchemy._types import Encrypted
@@ -61,8 +62,11 @@ class RetentionRule:
     ``DateTime(timezone=True)`` column stores the wall time of the value written, so the
     application must write UTC there or rows expire hours early or late. A row exactly
     *max_age* old is kept (``age < now - max_age`` expires); a `Date` column is compared
-    with the cutoff's date. Legal holds match ``str(subject value)``, so place holds with
-    the id as the subject column holds it (``42``, a UUID in its lower-case form).
+    with the cutoff's date. Legal holds match the canonical key (`canonical_subject_key`)
+    of the subject value, the same however the hold's id was given (``42`` or ``"42"``, a
+    UUID in any case); a row whose subject value has no key (a string with white space at
+    its ends or control characters, which no hold can be placed on) is kept and counted as
+    held.
 
     Example:
         ```python
@@ -221,13 +225,38 @@ def apply_retention(
     return RetentionReport(dry_run, ran_at, outcomes)
 
 
+def _key(shape: Shape, rule: RetentionRule, value: Any) -> str | None:
+    """The canonical key of a row's subject *value*, or None when it has none."""
+    if value is None or rule.subject is None:
+        return None
+    try:
+        return subject_key_of(shape, rule.subject, value)
+    except ConfigurationError:
+        return None
+
+
 def _held(
-    holds: LegalHolds | None, rule: RetentionRule, batch: Any, known: frozenset[str]
+    holds: LegalHolds | None,
+    rule: RetentionRule,
+    shape: Shape,
+    batch: Any,
+    known: frozenset[str],
 ) -> frozenset[str]:
-    """The subjects of *batch* under a legal hold (as strings), with *known* ones."""
+    """The keys of the subjects of *batch* under a legal hold, with *known* ones."""
     if holds is None or rule.subject is None:
         return known
-    return known | holds.held(row[1] for row in batch if row[1] is not None)
+    keys = [_key(shape, rule, row[1]) for row in batch]
+    return known | holds.held(key for key in keys if key is not None)
+
+
+def _kept(
+    holds: LegalHolds | None, rule: RetentionRule, shape: Shape, row: Any, held: frozenset[str]
+) -> bool:
+    """Whether *row* is kept for a legal hold (or because its subject has no key to check)."""
+    if holds is None or rule.subject is None or row[1] is None:
+        return False
+    key = _key(shape, rule, row[1])
+    return key is None or key in held
 
 
 def _change(session: Session, rule: RetentionRule, shape: Shape, where: ColumnElement[bool]) -> int:
@@ -275,14 +304,14 @@ def _apply(
             break
         last = batch[-1][0]
         counts["expired"] += len(batch)
-        held = _held(holds, rule, batch, frozenset())
+        held = _held(holds, rule, shape, batch, frozenset())
         while True:
-            ids = [row[0] for row in batch if rule.subject is None or str(row[1]) not in held]
+            ids = [row[0] for row in batch if not _kept(holds, rule, shape, row, held)]
             if not ids or trail is None:  # all held, or a dry run
                 break
             try:
                 done = _change(session, rule, shape, pk.in_(ids))
-                late = _held(holds, rule, batch, held)  # a hold placed meanwhile
+                late = _held(holds, rule, shape, batch, held)  # a hold placed meanwhile
                 if late == held:
                     session.commit()
                     break

@@ -9,7 +9,6 @@ the ORM events would.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, cast
 
@@ -20,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     delete,
+    false,
     inspect,
     select,
     tuple_,
@@ -31,6 +31,11 @@ from sqlalchemy.orm import Mapper, Session
 from sqlalchemy.sql import ColumnElement
 
 from securecustomer.exceptions import ConfigurationError, KeyDestroyedError
+from securecustomer.privacy._subject_key import (
+    canonical_subject_key,
+    subject_type_of,
+    typed_subject_id,
+)
 from securecustomer.sqlalchemy._blind import BlindIndex
 from securecustomer.sqlalchemy._orm import ERASED, RowEncryption, _registry
 from securecustomer.sqlalchemy._types import Encrypted, Sealed
@@ -42,11 +47,13 @@ __all__ = [
     "check_anonymize",
     "delete_rows",
     "follow_path",
+    "lock_rows",
     "open_value",
     "path_where",
     "select_rows",
     "shape_of",
     "shred_rows",
+    "subject_key_of",
     "subject_value",
     "subject_where",
 ]
@@ -101,30 +108,25 @@ def shape_of(model: type[Any]) -> Shape:
 def subject_value(shape: Shape, key: str, subject_id: object) -> Any:
     """*subject_id* as the type of the subject column (``"42"`` for an integer column: 42).
 
-    Only the canonical spelling converts: ``"042"``, ``" 42"``, ``"4_2"`` or ``"+42"`` for
-    an integer column raise `ConfigurationError` rather than find subject 42 while its
-    key scope and legal holds (keyed by ``str(subject_id)``) are looked up under another
-    name. A UUID is taken in any form `uuid.UUID` parses and used in its canonical form.
+    Only the canonical spelling converts (see `canonical_subject_key`): ``"042"``,
+    ``" 42"``, ``"4_2"`` or ``"+42"`` for an integer column raise `ConfigurationError`
+    rather than find subject 42 while its key scope, legal holds and consents are looked up
+    under another name. A UUID is read in any case, with or without hyphens, and used in
+    its canonical form; a string with white space at its ends is refused.
     """
     name = f"{shape.mapper.class_.__name__}.{key}"
-    if subject_id is None or isinstance(subject_id, bool):
-        raise ConfigurationError(f"the subject id for {name} must not be None or a bool")
-    try:
-        python_type = shape.column(key).type.python_type
-    except NotImplementedError:
+    subject_type = subject_type_of(shape.column(key).type)
+    if subject_type is None:
+        if subject_id is None or isinstance(subject_id, bool):
+            raise ConfigurationError(f"the subject id for {name} must not be None or a bool")
         return subject_id
-    if isinstance(subject_id, python_type) or python_type not in (int, str, uuid.UUID):
-        return subject_id
-    text = str(subject_id)
-    try:
-        value = python_type(text)
-    except ValueError:
-        value = None
-    if value is None or (python_type is int and str(value) != text):
-        raise ConfigurationError(
-            f"the subject id is not a valid {python_type.__name__} for {name}"
-        ) from None
-    return value
+    return typed_subject_id(subject_id, subject_type, name)
+
+
+def subject_key_of(shape: Shape, key: str, value: object) -> str:
+    """The canonical key (`canonical_subject_key`) of the subject column *key*'s *value*."""
+    name = f"{shape.mapper.class_.__name__}.{key}"
+    return canonical_subject_key(value, subject_type_of(shape.column(key).type), where=name)
 
 
 def subject_where(
@@ -174,9 +176,13 @@ def select_rows(
     keys: Iterable[str],
     where: Sequence[ColumnElement[bool]],
     match: Mapping[str, Any] | None = None,
+    *,
+    lock: bool = False,
 ) -> list[dict[str, Any]]:
     """Rows as attribute -> value, encrypted columns as their stored tokens, by primary key;
-    with *match*, only the rows whose attributes equal its values exactly (in Python)."""
+    with *match*, only the rows whose attributes equal its values exactly (in Python). With
+    *lock*, a locking read (``FOR UPDATE``): it reads the latest committed rows, even under
+    MariaDB's REPEATABLE READ snapshot."""
     match = match or {}
     columns = []
     for key in dict.fromkeys((*shape.pk, *keys, *match)):
@@ -187,8 +193,22 @@ def select_rows(
             column = type_coerce(column, raw)
         columns.append(column.label(key))
     query = select(*columns).where(*where).order_by(*(shape.column(k) for k in shape.pk))
+    if lock:
+        query = query.with_for_update()
     rows = [dict(row) for row in session.execute(query).mappings()]
     return [r for r in rows if all(_same(r[k], v) for k, v in match.items())]
+
+
+def lock_rows(session: Session, shape: Shape, where: Sequence[ColumnElement[bool]]) -> None:
+    """Lock the rows *where* selects until the transaction ends, so that no other
+    connection writes them meanwhile: ``SELECT ... FOR UPDATE`` on PostgreSQL and MariaDB.
+    SQLite has no row locks and a read takes none: there an UPDATE that matches no row
+    takes the database's write lock (every other writer waits until the commit)."""
+    pk = [shape.column(k) for k in shape.pk]
+    if session.get_bind(mapper=shape.mapper).dialect.name == "sqlite":
+        session.execute(update(shape.table).where(false()).values({pk[0]: pk[0]}))
+        return
+    session.execute(select(*pk).where(*where).order_by(*pk).with_for_update()).all()
 
 
 def _same(stored: Any, wanted: Any) -> bool:
@@ -243,6 +263,7 @@ def anonymize_rows(
     null_encrypted: bool,
     marker: str | None = None,
     match: Mapping[str, Any] | None = None,
+    lock: bool = False,
 ) -> tuple[int, int]:
     """Anonymize the rows *where* selects: each attribute of *anonymize* replaced by its
     transform's result (None, or a NULL value: NULL), blind indexes and (with
@@ -252,7 +273,7 @@ def anonymize_rows(
     nulled = [k for k in shape.encrypted if null_encrypted and k not in anonymize]
     keys = (*shape.context_keys, *shape.indexes, *nulled, *anonymize, *filter(None, [marker]))
     changed = purged = 0
-    for row in select_rows(session, shape, keys, where, match):
+    for row in select_rows(session, shape, keys, where, match, lock=lock):
         new: dict[Column[Any], Any] = {}
         for key in shape.indexes:
             if row[key] is not None:
@@ -285,10 +306,12 @@ def delete_rows(
     shape: Shape,
     where: Sequence[ColumnElement[bool]],
     match: Mapping[str, Any] | None = None,
+    *,
+    lock: bool = False,
 ) -> tuple[int, int]:
     """Delete the rows *where* (and *match*) select, by primary key; returns (rows deleted,
     blind-index values deleted)."""
-    rows = select_rows(session, shape, shape.indexes, where, match)
+    rows = select_rows(session, shape, shape.indexes, where, match, lock=lock)
     purged = sum(row[k] is not None for row in rows for k in shape.indexes)
     done = 0
     for chunk in _pk_chunks(shape, rows):
@@ -302,11 +325,13 @@ def shred_rows(
     shape: Shape,
     where: Sequence[ColumnElement[bool]],
     match: Mapping[str, Any] | None = None,
+    *,
+    lock: bool = False,
 ) -> tuple[int, int, int]:
     """Keep the rows *where* (and *match*) select, their blind indexes set to NULL (the
     caller destroys the key). Returns (rows, rows whose indexes were purged, index values
     set to NULL)."""
-    rows = select_rows(session, shape, shape.indexes, where, match)
+    rows = select_rows(session, shape, shape.indexes, where, match, lock=lock)
     touched = [row for row in rows if any(row[k] is not None for k in shape.indexes)]
     purged = sum(row[k] is not None for row in touched for k in shape.indexes)
     nulls = {shape.column(k): None for k in shape.indexes}

@@ -28,9 +28,11 @@ from securecustomer.privacy._rows import (
     follow_path,
     path_where,
     shape_of,
+    subject_key_of,
     subject_value,
     subject_where,
 )
+from securecustomer.privacy._subject_key import canonical_subject_key
 from securecustomer.sqlalchemy._types import Encrypted
 
 if TYPE_CHECKING:
@@ -301,3 +303,15 @@ def subject_rows(
 
 def subject_event(action: str, subject: str, reason: str | None, **kwargs: Any) -> AuditEvent:
     return actor_event(action, resource_type="subject", subject=subject, reason=reason, **kwargs)
+
+
+def subject_keys(models: Iterable[tuple[SubjectModel, Shape]], subject_id: object) -> list[str]:
+    """The canonical keys of the subject, as each model's subject column (at the end of its
+    ``via=`` path) holds it; the first is the one its audit pseudonym is made of. With no
+    model, the id's own key."""
+    keys = []
+    for registered, shape in models:
+        end = follow_path(shape, registered.via)
+        value = subject_value(end, registered.subject, subject_id)
+        keys.append(subject_key_of(end, registered.subject, value))
+    return list(dict.fromkeys(keys)) or [canonical_subject_key(subject_id)]
