@@ -55,14 +55,19 @@ def examples(text: str) -> list[tuple[int, str, str, str | None]]:
 @pytest.fixture(autouse=True)
 def fresh_subject_registry() -> Any:
     """A page runs as in a fresh process: subject models other tests registered (a
-    process-wide registry) are set aside while it runs, and put back after."""
+    process-wide registry) are set aside while it runs, and put back after; the trail and
+    keyring a page binds as defaults are unbound after it, so later tests see none."""
+    from securecustomer.audit import default_trail
     from securecustomer.privacy import _subjects
+    from securecustomer.sqlalchemy import default_keyring
 
     saved = dict(_subjects._registry)
+    trail, keyring = default_trail._trail, default_keyring._keyring
     _subjects._registry.clear()
     yield
     _subjects._registry.clear()
     _subjects._registry.update(saved)
+    default_trail._trail, default_keyring._keyring = trail, keyring  # what the page bound
 
 
 class TestPages:
