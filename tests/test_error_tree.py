@@ -36,6 +36,10 @@ ALLOWED: tuple[type[BaseException], ...] = (SecureCustomerError, NotImplementedE
 TRANSLATED = {
     ("crypto/_cipher.py", "InvalidTag"): "a short SIV token takes the failed-tag path",
 }
+#: Built-in errors that a Python protocol requires.
+PROTOCOL = {
+    ("sqlalchemy/__init__.py", "AttributeError"): "a module's __getattr__ (a lazy name)",
+}
 #: Raises in the policy and audit packages, fixed on their own branches of issue 14: once
 #: merged, this must be empty (delete an entry when its module is clean).
 KNOWN_ELSEWHERE: dict[str, dict[str, int]] = {}
@@ -112,7 +116,11 @@ def offenders() -> dict[str, list[tuple[int, str]]]:
         finder = _Finder(vars(module))
         finder.visit(ast.parse(path.read_text(encoding="utf-8")))
         where = path.relative_to(SRC).as_posix()
-        seen = sorted(x for x in set(finder.found) if (where, x[1]) not in TRANSLATED)
+        seen = sorted(
+            x
+            for x in set(finder.found)
+            if (where, x[1]) not in TRANSLATED and (where, x[1]) not in PROTOCOL
+        )
         if seen:
             found[where] = seen
     return found

@@ -227,8 +227,9 @@ class TestTheWalker:
     @pytest.mark.parametrize(
         ("module", "name", "eager"),
         [
-            ("keys/_vault.py", "requests", True),  # import at module level
-            ("keys/_vault.py", "hvac.exceptions", True),  # import_module at module level
+            ("sqlalchemy/_types.py", "sqlalchemy", True),  # import at module level
+            ("keys/_vault.py", "requests", False),  # import inside a function
+            ("keys/_vault.py", "hvac.exceptions", False),  # import_module in a function
             ("keys/_aws.py", "boto3", False),  # import inside a function
             ("keys/_aws.py", "botocore.exceptions", False),  # import_module in a function
             ("policy/_document.py", "yaml", False),  # in a function, under try/ImportError
@@ -247,3 +248,14 @@ class TestTheWalker:
             "class C:\n    import attrs\n"
         )
         assert [("typing", True), ("yaml", False), ("attrs", True)] == list(_imports(path))
+
+    def test_import_module_at_module_level_is_eager(self, tmp_path: Path) -> None:
+        path = tmp_path / "m.py"
+        path.write_text(
+            "import importlib\n"
+            "errors = importlib.import_module('hvac.exceptions')\n"
+            "def f():\n    return importlib.import_module('boto3')\n"
+        )
+        assert [("importlib", True), ("hvac.exceptions", True), ("boto3", False)] == list(
+            _imports(path)
+        )

@@ -21,6 +21,10 @@ through a `RetryPolicy`, and every error of hvac or requests is translated in on
 Messages name the Vault address, namespace, mount and key, never a token, key
 material or ciphertext; the tracebacks of errors leaving the provider keep no local
 variables (`_secrets.scrubbed`), since hvac's frames hold the token.
+
+hvac (and requests, which it brings) is the optional ``vault`` extra (``pip install
+"securecustomer[vault]"``): this module imports them only when a provider is made, so
+``import securecustomer`` neither needs them nor pays for their import (about 40 ms).
 """
 
 from __future__ import annotations
@@ -35,11 +39,10 @@ import json
 import re
 import threading
 from collections.abc import Callable
-from typing import Any, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import attrs
-import requests
 
 from securecustomer.crypto._keys import derive
 from securecustomer.exceptions import (
@@ -56,11 +59,15 @@ from securecustomer.keys._retry import RetryPolicy
 from securecustomer.keys._secrets import scrubbed
 from securecustomer.keys._tls import check_address, check_verify, tls_failure
 
+if TYPE_CHECKING:
+    import requests
+
 __all__ = ["VaultClient", "VaultTransitKeyProvider"]
 
-# hvac ships no type information: its exception classes are reached through this
-# Any-typed module, the one place where this file touches hvac itself.
-_hvac_errors: Any = importlib.import_module("hvac.exceptions")
+_INSTALL = (
+    "VaultTransitKeyProvider needs hvac, which is not installed: "
+    'pip install "securecustomer[vault]"'
+)
 
 _LABEL_CONTEXT = b"securecustomer/v1/vault-context"
 _TAG_SEPARATOR = b"#"
@@ -70,6 +77,18 @@ _PATH = re.compile(r"\w(?:[\w.@-]*\w)?(?:/\w(?:[\w.@-]*\w)?)*")
 _VERSION = re.compile(r"vault:v(\d+):")
 _DECRYPTING = frozenset({"decrypt", "rewrap"})
 _CA_HINT = "give the hvac client the CA bundle (hvac.Client(verify='/path/to/ca.pem'))"
+
+
+def _hvac_errors() -> Any:
+    """``hvac.exceptions``, imported at first use: hvac is the optional ``vault`` extra.
+
+    Imported by name: hvac ships no type information, so its exception classes are
+    reached through this Any-typed module, the one place where this file touches hvac.
+    """
+    try:
+        return importlib.import_module("hvac.exceptions")
+    except ImportError as exc:
+        raise ImportError(_INSTALL, name="hvac") from exc
 
 
 class _Adapter(Protocol):
@@ -181,6 +200,7 @@ class VaultTransitKeyProvider:
         insecure_http: bool = False,
         insecure_skip_verify: bool = False,
     ) -> None:
+        _hvac_errors()
         if getattr(client, "adapter", None) is None:
             raise ConfigurationError("client must be an hvac.Client (it has no adapter)")
         mount = mount_point.strip("/") if isinstance(mount_point, str) else ""
@@ -386,6 +406,9 @@ def _classify(exc: BaseException, *, call: _Call) -> KeyProviderError:
     Transient failures name the server and the key (`RetryPolicy` adds the call and the
     number of attempts); refusals also name the call, since they are not retried.
     """
+    hvac_errors = _hvac_errors()
+    import requests  # hvac's transport: installed with it, imported with it
+
     where = f"Vault at {call.address}"
     if isinstance(exc, requests.exceptions.SSLError):  # before ConnectionError, its base
         return KeyProviderTLSError(
@@ -406,21 +429,21 @@ def _classify(exc: BaseException, *, call: _Call) -> KeyProviderError:
     what = f"transit {call.operation} with {call.key_name}"
     if isinstance(exc, _UnexpectedAnswer):
         return KeyProviderError(f"{where} answered {what} with something else than Transit: {exc}")
-    if not isinstance(exc, _hvac_errors.VaultError):
+    if not isinstance(exc, hvac_errors.VaultError):
         return KeyProviderError(f"{where}: {what} failed: {type(exc).__name__}")
     reason = _reason(exc)
-    if isinstance(exc, (_hvac_errors.Forbidden, _hvac_errors.Unauthorized)):
+    if isinstance(exc, (hvac_errors.Forbidden, hvac_errors.Unauthorized)):
         return KeyProviderAccessDenied(
             f"{where} denied {what}: the token is invalid, expired or revoked, or its "
             f"policy does not grant 'update' on {call.path}"
         )
-    if isinstance(exc, _hvac_errors.InvalidPath):
+    if isinstance(exc, hvac_errors.InvalidPath):
         namespace = f" in namespace {call.namespace!r}" if call.namespace else ""
         return KeyProviderAccessDenied(
             f"{where} has no Transit secrets engine at {call.mount!r}{namespace}: "
             f"check mount_point and namespace ({reason})"
         )
-    if isinstance(exc, _hvac_errors.InvalidRequest):
+    if isinstance(exc, hvac_errors.InvalidRequest):
         if "encryption key not found" in reason:
             return KeyProviderAccessDenied(
                 f"{call.key_name} at {call.address} not found: it was deleted or never "
@@ -431,19 +454,19 @@ def _classify(exc: BaseException, *, call: _Call) -> KeyProviderError:
         if call.operation in _DECRYPTING:
             return KeyUnwrapError(_unwrap_message(call, reason))
         return KeyProviderError(f"{where} refused {what}: {reason}")
-    if isinstance(exc, _hvac_errors.VaultDown):
+    if isinstance(exc, hvac_errors.VaultDown):
         state = "is sealed: unseal it" if "sealed" in reason else f"is unavailable: {reason}"
         return KeyProviderUnavailable(f"{where} {state} ({call.key_name})")
-    if isinstance(exc, _hvac_errors.RateLimitExceeded):
+    if isinstance(exc, hvac_errors.RateLimitExceeded):
         return KeyProviderUnavailable(f"{where} is rate limiting requests ({call.key_name})")
     if isinstance(
         exc,
         (
-            _hvac_errors.InternalServerError,
-            _hvac_errors.BadGateway,
-            _hvac_errors.VaultNotInitialized,
-            _hvac_errors.PreconditionFailed,
-            _hvac_errors.UnexpectedError,
+            hvac_errors.InternalServerError,
+            hvac_errors.BadGateway,
+            hvac_errors.VaultNotInitialized,
+            hvac_errors.PreconditionFailed,
+            hvac_errors.UnexpectedError,
         ),
     ):
         return KeyProviderUnavailable(
@@ -547,7 +570,7 @@ def _data(answer: Any, url: str) -> dict[str, Any]:
             body = None
         if isinstance(status, int) and status >= 400:  # an adapter with ignore_exceptions
             errors = body.get("errors") if isinstance(body, dict) else None
-            raise _hvac_errors.VaultError.from_status(
+            raise _hvac_errors().VaultError.from_status(
                 status, errors=errors or [f"HTTP {status}"], method="post", url=url
             )
     data = body.get("data") if isinstance(body, dict) else None

@@ -14,12 +14,10 @@ iteratively, before anything else looks at it. Values shown in messages are abbr
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
 import reprlib
-import tomllib
 from collections.abc import Iterable, Iterator, Mapping, Set
 from datetime import timedelta
 from pathlib import Path
@@ -160,6 +158,8 @@ class Policy:
         """Load TOML text, or a ``.toml`` file given as a path."""
         text, source = _read(text_or_path, looks_like_text="=" in str(text_or_path))
         _check_brackets(text, _TOML_SKIP, source)
+        import tomllib  # here, not at the top: only TOML documents pay for its import
+
         try:
             document = tomllib.loads(text)
         except RecursionError:
@@ -444,6 +444,8 @@ class _Loader:
         unknown = sorted((key for key in table if key not in allowed), key=str)
         if unknown:
             key = unknown[0]
+            import difflib  # only a misspelt key pays for its import
+
             close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
             hint = f", did you mean {close[0]!r}?" if close else ""
             self.error(

@@ -13,6 +13,8 @@ Example:
     ```
 """
 
+from typing import TYPE_CHECKING, Any
+
 from securecustomer.sqlalchemy import _statements as _statements  # registers the SQL checks
 from securecustomer.sqlalchemy._alembic import render_item
 from securecustomer.sqlalchemy._blind import BlindIndex, reindex
@@ -29,7 +31,6 @@ from securecustomer.sqlalchemy._normalizers import (
 )
 from securecustomer.sqlalchemy._orm import ERASED, RowEncryption, encrypt_rows
 from securecustomer.sqlalchemy._planner import IndexPlan, plan_blind_index
-from securecustomer.sqlalchemy._policy import row_resource
 from securecustomer.sqlalchemy._reencrypt import (
     EncryptColumnReport,
     FailedValue,
@@ -54,6 +55,9 @@ from securecustomer.sqlalchemy._types import (
     Sealed,
     default_keyring,
 )
+
+if TYPE_CHECKING:
+    from securecustomer.sqlalchemy._policy import row_resource
 
 __all__ = [
     "BlindIndex",
@@ -98,3 +102,14 @@ __all__ = [
     "strip",
     "swap_columns",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """`row_resource`, imported when first asked for: it loads the policy engine (10 ms),
+    which an application with encrypted columns and no policy does not need."""
+    if name == "row_resource":
+        from securecustomer.sqlalchemy._policy import row_resource
+
+        globals()[name] = row_resource
+        return row_resource
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
