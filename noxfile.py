@@ -84,6 +84,7 @@ def bench(session: nox.Session) -> None:
         "anonymize_ff3.py",
         "anonymize_values.py",
         "anonymize_detect.py",
+        "imports.py",
         "demo.py",
     ):
         session.run("python", f"benchmarks/{script}", *docs_args)

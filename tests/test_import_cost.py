@@ -59,6 +59,18 @@ class TestImportLoadsNoOptionalLibrary:
     def test_none_loaded(self, imports: str) -> None:
         assert [] == _loaded(imports)
 
+    def test_audit_loads_structlog_when_it_logs(self) -> None:
+        """The audit package (and the CLI over it) logs its own failures through structlog,
+        imported at the first message: structlog brings rich's console renderer."""
+        imports = "import securecustomer.audit, securecustomer.privacy, securecustomer.cli"
+        script = f"{imports}\nimport sys\nprint('structlog' in sys.modules)\n"
+
+        assert [] == _loaded(imports)
+        result = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, check=False
+        )
+        assert "False" == result.stdout.strip(), result.stderr
+
     def test_policy_engine_loads_with_row_resource(self) -> None:
         """The policy engine (unneeded by encrypted columns) loads when first asked for."""
         script = (

@@ -22,10 +22,10 @@ from typing import Any, Final, Generic, Protocol, TypeVar, runtime_checkable
 from zoneinfo import ZoneInfo
 
 import attrs
-import structlog
 
 from securecustomer.audit._chain import Record
 from securecustomer.audit._event import AuditEvent
+from securecustomer.audit._log import log
 from securecustomer.exceptions import ConfigurationError
 
 __all__ = [
@@ -44,8 +44,6 @@ __all__ = [
 
 EventLike = AuditEvent | Mapping[str, Any]
 S = TypeVar("S", "_Window", "_Counter")
-
-_log = structlog.get_logger("securecustomer.audit")
 
 
 @attrs.frozen(slots=True)
@@ -600,20 +598,20 @@ class AccessMonitor:
                     try:
                         self._report_overflow(overflowed, times)
                     except Exception as exc:  # a logger that fails must not stop the thread
-                        _log.error("audit_monitor_failed", error_type=type(exc).__name__)
+                        log().error("audit_monitor_failed", error_type=type(exc).__name__)
                 for item, at in batch:
                     try:
                         event = item if isinstance(item, AuditEvent) else AuditEvent.from_dict(item)
                         self._check(event, event.timestamp if at is None else at)
                     except Exception as exc:
-                        _log.error("audit_monitor_failed", error_type=type(exc).__name__)
+                        log().error("audit_monitor_failed", error_type=type(exc).__name__)
             finally:
                 with self._waiting:
                     self._busy = False
                     self._waiting.notify_all()
 
     def _report_overflow(self, count: int, times: list[dt.datetime]) -> None:
-        _log.warning("audit_monitor_overflow", dropped=count, queue_size=self.queue_size)
+        log().warning("audit_monitor_overflow", dropped=count, queue_size=self.queue_size)
         self._report(
             Alert(
                 "monitor_overflow",
@@ -661,7 +659,7 @@ class AccessMonitor:
             try:
                 callback(alert)
             except Exception as exc:
-                _log.error(
+                log().error(
                     "audit_alert_callback_failed", rule=alert.rule, error_type=type(exc).__name__
                 )
         if self.logger is not None:

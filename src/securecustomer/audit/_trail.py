@@ -12,8 +12,6 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-import structlog
-
 from securecustomer.audit._chain import (
     ChainKeys,
     Checkpoint,
@@ -23,6 +21,7 @@ from securecustomer.audit._chain import (
     verify_chain,
 )
 from securecustomer.audit._event import AuditEvent
+from securecustomer.audit._log import log
 from securecustomer.exceptions import AuditError, ConfigurationError, UnpicklableError
 
 if TYPE_CHECKING:
@@ -33,7 +32,6 @@ __all__ = ["AuditSink", "AuditTrail", "EventLike", "Linker", "MemoryAuditSink"]
 EventLike = AuditEvent | Mapping[str, Any]
 """An event, or its `AuditEvent.to_dict` form: what sinks pass on to ``link``."""
 Linker = Callable[[Record | None, Sequence[EventLike]], list[Record]]
-_log = structlog.get_logger("securecustomer.audit")
 
 
 @runtime_checkable
@@ -166,7 +164,7 @@ class AuditTrail:
                     f"the audit sink {type(self.sink).__name__} could not store "
                     f"{len(events)} event(s): {type(exc).__name__}"
                 ) from exc
-            _log.error(
+            log().error(
                 "audit_sink_failed",
                 sink=type(self.sink).__name__,
                 lost=len(events),
@@ -178,7 +176,7 @@ class AuditTrail:
                 try:
                     self.monitor.submit(event)
                 except Exception as exc:  # no thread to start, say: never fail the call
-                    _log.error("audit_monitor_failed", error_type=type(exc).__name__)
+                    log().error("audit_monitor_failed", error_type=type(exc).__name__)
 
     def checkpoint(self) -> Checkpoint:
         """Flush, then sign the trail's current head (the last record in the sink)."""
