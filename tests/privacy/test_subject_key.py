@@ -26,7 +26,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from securecustomer import Keyring
 from securecustomer.audit import AuditTrail
-from securecustomer.exceptions import ConfigurationError, LegalHoldError
+from securecustomer.exceptions import AuditError, ConfigurationError, LegalHoldError
 from securecustomer.privacy import (
     NO_LEGAL_HOLDS,
     ConsentLedger,
@@ -338,6 +338,23 @@ class TestConsents:
         assert () == ledger.history(OWNER)
         subjects = {r.event["subject"] for r in trail.sink.records()}
         assert {trail.pseudonym(str(OWNER))} == subjects == {receipt.subject}
+
+    def test_erasure_verifies_the_consents_under_the_key_first(
+        self, engine: sa.Engine, devices: type[Any], trail: AuditTrail
+    ) -> None:
+        """A consent ledger that does not verify under the subject's canonical key stops
+        the erasure before any row changes (forgetting it afterwards would fail)."""
+        ledger = ConsentLedger(engine, key=LEDGER_KEY, subject_type=uuid.UUID)
+        ledger.create()
+        ledger.grant(str(OWNER).upper(), "marketing")
+        ledger.withdraw(OWNER, "marketing")
+        with engine.begin() as conn:  # the withdrawal deleted behind the ledger's back
+            table = ledger.table
+            conn.execute(sa.delete(table).where(table.c.seq == 2))
+        with pytest.raises(AuditError, match="does not verify"):
+            erase(engine, [devices], OWNER.hex, trail=trail, consents=ledger, holds=NO_LEGAL_HOLDS)
+        with engine.connect() as conn:
+            assert 1 == conn.execute(sa.text("SELECT COUNT(*) FROM devices")).scalar()
 
 
 def previous_tables(engine: sa.Engine) -> tuple[sa.Table, sa.Table]:
