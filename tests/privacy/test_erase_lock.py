@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from securecustomer import Keyring
-from securecustomer.privacy import erase_subject, register_subject
+from securecustomer.privacy import NO_LEGAL_HOLDS, erase_subject, register_subject
 
 ALICE = 7001
 
@@ -86,7 +86,9 @@ class TestRacingWrite:
         try:
             with Session(engine) as session:
                 chosen = [models.customer, models.order] if with_orders else [models.customer]
-                receipt = erase_subject(session, ALICE, trail=memory_trail(), models=chosen)
+                receipt = erase_subject(
+                    session, ALICE, trail=memory_trail(), models=chosen, holds=NO_LEGAL_HOLDS
+                )
         finally:
             other.dispose()
 

@@ -12,13 +12,23 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
-from models import T0, Models, engine_for, keyring_bound, make_models, memory_trail, populate
+from models import (
+    LEDGER_KEY,
+    T0,
+    Models,
+    engine_for,
+    keyring_bound,
+    make_models,
+    memory_trail,
+    populate,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from securecustomer import Keyring
 from securecustomer.audit import AuditTrail
-from securecustomer.exceptions import ConfigurationError, LegalHoldError
+from securecustomer.exceptions import AuditError, ConfigurationError, LegalHoldError
 from securecustomer.privacy import (
+    NO_LEGAL_HOLDS,
     ConsentLedger,
     LegalHolds,
     RetentionRule,
@@ -29,6 +39,7 @@ from securecustomer.privacy import (
     register_subject,
     rekey_subject_ids,
 )
+from securecustomer.privacy._holds import UtcDateTime  # the column type of earlier tables
 
 ALICE = 7001
 SPELLINGS = [f"0{ALICE}", f"{ALICE} ", f" {ALICE}", f"+{ALICE}", f"{ALICE // 10}_{ALICE % 10}"]
@@ -176,7 +187,7 @@ class TestHolds:
     def test_hold_blocks_erasure_or_is_refused(
         self, engine: sa.Engine, models: Models, trail: AuditTrail, spelling: str
     ) -> None:
-        holds = LegalHolds(engine)
+        holds = LegalHolds(engine, key=LEDGER_KEY)
         holds.create()
         try:
             holds.place(spelling, matter="case 2026-17")
@@ -191,21 +202,27 @@ class TestHolds:
     def test_uuid_hold_any_case(
         self, engine: sa.Engine, devices: type[Any], trail: AuditTrail, spelling: str
     ) -> None:
-        holds = LegalHolds(engine, subject_type=uuid.UUID)
+        holds = LegalHolds(engine, key=LEDGER_KEY, subject_type=uuid.UUID)
         holds.create()
         with pytest.raises(ConfigurationError, match="reads as a UUID"):
-            LegalHolds(engine).place(spelling, matter="case")
+            LegalHolds(engine, key=LEDGER_KEY).place(spelling, matter="case")
         holds.place(spelling, matter="case")
-        assert 1 == len(LegalHolds(engine).active(OWNER))
+        assert 1 == len(LegalHolds(engine, key=LEDGER_KEY).active(OWNER))
         with pytest.raises(LegalHoldError):
             erase(engine, [devices], OWNER, trail=trail, holds=holds)
         with pytest.raises(LegalHoldError):  # the id as an upper-case string, too
-            erase(engine, [devices], str(OWNER).upper(), trail=trail, holds=LegalHolds(engine))
+            erase(
+                engine,
+                [devices],
+                str(OWNER).upper(),
+                trail=trail,
+                holds=LegalHolds(engine, key=LEDGER_KEY),
+            )
 
     def test_retention_keeps_held_uuid_rows(
         self, engine: sa.Engine, devices: type[Any], trail: AuditTrail
     ) -> None:
-        holds = LegalHolds(engine, subject_type=uuid.UUID)
+        holds = LegalHolds(engine, key=LEDGER_KEY, subject_type=uuid.UUID)
         holds.create()
         holds.place(str(OWNER).upper(), matter="case")
         rule = RetentionRule(
@@ -235,7 +252,7 @@ class TestHolds:
         with Session(engine) as session:
             session.add_all([Visit(id=1, visitor="bob "), Visit(id=2, visitor="ann")])
             session.commit()
-        holds = LegalHolds(engine, subject_type=str)
+        holds = LegalHolds(engine, key=LEDGER_KEY, subject_type=str)
         holds.create()
         rule = RetentionRule(
             Visit, age_column="at", max_age=dt.timedelta(days=1), subject="visitor"
@@ -264,15 +281,15 @@ class TestHolds:
         with Session(engine) as session:
             session.add_all([Ticket(id=1, customer_no="00042"), Ticket(id=2, customer_no="42")])
             session.commit()
-        holds = LegalHolds(engine, subject_type=str)
+        holds = LegalHolds(engine, key=LEDGER_KEY, subject_type=str)
         holds.create()
         with pytest.raises(ConfigurationError, match="subject_type=str"):
-            LegalHolds(engine).place("00042", matter="case")
+            LegalHolds(engine, key=LEDGER_KEY).place("00042", matter="case")
         holds.place("00042", matter="case")
         with pytest.raises(LegalHoldError):
             erase(engine, [Ticket], "00042", trail=trail, holds=holds)
         with pytest.raises(LegalHoldError):  # the default holds see it too
-            erase(engine, [Ticket], "00042", trail=trail, holds=LegalHolds(engine))
+            erase(engine, [Ticket], "00042", trail=trail, holds=LegalHolds(engine, key=LEDGER_KEY))
         assert {"Ticket": 1} == dict(erase(engine, [Ticket], 42, trail=trail, holds=holds).deleted)
         with pytest.raises(ConfigurationError, match=r"white space for Ticket\.customer_no"):
             erase(engine, [Ticket], "00042 ", trail=trail, holds=holds)
@@ -283,7 +300,7 @@ class TestConsents:
 
     @pytest.mark.parametrize("spelling", SPELLINGS)
     def test_opt_out_is_refused_or_honoured(self, engine: sa.Engine, spelling: str) -> None:
-        ledger = ConsentLedger(engine)
+        ledger = ConsentLedger(engine, key=LEDGER_KEY)
         ledger.create()
         try:
             ledger.opt_out(spelling, source="Global Privacy Control")
@@ -295,18 +312,18 @@ class TestConsents:
         assert not ledger.permits(ALICE, "sale")
 
     def test_typed_ledger_reads_spellings(self, engine: sa.Engine) -> None:
-        ledger = ConsentLedger(engine, subject_type=uuid.UUID)
+        ledger = ConsentLedger(engine, key=LEDGER_KEY, subject_type=uuid.UUID)
         ledger.create()
         ledger.opt_out(str(OWNER).upper())
         assert not ledger.permits(OWNER, "sale")
-        assert not ConsentLedger(engine).permits(OWNER, "sale")
+        assert not ConsentLedger(engine, key=LEDGER_KEY).permits(OWNER, "sale")
         assert {str(OWNER)} == {r.subject_id for r in ledger.history(OWNER.hex)}
 
     def test_export_and_erasure_find_consents_and_share_pseudonyms(
         self, engine: sa.Engine, devices: type[Any]
     ) -> None:
         trail = memory_trail()
-        ledger = ConsentLedger(engine, subject_type=uuid.UUID, trail=trail)
+        ledger = ConsentLedger(engine, key=LEDGER_KEY, subject_type=uuid.UUID, trail=trail)
         ledger.create()
         ledger.grant(str(OWNER).upper(), "marketing")
         with Session(engine) as session:
@@ -315,56 +332,120 @@ class TestConsents:
             )
         assert str(OWNER) == exported.subject_id
         assert ["marketing"] == [c["purpose"] for c in exported.consents]
-        receipt = erase(engine, [devices], OWNER.hex, trail=trail, consents=ledger)
+        receipt = erase(
+            engine, [devices], OWNER.hex, trail=trail, consents=ledger, holds=NO_LEGAL_HOLDS
+        )
         assert () == ledger.history(OWNER)
         subjects = {r.event["subject"] for r in trail.sink.records()}
         assert {trail.pseudonym(str(OWNER))} == subjects == {receipt.subject}
 
+    def test_erasure_verifies_the_consents_under_the_key_first(
+        self, engine: sa.Engine, devices: type[Any], trail: AuditTrail
+    ) -> None:
+        """A consent ledger that does not verify under the subject's canonical key stops
+        the erasure before any row changes (forgetting it afterwards would fail)."""
+        ledger = ConsentLedger(engine, key=LEDGER_KEY, subject_type=uuid.UUID)
+        ledger.create()
+        ledger.grant(str(OWNER).upper(), "marketing")
+        ledger.withdraw(OWNER, "marketing")
+        with engine.begin() as conn:  # the withdrawal deleted behind the ledger's back
+            table = ledger.table
+            conn.execute(sa.delete(table).where(table.c.seq == 2))
+        with pytest.raises(AuditError, match="does not verify"):
+            erase(engine, [devices], OWNER.hex, trail=trail, consents=ledger, holds=NO_LEGAL_HOLDS)
+        with engine.connect() as conn:
+            assert 1 == conn.execute(sa.text("SELECT COUNT(*) FROM devices")).scalar()
+
+
+def previous_tables(engine: sa.Engine) -> tuple[sa.Table, sa.Table]:
+    """The consent and hold tables as the release before the chain created them."""
+    old = sa.MetaData()
+    consents = sa.Table(
+        "securecustomer_consents",
+        old,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("subject_id", sa.String(255), nullable=False, index=True),
+        sa.Column("purpose", sa.String(100), nullable=False),
+        sa.Column("granted", sa.Boolean, nullable=False),
+        sa.Column("recorded_at", UtcDateTime(), nullable=False),
+        sa.Column("source", sa.String(500), nullable=True),
+    )
+    holds = sa.Table(
+        "securecustomer_legal_holds",
+        old,
+        sa.Column("id", sa.String(32), primary_key=True),
+        sa.Column("subject_id", sa.String(255), nullable=False, index=True),
+        sa.Column("matter", sa.String(500), nullable=False),
+        sa.Column("placed_by", sa.String(255), nullable=True),
+        sa.Column("placed_at", UtcDateTime(), nullable=False),
+        sa.Column("released_at", UtcDateTime(), nullable=True),
+    )
+    old.create_all(engine)
+    return consents, holds
+
+
+def stored_ids(engine: sa.Engine, table: sa.Table) -> list[str]:
+    with engine.connect() as conn:
+        query = sa.select(table.c.subject_id).order_by(table.c.id)
+        return list(conn.execute(query).scalars())
+
 
 class TestRekey:
-    """rekey_subject_ids moves holds and consents stored under other spellings to their
-    canonical key, or refuses and changes nothing."""
+    """Tables of an earlier version (unchained, ids as given) are rekeyed, then chained by
+    migrate(), which refuses ids that are not canonical; a chained table is never
+    rewritten (its ids are chained content)."""
 
     def legacy(self, engine: sa.Engine, table: sa.Table, rows: list[dict[str, Any]]) -> None:
         with engine.begin() as conn:
             conn.execute(table.insert(), rows)
 
     def test_holds(self, engine: sa.Engine, models: Models, trail: AuditTrail) -> None:
-        holds = LegalHolds(engine)
-        holds.create()
+        _, table = previous_tables(engine)
         self.legacy(
             engine,
-            holds.table,
+            table,
             [
                 {"id": f"h{n}", "subject_id": s, "matter": "m", "placed_at": T0}
                 for n, s in enumerate([f"0{ALICE}", f"{ALICE} ", str(ALICE), "8"])
             ],
         )
-        assert 1 == len(holds.active(ALICE))  # only the canonical one is seen
+        holds = LegalHolds(engine, key=LEDGER_KEY)
+        with pytest.raises(ConfigurationError, match=r"row h0: .*rekey_subject_ids"):
+            holds.migrate()  # chained as they are, two holds would be missed for ever
+        assert [f"0{ALICE}", f"{ALICE} ", str(ALICE), "8"] == stored_ids(engine, table)
         assert 2 == rekey_subject_ids(holds, int, dry_run=True)
-        assert 1 == len(holds.active(ALICE))
         assert 2 == rekey_subject_ids(holds, int)
-        assert 3 == len(holds.active(ALICE))
         assert 0 == rekey_subject_ids(holds, int)  # done: nothing left to move
+        assert 4 == holds.migrate()
+        assert 4 == holds.verify()
+        assert 3 == len(holds.active(ALICE))
+        assert 0 == rekey_subject_ids(holds, int)  # chained, every id canonical
         with pytest.raises(LegalHoldError):
             erase(engine, [models.customer, models.order], ALICE, trail=trail, holds=holds)
 
     def test_consents(self, engine: sa.Engine) -> None:
-        ledger = ConsentLedger(engine)
-        ledger.create()
-        ledger.grant(str(OWNER), "sale")
+        table, _ = previous_tables(engine)
         self.legacy(
             engine,
-            ledger.table,
+            table,
             [
-                {"subject_id": str(OWNER).upper(), "purpose": p, "granted": False}
-                | {"recorded_at": T0 + dt.timedelta(days=1), "source": "GPC"}
-                for p in ("sale", "sharing")
+                {"subject_id": str(OWNER), "purpose": "sale", "granted": True}
+                | {"recorded_at": T0, "source": "form"},
+                *[
+                    {"subject_id": str(OWNER).upper(), "purpose": p, "granted": False}
+                    | {"recorded_at": T0 + dt.timedelta(days=1), "source": "GPC"}
+                    for p in ("sale", "sharing")
+                ],
             ],
         )
-        assert ledger.permits(OWNER, "sale")  # the opt-out is missed before the migration
+        ledger = ConsentLedger(engine, key=LEDGER_KEY, subject_type=uuid.UUID)
+        with pytest.raises(ConfigurationError, match=r"row 2: .*rekey_subject_ids"):
+            ledger.migrate()  # chained as it is, the opt-out would be missed for ever
         assert 2 == rekey_subject_ids(ledger, uuid.UUID)
+        assert 3 == ledger.migrate()
+        assert 3 == ledger.verify()
         assert not ledger.permits(OWNER, "sale")
+        assert not ConsentLedger(engine, key=LEDGER_KEY).permits(OWNER, "sale")
         assert 3 == len(ledger.history(OWNER))
 
     @pytest.mark.parametrize(
@@ -374,17 +455,36 @@ class TestRekey:
     def test_refuses_ids_without_a_key(
         self, engine: sa.Engine, subject_type: Any, stored: str, message: str
     ) -> None:
-        holds = LegalHolds(engine)
-        holds.create()
+        _, table = previous_tables(engine)
         rows = [{"id": "a", "subject_id": "042", "matter": "m", "placed_at": T0}]
         rows.append({"id": "b", "subject_id": stored, "matter": "m", "placed_at": T0})
-        self.legacy(engine, holds.table, rows)
+        self.legacy(engine, table, rows)
+        holds = LegalHolds(engine, key=LEDGER_KEY, subject_type=subject_type)
         with pytest.raises(ConfigurationError, match=f"row b.*{message}"):
             rekey_subject_ids(holds, subject_type)
-        assert ["042", stored] == [h.subject_id for h in holds.all()]  # nothing changed
+        assert ["042", stored] == stored_ids(engine, table)  # nothing changed
+        with pytest.raises(ConfigurationError, match=r"row [ab]: "):
+            holds.migrate()
+
+    def test_chained_table_is_not_rewritten(self, engine: sa.Engine) -> None:
+        holds = LegalHolds(engine, key=LEDGER_KEY)
+        holds.create()
+        hold = holds.place(ALICE, matter="case")
+        assert 0 == rekey_subject_ids(holds, int)
+        with engine.begin() as conn:  # a spelling only a write behind the ledger can store
+            conn.execute(
+                sa.update(holds.table)
+                .where(holds.table.c.id == hold.id)
+                .values(subject_id=f"0{ALICE}")
+            )
+        with pytest.raises(ConfigurationError, match=f"row {hold.id}: .*chained"):
+            rekey_subject_ids(holds, int)
+        with engine.connect() as conn:
+            query = sa.select(holds.table.c.subject_id).where(holds.table.c.id == hold.id)
+            assert f"0{ALICE}" == conn.execute(query).scalar()
 
     def test_refuses_other_stores(self, engine: sa.Engine) -> None:
         with pytest.raises(ConfigurationError, match="LegalHolds or a ConsentLedger"):
             rekey_subject_ids(engine, int)  # type: ignore[arg-type]
         with pytest.raises(ConfigurationError, match="subject_type must be int, str"):
-            rekey_subject_ids(LegalHolds(engine), None)  # type: ignore[arg-type]
+            rekey_subject_ids(LegalHolds(engine, key=LEDGER_KEY), None)  # type: ignore[arg-type]

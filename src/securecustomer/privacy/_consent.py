@@ -181,8 +181,10 @@ class ConsentLedger:
         """Chain a table written by an earlier version (unchained): add the chain's columns
         and chain every record as it is now, in the order written. Returns how many rows
         were chained (0 when the table already was). Run it once, when the table is known
-        to be intact."""
-        return self._chain.migrate([self.table.c.id])
+        to be intact, after `rekey_subject_ids`: a row whose subject id is not its canonical
+        key (under *subject_type*) is refused, naming the row, and nothing is chained.
+        """
+        return self._chain.migrate([self.table.c.id], self.subject_type)
 
     def verify(self) -> int:
         """Read and check the whole table; the number of records. `AuditError` when it

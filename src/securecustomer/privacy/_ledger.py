@@ -50,6 +50,7 @@ from sqlalchemy.schema import CreateColumn
 
 from securecustomer.audit import KeyedChain
 from securecustomer.exceptions import AuditError, ConfigurationError
+from securecustomer.privacy._subject_key import canonical_subject_key
 
 __all__ = ["LedgerChain", "LedgerProblem", "SubjectRows", "chain_columns"]
 
@@ -344,9 +345,14 @@ class LedgerChain:
             if conn.execute(select(func.count()).select_from(t)).scalar() == 0:
                 self.write_head(conn, 0, 0, GENESIS)
 
-    def migrate(self, order: Sequence[Any]) -> int:
+    def migrate(self, order: Sequence[Any], subject_type: type[Any] | None) -> int:
         """Chain a table of an earlier version: add the chain's columns, chain every row in
-        *order*, write the heads. Returns how many records were chained (0: already)."""
+        *order*, write the heads. Returns how many records were chained (0: already).
+
+        A chained subject id can't be changed any more (it is chained content), so every
+        row's id must already be its canonical key (under *subject_type*): the first that
+        is not is named (its row, never the id) and nothing is chained; the table's ids are
+        moved to their keys by `rekey_subject_ids`, before this."""
         t = self.table
         with self.engine.begin() as conn:
             present = {c["name"] for c in inspect(conn).get_columns(t.name)}
@@ -372,6 +378,8 @@ class LedgerChain:
                 return 0
             rows = conn.execute(select(t).order_by(*order)).mappings().all()
             pk = next(iter(t.primary_key.columns))
+            for row in rows:
+                self._check_key(row["subject_id"], subject_type, row[pk.name])
             last = GENESIS
             per_subject: dict[str, tuple[int, int, str]] = {}
             for n, row in enumerate(rows, start=1):
@@ -387,6 +395,23 @@ class LedgerChain:
                 self.write_subject_head(conn, subject, None, latest, count, hash_)
             self.write_head(conn, len(rows), len(per_subject), last)
             return len(rows)
+
+    def _check_key(self, stored: str, subject_type: type[Any] | None, row: Any) -> None:
+        """Raise `ConfigurationError` unless *stored* is a canonical subject key."""
+        where = f"the {self.what} table {self.table.name!r}, row {row}"
+        try:
+            key = canonical_subject_key(stored, subject_type)
+        except ConfigurationError as exc:
+            raise ConfigurationError(
+                f"{where}: {exc}; nothing was chained (correct or delete the row, or run "
+                "rekey_subject_ids with the subject column's type, then migrate again)"
+            ) from None
+        if key != stored:
+            raise ConfigurationError(
+                f"{where}: the subject id is not stored as its canonical key; nothing was "
+                "chained (run rekey_subject_ids with the subject column's type first, then "
+                "migrate again)"
+            )
 
     def verify(self) -> int:
         """Read and check every row; the number of records. Raises `LedgerProblem`."""
