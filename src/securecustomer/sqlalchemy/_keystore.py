@@ -400,7 +400,11 @@ class SqlKeyStore:
         if not records:
             return
         t = self.table
-        with self._begin() as conn:
+        with self._begin(read_committed=True) as conn:
+            # Each scope's anchor first, in one order, as destroy_scope and add_data_key take
+            # it: a demotion racing a destruction waits for it instead of deadlocking.
+            for scope in sorted({record.scope for record in records}):
+                self._lock_scope(conn, scope)
             self._sqlite_write_lock(conn)
             for record in records:  # lock and check every row before changing any
                 row = conn.execute(
