@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import pickle
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -20,6 +22,7 @@ from securecustomer.exceptions import (
     KeyDestroyedError,
     UnknownKeyError,
     UnsupportedValueError,
+    UsageError,
 )
 
 CTX = Context("customers", "email", row=7)
@@ -222,6 +225,73 @@ class TestBatches:
         assert old[0][2:6] != new[0][2:6]
         assert ["a", "b"] == cipher.decrypt_many(old + new, context=CTX)
         assert ["a", "b"] == cipher.decrypt_many([bytearray(old[0]), new[0]], context=CTX)
+
+
+class TestTypedDecryption:
+    """decrypt_as and decrypt_many_as return a value of the asked type, or raise."""
+
+    @settings(max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(value=values, deterministic=st.booleans())
+    def test_round_trip(self, keyring: Keyring, value: Any, deterministic: bool) -> None:
+        cipher = keyring.cipher("scope", deterministic=deterministic)
+        token = cipher.encrypt(value, context=CTX)
+        assert same(value, cipher.decrypt_as(token, type(value), context=CTX))
+        [again] = cipher.decrypt_many_as([token], type(value), context=CTX)
+        assert same(value, again)
+
+    @pytest.mark.parametrize(
+        ("value", "expected", "held"),
+        [
+            (7, str, "int"),
+            (True, int, "bool"),  # the format keeps bool apart from int
+            (dt.datetime(2024, 1, 2, tzinfo=dt.UTC), dt.date, "datetime.datetime"),
+            ([1, 2], dict, "list"),
+            (Decimal("1.5"), float, "decimal.Decimal"),
+        ],
+    )
+    def test_other_type(self, cipher: FieldCipher, value: Any, expected: type, held: str) -> None:
+        """An authentic token of another type is refused, naming types, never the value."""
+        token = cipher.encrypt(value, context=CTX)
+        with pytest.raises(DecryptionError) as info:
+            cipher.decrypt_as(token, expected, context=CTX)
+        assert f"the token's value is of type {held}, not " in str(info.value)
+        assert repr(value) not in str(info.value)
+        with pytest.raises(DecryptionError, match=f"of type {held}, not "):
+            cipher.decrypt_many_as([token], expected, context=CTX)
+        with pytest.raises(DecryptionError, match=f"of type {held}, not "):
+            cipher.decrypt_as(bytearray(token), expected, context=CTX)  # the slow path too
+
+    def test_secret_not_in_message(self, cipher: FieldCipher) -> None:
+        token = cipher.encrypt("s3cr3t-value", context=CTX)
+        with pytest.raises(DecryptionError) as info:
+            cipher.decrypt_as(token, bytes, context=CTX)
+        assert "the token's value is of type str, not bytes" == str(info.value)
+
+    @pytest.mark.parametrize("expected", [object, dict[str, Any], "str", None, Context])
+    def test_not_a_value_type(self, cipher: FieldCipher, expected: Any) -> None:
+        token = cipher.encrypt("x", context=CTX)
+        with pytest.raises(UsageError, match="expected must be one of the value types"):
+            cipher.decrypt_as(token, expected, context=CTX)
+        with pytest.raises(UsageError, match="expected must be one of the value types"):
+            cipher.decrypt_many_as([token], expected, context=CTX)
+
+    def test_bad_tokens_raise_as_decrypt_does(self, keyring: Keyring, cipher: FieldCipher) -> None:
+        token = cipher.encrypt("x", context=CTX)
+        with pytest.raises(DecryptionError) as info:
+            cipher.decrypt_as(token[:-1] + bytes([token[-1] ^ 1]), str, context=CTX)
+        assert "the value could not be decrypted" == str(info.value)
+        keyring.destroy("customers.email")
+        with pytest.raises(KeyDestroyedError):
+            cipher.decrypt_as(token, str, context=CTX)
+
+    def test_batch_is_all_or_nothing(self, cipher: FieldCipher) -> None:
+        tokens = cipher.encrypt_many(["a", "b", 3, "d"], context=CTX)
+        with pytest.raises(DecryptionError, match="of type int, not str"):
+            cipher.decrypt_many_as(tokens, str, context=CTX)
+        assert ["a", "b"] == cipher.decrypt_many_as(tokens[:2], str, context=CTX)
+        contexts = [Context("customers", "email", row=i) for i in range(2)]
+        per_row = cipher.encrypt_many(["a", "b"], context=contexts)
+        assert ["a", "b"] == cipher.decrypt_many_as(per_row, str, context=contexts)
 
 
 class TestBlindIndex:

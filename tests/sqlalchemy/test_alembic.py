@@ -402,11 +402,17 @@ def module_level(value: str) -> str:
     return value.lower()
 
 
-class Secret(Encrypted):
+class Secret(Encrypted[str]):
     """An application's own column type."""
 
     cache_ok = True
     python_types = (str,)
+
+
+class Email(EncryptedString):
+    """A plugin's own column type: a subclass of a public column type."""
+
+    cache_ok = True
 
 
 class TestRender:
@@ -431,6 +437,8 @@ class TestRender:
         code = render(sa.Column("s", Secret(deterministic=True)))
         assert f"sa.Column('s', {__name__}.Secret(deterministic=True), nullable=True)" in code
         assert f"import {__name__}" in code
+        code = render(sa.Column("e", Email(scope="pii")))
+        assert f"sa.Column('e', {__name__}.Email(scope='pii'), nullable=True)" in code
 
         class Local(Encrypted):
             cache_ok = True

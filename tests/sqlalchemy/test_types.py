@@ -422,3 +422,100 @@ class TestSecrets:
     def test_context_helper(self, keyring: Keyring) -> None:
         table = customers(sa.MetaData())
         assert Context("customers", "name", row=3) == table.c.name.type.column_context(row=3)  # type: ignore[attr-defined]
+
+
+#: Each public column type: (value types, LONGBLOB on MySQL/MariaDB, repr of an instance).
+PUBLIC_TYPES: dict[type[Encrypted], tuple[tuple[type, ...], bool]] = {
+    EncryptedString: ((str,), False),
+    EncryptedText: ((str,), True),
+    EncryptedBytes: ((bytes,), True),
+    EncryptedInteger: ((int,), False),
+    EncryptedNumeric: ((Decimal,), False),
+    EncryptedDate: ((dt.date,), False),
+    EncryptedDateTime: ((dt.datetime,), False),
+    EncryptedJSON: ((dict, list), True),
+    EncryptedUUID: ((uuid.UUID,), False),
+}
+
+#: The column of `customers` that holds each type's values in `ROW`.
+COLUMN_OF = {
+    EncryptedString: "name",
+    EncryptedText: "notes",
+    EncryptedBytes: "photo",
+    EncryptedInteger: "age",
+    EncryptedNumeric: "balance",
+    EncryptedDate: "born",
+    EncryptedDateTime: "seen",
+    EncryptedJSON: "prefs",
+    EncryptedUUID: "token",
+}
+
+
+def _subclass(parent: type[Encrypted]) -> type[Encrypted]:
+    return type(f"Plugin{parent.__name__}", (parent,), {"cache_ok": True})
+
+
+class TestPluginSubclasses:
+    """The column types are classes a plugin subclasses; the subclasses behave the same."""
+
+    @pytest.mark.parametrize("cls", list(PUBLIC_TYPES))
+    def test_public_class(self, cls: type[Encrypted]) -> None:
+        """Name, module, value types, size class, repr and pickling as before."""
+        python_types, large = PUBLIC_TYPES[cls]
+        assert ("securecustomer.sqlalchemy", cls.__name__) == (cls.__module__, cls.__qualname__)
+        assert f"<class 'securecustomer.sqlalchemy.{cls.__name__}'>" == repr(cls)
+        assert (python_types, large) == (cls.python_types, cls._large)
+        assert issubclass(cls, Encrypted)
+        column_type = cls(scope="s")
+        assert f"{cls.__name__}(scope='s')" == repr(column_type)
+        copy = pickle.loads(pickle.dumps(column_type))
+        assert (cls, "s") == (type(copy), copy.scope)
+
+    def test_subclasses_round_trip(self, engine: sa.Engine, keyring: Keyring) -> None:
+        """A subclass of every column type stores, reads and sizes its column as its parent."""
+        metadata = sa.MetaData()
+
+        def table(name: str, wrap: Any) -> sa.Table:
+            return sa.Table(
+                name,
+                metadata,
+                sa.Column("id", sa.Integer, primary_key=True),
+                *(sa.Column(column, wrap(cls)()) for cls, column in COLUMN_OF.items()),
+            )
+
+        parents = table("parents", lambda cls: cls)
+        children = table("children", _subclass)
+        metadata.create_all(engine)
+
+        def ddl(table: sa.Table) -> str:
+            text = str(sa.schema.CreateTable(table).compile(dialect=engine.dialect))
+            return text.replace(table.name, "T")
+
+        assert ddl(parents) == ddl(children)
+        columns = ["id", *COLUMN_OF.values()]
+        row = {name: ROW[name] for name in columns}
+        empty = {"id": 2} | dict.fromkeys(COLUMN_OF.values())
+        with engine.begin() as conn:
+            conn.execute(sa.insert(children), [row, empty])
+            for _ in range(2):  # the second round hits the statement cache
+                got = conn.execute(sa.select(children).order_by(children.c.id)).mappings().all()
+        assert row == dict(got[0])
+        assert empty == dict(got[1])
+
+    def test_plugin_options(self, keyring: Keyring) -> None:
+        """A subclass with its own options pickles, and shows its own name."""
+        column_type = PluginEmail(scope="pii", lowercase=True)
+        assert "PluginEmail(scope='pii')" == repr(column_type)
+        copy = pickle.loads(pickle.dumps(column_type))
+        assert (PluginEmail, True, (str,)) == (type(copy), copy.lowercase, copy.python_types)
+        assert "cache_ok" in vars(PluginEmail)
+
+
+class PluginEmail(EncryptedString):
+    """A plugin's column type with an option of its own."""
+
+    cache_ok = True
+
+    def __init__(self, *, scope: str | None = None, lowercase: bool = False) -> None:
+        super().__init__(scope=scope)
+        self.lowercase = lowercase

@@ -22,13 +22,13 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from hashlib import sha256
-from typing import Any, Final, NoReturn, Protocol
+from typing import Any, Final, NoReturn, Protocol, TypeVar
 
 import attrs
 from cryptography.exceptions import InvalidTag
 
 from securecustomer.crypto import _nonces
-from securecustomer.crypto._encoding import DECODERS, STR, Value, encode_value
+from securecustomer.crypto._encoding import DECODERS, STR, TYPE_CODES, Value, encode_value
 from securecustomer.crypto._format import (
     AES_256_GCM,
     AES_256_SIV,
@@ -47,7 +47,9 @@ from securecustomer.exceptions import (
     KeyDestroyedError,
     KeyDisabledError,
     KeyStateError,
+    SecureCustomerError,
     UnpicklableError,
+    UsageError,
 )
 
 __all__ = ["FieldCipher", "KeySet", "KeySource"]
@@ -55,6 +57,9 @@ __all__ = ["FieldCipher", "KeySet", "KeySource"]
 _GCM_BODY: Final = HEADER_SIZE + NONCE_SIZE
 _USABLE: Final = (KeyState.ACTIVE, KeyState.DECRYPT_ONLY)
 _urandom = os.urandom
+
+#: The value type asked of `FieldCipher.decrypt_as` (``str`` gives a ``str``).
+V = TypeVar("V", bound=Value)
 
 #: What a header maps to: (AES-GCM decrypt, or None for AES-SIV; decoder; key).
 _Entry = tuple[Callable[[bytes, bytes, bytes], bytes] | None, Callable[[bytes], Any], DataKey]
@@ -309,6 +314,25 @@ class FieldCipher:
         key.decryptions += 1
         return value  # type: ignore[no-any-return]
 
+    def decrypt_as(
+        self, token: bytes | bytearray | memoryview, expected: type[V], *, context: Context
+    ) -> V:
+        """Decrypt *token* for *context*; return its value if it is an *expected*.
+
+        The typed form of `decrypt` for code that knows what a field holds
+        (``name: str = cipher.decrypt_as(token, str, context=ctx)``). The type must match
+        exactly, as a column's does: a ``bool`` is not an ``int``, a ``datetime`` is not a
+        ``date``; JSON is a ``dict`` or a ``list``.
+
+        Raises what `decrypt` raises; `DecryptionError` also when the token holds a value
+        of another type (the message names both types, never the value), and
+        `UsageError` when *expected* is not a value type (``str``, ``int``, ``Decimal``...).
+        """
+        value = self.decrypt(token, context=context)  # the one fast path, not a copy
+        if type(value) is not expected:
+            raise _mismatch(value, expected)
+        return value
+
     def _decrypt_slow(self, token: object, context: Context) -> Value:
         """Decrypt after refreshing keys, converting the token, or explaining failure."""
         if isinstance(token, (bytearray, memoryview)):
@@ -445,6 +469,23 @@ class FieldCipher:
             key.decryptions += 1
         return out
 
+    def decrypt_many_as(
+        self,
+        tokens: Iterable[bytes | bytearray | memoryview],
+        expected: type[V],
+        *,
+        context: Context | Sequence[Context],
+    ) -> list[V]:
+        """Decrypt many tokens, each of which must hold an *expected*; all or nothing.
+
+        The typed form of `decrypt_many`, checked as `decrypt_as` checks one value.
+        """
+        values = self.decrypt_many(tokens, context=context)
+        for value in values:
+            if type(value) is not expected:
+                raise _mismatch(value, expected)
+        return values  # type: ignore[return-value]
+
     # -- blind indexes ------------------------------------------------------------------
 
     def blind_index(self, value: Value, *, context: Context, size: int = 32) -> bytes:
@@ -471,6 +512,26 @@ def _index(key: DataKey, value: Value, context: Context, size: int) -> bytes:
     code, data = encode_value(value)
     message = context.index_parts + bytes((code,)) + data
     return hmac.new(key.index_key, message, sha256).digest()[:size]
+
+
+def _mismatch(value: object, expected: object) -> SecureCustomerError:
+    """The error for a value that is not an *expected*: it names types, never the value."""
+    if not isinstance(expected, type) or expected not in TYPE_CODES:
+        return UsageError(
+            f"expected must be one of the value types ({_TYPE_NAMES}), not {expected!r}"
+        )
+    return DecryptionError(
+        f"the token's value is of type {_name(type(value))}, not {_name(expected)}"
+    )
+
+
+def _name(kind: type) -> str:
+    if kind.__module__ == "builtins":
+        return kind.__qualname__
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+_TYPE_NAMES: Final = ", ".join(_name(t) for t in TYPE_CODES)
 
 
 def _context_error(context: object) -> ContextError:

@@ -17,6 +17,7 @@ from sqlalchemy import Column, LargeBinary, Table, Text, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.operators import OperatorType
 from sqlalchemy.types import TypeDecorator, TypeEngine
+from typing_extensions import TypeVar
 
 from securecustomer.crypto import Context, FieldCipher
 from securecustomer.exceptions import (
@@ -89,8 +90,11 @@ class _Own(enum.Enum):
 #: The ``schema=`` default of `Encrypted`'s methods: the schema of the column's own table.
 OWN = _Own.OWN
 
+#: The Python type of a column's values; a bare ``Encrypted`` means ``Encrypted[Any]``.
+_T = TypeVar("_T", default=Any)
 
-class Encrypted(TypeDecorator[Any]):
+
+class Encrypted(TypeDecorator[_T]):
     """A column whose values are encrypted before they reach the database.
 
     Values are bound to the column's schema (when its table has one), table and name
@@ -117,12 +121,20 @@ class Encrypted(TypeDecorator[Any]):
             database type holds (on MySQL and MariaDB: 64 KiB, or 4 GiB for
             `EncryptedText`, `EncryptedJSON` and `EncryptedBytes`).
 
+    ``Encrypted`` is generic in its value type, and `EncryptedString` and its siblings are
+    its subclasses for one type each (``EncryptedString`` is an ``Encrypted[str]``). A
+    plugin subclasses either; a subclass sets ``cache_ok = True`` itself (SQLAlchemy does
+    not inherit it) and, when it subclasses ``Encrypted``, its ``python_types``.
+
     Example:
         ```python
         class Customer(Base):
             __tablename__ = "customers"
             id: Mapped[int] = mapped_column(primary_key=True)
             email: Mapped[str] = mapped_column(EncryptedString())
+
+        class Email(EncryptedString):  # a plugin's own column type
+            cache_ok = True
         ```
     """
 
@@ -134,7 +146,7 @@ class Encrypted(TypeDecorator[Any]):
 
     def __init__(
         self,
-        value_type: type | None = None,
+        value_type: type[_T] | None = None,
         *,
         keyring: Keyring | KeyringSlot | None = None,
         scope: str | None = None,
@@ -561,13 +573,6 @@ class Encrypted(TypeDecorator[Any]):
             return super().reverse_operate(op, other, **kwargs)
 
 
-def _typed(name: str, types: tuple[type, ...], doc: str, large: bool = False) -> type[Encrypted]:
-    namespace = {"python_types": types, "cache_ok": True, "__doc__": doc, "_large": large}
-    cls = type(name, (Encrypted,), namespace)
-    cls.__module__ = "securecustomer.sqlalchemy"
-    return cls
-
-
 _PYTHON_TYPES: dict[type, tuple[type, ...]] = {
     str: (str,),
     bytes: (bytes,),
@@ -580,22 +585,146 @@ _PYTHON_TYPES: dict[type, tuple[type, ...]] = {
     list: (dict, list),
 }
 
-EncryptedString = _typed("EncryptedString", (str,), "An encrypted `str` column.")
-EncryptedText = _typed(
-    "EncryptedText", (str,), "An encrypted `str` column for long text.", large=True
+# The column types: real classes, so that a plugin can subclass them and name them in
+# annotations. Each sets `cache_ok` itself (SQLAlchemy does not inherit it), and all are
+# shown by their public path (repr, Alembic, docs): `_PUBLIC_TYPES` sets ``__module__``.
+
+
+class EncryptedString(Encrypted[str]):
+    """An encrypted `str` column.
+
+    Example:
+        ```python
+        email: Mapped[str] = mapped_column(EncryptedString())
+        ```
+    """
+
+    cache_ok = True
+    python_types = (str,)
+
+
+class EncryptedText(Encrypted[str]):
+    """An encrypted `str` column for long text (LONGBLOB on MySQL and MariaDB).
+
+    Example:
+        ```python
+        notes: Mapped[str] = mapped_column(EncryptedText())
+        ```
+    """
+
+    cache_ok = True
+    python_types = (str,)
+    _large = True
+
+
+class EncryptedBytes(Encrypted[bytes]):
+    """An encrypted `bytes` column (LONGBLOB on MySQL and MariaDB).
+
+    Example:
+        ```python
+        photo: Mapped[bytes] = mapped_column(EncryptedBytes())
+        ```
+    """
+
+    cache_ok = True
+    python_types = (bytes,)
+    _large = True
+
+
+class EncryptedInteger(Encrypted[int]):
+    """An encrypted `int` column (not `bool`: a bool is refused).
+
+    Example:
+        ```python
+        salary: Mapped[int] = mapped_column(EncryptedInteger())
+        ```
+    """
+
+    cache_ok = True
+    python_types = (int,)
+
+
+class EncryptedNumeric(Encrypted[Decimal]):
+    """An encrypted `Decimal` column.
+
+    Example:
+        ```python
+        balance: Mapped[Decimal] = mapped_column(EncryptedNumeric())
+        ```
+    """
+
+    cache_ok = True
+    python_types = (Decimal,)
+
+
+class EncryptedDate(Encrypted[dt.date]):
+    """An encrypted `datetime.date` column (not `datetime`: a datetime is refused).
+
+    Example:
+        ```python
+        born: Mapped[datetime.date] = mapped_column(EncryptedDate())
+        ```
+    """
+
+    cache_ok = True
+    python_types = (dt.date,)
+
+
+class EncryptedDateTime(Encrypted[dt.datetime]):
+    """An encrypted, timezone-aware `datetime` column.
+
+    Example:
+        ```python
+        seen: Mapped[datetime.datetime] = mapped_column(EncryptedDateTime())
+        ```
+    """
+
+    cache_ok = True
+    python_types = (dt.datetime,)
+
+
+class EncryptedJSON(Encrypted[dict[str, Any] | list[Any]]):
+    """An encrypted JSON (`dict`/`list`) column (LONGBLOB on MySQL and MariaDB).
+
+    Example:
+        ```python
+        prefs: Mapped[dict[str, Any]] = mapped_column(EncryptedJSON())
+        ```
+    """
+
+    cache_ok = True
+    python_types = (dict, list)
+    _large = True
+
+
+class EncryptedUUID(Encrypted[uuid.UUID]):
+    """An encrypted `uuid.UUID` column.
+
+    Example:
+        ```python
+        ref: Mapped[uuid.UUID] = mapped_column(EncryptedUUID())
+        ```
+    """
+
+    cache_ok = True
+    python_types = (uuid.UUID,)
+
+
+_PUBLIC_TYPES: tuple[type[Encrypted], ...] = (
+    Encrypted,
+    EncryptedString,
+    EncryptedText,
+    EncryptedBytes,
+    EncryptedInteger,
+    EncryptedNumeric,
+    EncryptedDate,
+    EncryptedDateTime,
+    EncryptedJSON,
+    EncryptedUUID,
 )
-EncryptedBytes = _typed("EncryptedBytes", (bytes,), "An encrypted `bytes` column.", large=True)
-EncryptedInteger = _typed("EncryptedInteger", (int,), "An encrypted `int` column.")
-EncryptedNumeric = _typed("EncryptedNumeric", (Decimal,), "An encrypted `Decimal` column.")
-EncryptedDate = _typed("EncryptedDate", (dt.date,), "An encrypted `datetime.date` column.")
-EncryptedDateTime = _typed(
-    "EncryptedDateTime", (dt.datetime,), "An encrypted, timezone-aware `datetime` column."
-)
-EncryptedJSON = _typed(
-    "EncryptedJSON", (dict, list), "An encrypted JSON (`dict`/`list`) column.", large=True
-)
-EncryptedUUID = _typed("EncryptedUUID", (uuid.UUID,), "An encrypted `uuid.UUID` column.")
-Encrypted.__module__ = "securecustomer.sqlalchemy"
+for _cls in _PUBLIC_TYPES:
+    _cls.__module__ = "securecustomer.sqlalchemy"
+del _cls
 
 
 @event.listens_for(Column, "after_parent_attach")
