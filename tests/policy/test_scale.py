@@ -285,8 +285,18 @@ def diamond_policy(depth: int) -> dict[str, Any]:
         }
         for n in range(depth + 1)
     ]
-    rules.append({"id": "anyone", "effect": "allow", "roles": ["*"], "actions": ["read"], "resources": ["*"]})
-    rules.append({"id": "alice", "effect": "allow", "subjects": ["alice"], "actions": ["read"], "resources": ["*"]})
+    rules.append(
+        {"id": "anyone", "effect": "allow", "roles": ["*"], "actions": ["read"], "resources": ["*"]}
+    )
+    rules.append(
+        {
+            "id": "alice",
+            "effect": "allow",
+            "subjects": ["alice"],
+            "actions": ["read"],
+            "resources": ["*"],
+        }
+    )
     rules.append(
         {
             "id": "no-b3",
@@ -344,4 +354,3 @@ class TestWhoCanAndReview:
         assert reference_review_vias(policy, assignments) == [
             (row["subject"], row["rule"], row["via"]) for row in engine.review(assignments).rows
         ]
-

@@ -252,11 +252,12 @@ class PolicyEngine:
                     key.closure(role, policy)
         if len(self._keys) * len(policy.roles) <= _EAGER_PLANS:
             for (action, kind), key in self._keys.items():
-                if key.wild:
-                    continue
+                if action is None or kind is None:
+                    continue  # decisions name the request's own action and type
                 for role in policy.roles:
                     view = _View(frozenset((role,)), policy.effective_roles((role,)), None)
-                    self._shared_plan(view, (action, kind), key, key.closures[role] | key.anyone)  # type: ignore[arg-type]
+                    mask = key.anyone | key.closure(role, policy)
+                    self._shared_plan(view, (action, kind), key, mask)
 
     def _key(self, action: str | None, kind: str | None) -> _Key:
         """The `_Key` of an action and a resource type, each named by a rule or ``None``."""
@@ -307,7 +308,7 @@ class PolicyEngine:
         if view is None:
             view = self._view(subject.roles)
         else:
-            try:
+            try:  # noqa: SIM105 - contextlib.suppress costs more on this path
                 self._touch(subject.roles)  # least recently used first out
             except KeyError:  # another thread evicted it just now
                 pass
