@@ -52,10 +52,8 @@ _PLANS: Final = 262_144
 _SHARED_PER_KEY: Final = 4_096
 _DECISIONS_PER_PLAN: Final = 256
 #: At load, build the index of every (action, resource type) the rules name when there
-#: are at most this many, and each role's candidate rules for each of them when
-#: keys x declared roles is at most _EAGER_CLOSURES; otherwise on first use.
+#: are at most this many (otherwise each on first use) ...
 _EAGER_KEYS: Final = 4_096
-_EAGER_CLOSURES: Final = 65_536
 #: ... and the plan of each single role for each of them, when keys x roles is at most this.
 _EAGER_PLANS: Final = 4_096
 
@@ -122,38 +120,37 @@ class _View:
 
 class _Key:
     """The rules that can apply to one (action, resource type), in policy order, indexed by
-    the roles they name: bit i of a mask stands for ``rules[i]``.
+    role: bit i of a mask stands for ``rules[i]``.
 
-    ``closures`` holds, per declared role, the mask of the rules that the role reaches
-    through inheritance; a role set's candidates are the union of its roles' masks and
-    ``anyone`` (rules for ``*``). ``plans`` shares plans between role sets by mask, unless
-    ``wild`` (an action or type no rule names: decisions name the request's own)."""
+    ``closures`` holds, per role, the mask of the rules that the role reaches through
+    inheritance (a role absent reaches none); a role set's candidates are the union of its
+    roles' masks and ``anyone`` (rules for ``*``). Built from *reaching* (role -> the roles
+    that reach it), it costs the rules of the key times the roles reaching each.
+    ``plans`` shares plans between role sets by mask, unless ``wild`` (an action or type no
+    rule names: decisions name the request's own)."""
 
-    __slots__ = ("anyone", "by_role", "closures", "plans", "rules", "wild")
+    __slots__ = ("anyone", "closures", "plans", "rules", "wild")
 
-    def __init__(self, rules: tuple[Compiled, ...], star: tuple[bool, ...], wild: bool) -> None:
+    def __init__(
+        self,
+        rules: tuple[Compiled, ...],
+        star: tuple[bool, ...],
+        wild: bool,
+        reaching: Mapping[str, tuple[str, ...]],
+    ) -> None:
         self.rules = rules
         self.wild = wild
         self.anyone = 0
-        self.by_role: dict[str, int] = {}
+        closures: dict[str, int] = {}
         for index, (compiled, anyone) in enumerate(zip(rules, star, strict=True)):
             bit = 1 << index
             if anyone:
                 self.anyone |= bit
-            for role in compiled.rule.roles:
-                self.by_role[role] = self.by_role.get(role, 0) | bit
-        self.closures: dict[str, int] = {}
+            for named in compiled.rule.roles:
+                for role in reaching.get(named, (named,)):
+                    closures[role] = closures.get(role, 0) | bit
+        self.closures = closures
         self.plans: OrderedDict[int, _Plan] = OrderedDict()
-
-    def closure(self, role: str, policy: Policy) -> int:
-        """The mask of the rules *role* reaches (itself and every role it inherits)."""
-        by_role = self.by_role
-        mask = 0
-        for reached in policy.effective_roles((role,)):
-            mask |= by_role.get(reached, 0)
-        if role in policy.roles:  # undeclared names are not kept: a caller may send any
-            self.closures[role] = mask
-        return mask
 
     def pick(self, mask: int) -> tuple[Compiled, ...]:
         """The rules of *mask*, in policy order."""
@@ -241,22 +238,23 @@ class PolicyEngine:
                 by_type.setdefault(kind, []).append(n)
         self._by_action, self._by_type = by_action, by_type
         self._keys: dict[tuple[str | None, str | None], _Key] = {}
+        reaching: dict[str, list[str]] = {}  # role -> the declared roles that reach it
+        for role in policy.roles:
+            for reached in policy.effective_roles((role,)):
+                reaching.setdefault(reached, []).append(role)
+        self._reaching = {role: tuple(roles) for role, roles in reaching.items()}
         if len(by_action) * len(by_type) > _EAGER_KEYS:
             return
         for action in by_action:
             for kind in by_type:
                 self._key(action, kind)
-        if len(self._keys) * len(policy.roles) <= _EAGER_CLOSURES:
-            for key in self._keys.values():
-                for role in policy.roles:
-                    key.closure(role, policy)
         if len(self._keys) * len(policy.roles) <= _EAGER_PLANS:
             for (action, kind), key in self._keys.items():
                 if action is None or kind is None:
                     continue  # decisions name the request's own action and type
                 for role in policy.roles:
                     view = _View(frozenset((role,)), policy.effective_roles((role,)), None)
-                    mask = key.anyone | key.closure(role, policy)
+                    mask = key.anyone | key.closures.get(role, 0)
                     self._shared_plan(view, (action, kind), key, mask)
 
     def _key(self, action: str | None, kind: str | None) -> _Key:
@@ -273,6 +271,7 @@ class PolicyEngine:
             tuple(self._rules[n] for n in picked),
             tuple(self._star[n] for n in picked),
             action is None or kind is None,
+            self._reaching,
         )
         self._keys[(action, kind)] = key
         return key
@@ -628,10 +627,7 @@ class PolicyEngine:
         mask = index.anyone
         closures = index.closures
         for role in view.assigned:
-            reached = closures.get(role)
-            if reached is None:
-                reached = index.closure(role, self.policy)
-            mask |= reached
+            mask |= closures.get(role, 0)
         return index, mask
 
     def _plan(self, view: _View, key: tuple[str, str]) -> _Plan:
