@@ -27,6 +27,11 @@ freshly shuffled order; the figure is the median over the rounds, in decisions p
 and ratios are taken between medians of the same run. pycasbin and cedarpy are timed on the
 first ``--casbin-requests`` and ``--cedar-requests`` requests of the set (they are slow);
 securecustomer's jobs, which are short, run several times per round.
+
+At scale (``--scale-rounds``, 0 to skip): policies of 10, 100, 1,000 and 10,000 rules and
+as many roles, 1,000 users; per size a new engine's build time, first and warm pass in µs
+per decision, ``who_can`` and ``review`` times; and warm decisions per second with 8,000
+distinct role sets.
 """
 
 from __future__ import annotations
