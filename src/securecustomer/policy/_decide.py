@@ -22,7 +22,7 @@ from datetime import timedelta
 from typing import Any
 
 from securecustomer.policy._document import Rule
-from securecustomer.policy._expr import Request, compile_expr, unparse
+from securecustomer.policy._expr import Request, compile_expr, reads_roles, unparse
 from securecustomer.policy._masks import strictest
 from securecustomer.policy._model import Decision, Outcome
 
@@ -40,6 +40,7 @@ class Compiled:
         "masks",
         "mfa",
         "purposes",
+        "reads_roles",
         "rule",
         "simple",
         "tenants",
@@ -51,6 +52,8 @@ class Compiled:
         self.id = rule.id
         self.allow = rule.allow
         self.cond = None
+        #: The condition reads ``subject.roles``: its fast form is bound to one role set.
+        self.reads_roles = rule.when is not None and reads_roles(rule.when)
         if rule.when is not None:
             key = unparse(rule.when)  # one closure per distinct condition
             if key not in conditions:

@@ -14,6 +14,7 @@ How a request is decided:
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final, ParamSpec, TypeVar
@@ -22,7 +23,15 @@ from securecustomer.exceptions import PolicyError, PolicyUsageError
 from securecustomer.policy import _review
 from securecustomer.policy._decide import Compiled, outcome
 from securecustomer.policy._document import Policy, Rule
-from securecustomer.policy._expr import EvaluationError, Request, compile_direct, mfa_fresh
+from securecustomer.policy._expr import (
+    Direct,
+    EvaluationError,
+    Expr,
+    Request,
+    compile_direct,
+    mfa_fresh,
+    reads_roles,
+)
 from securecustomer.policy._guard import apply, make_guard, raise_unless_allowed
 from securecustomer.policy._masks import BUILTIN_MASKS
 from securecustomer.policy._model import AccessRequest, Decision, Outcome, Resource, Subject
@@ -34,8 +43,19 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _NO_CONTEXT: Final[Mapping[str, Any]] = {}
-_CACHE_LIMIT: Final = 4096
+#: Role sets whose `_View` is cached; beyond this the least recently used one is evicted.
+_ROLE_SETS: Final = 16_384
+#: (role set, action, resource type) plans cached over every view; beyond this the least
+#: recently used views are evicted (a plan is shared, so an entry costs one dict slot).
+_PLANS: Final = 262_144
+#: Plans shared by role sets with the same candidate rules, per (action, resource type).
+_SHARED_PER_KEY: Final = 4_096
 _DECISIONS_PER_PLAN: Final = 256
+#: At load, build the index of every (action, resource type) the rules name when there
+#: are at most this many (otherwise each on first use) ...
+_EAGER_KEYS: Final = 4_096
+#: ... and the plan of each single role for each of them, when keys x roles is at most this.
+_EAGER_PLANS: Final = 4_096
 
 
 def _utcnow() -> datetime:
@@ -44,16 +64,24 @@ def _utcnow() -> datetime:
 
 class _Plan:
     """The candidate rules of one (role set, action, resource type), and decisions made
-    from them, by which rules matched (``static`` when none has a condition)."""
+    from them, by which rules matched (``static`` when none has a condition).
 
-    __slots__ = ("base", "decisions", "fast", "rules", "static")
+    Role sets with the same candidate rules share one plan, unless a condition of the fast
+    path reads ``subject.roles`` (``shared`` is then false)."""
+
+    __slots__ = ("base", "decisions", "fast", "rules", "shared", "static")
 
     def __init__(
-        self, rules: tuple[Compiled, ...], static: Decision | None, roles: frozenset[str]
+        self,
+        rules: tuple[Compiled, ...],
+        static: Decision | None,
+        roles: frozenset[str],
+        direct: Callable[[Expr, frozenset[str]], Direct],
     ) -> None:
         self.rules = rules
         self.static = static
         self.decisions: dict[Any, Decision] = {}
+        self.shared = True
         # The fast path, when every rule is simple or limited only by a condition: the
         # bits of the simple rules, and each distinct condition with the bits it sets.
         self.base = 0
@@ -66,22 +94,82 @@ class _Plan:
             elif rule.cond is not None and rule.tenants is None and rule.purposes is None:
                 fast = fast and rule.mfa is None
                 groups[rule.rule.when] = groups.get(rule.rule.when, 0) | bit
+                self.shared = self.shared and not rule.reads_roles
             else:
                 fast = False
         self.fast = None
         if fast and groups:
-            self.fast = tuple((compile_direct(when, roles), bits) for when, bits in groups.items())
+            self.fast = tuple((direct(when, roles), bits) for when, bits in groups.items())
+        else:
+            self.shared = True  # the general path takes the roles from the request
 
 
 class _View:
     """What a set of assigned roles means: effective roles, any violation, cached plans."""
 
-    __slots__ = ("plans", "roles", "violation")
+    __slots__ = ("assigned", "plans", "roles", "violation")
 
-    def __init__(self, roles: frozenset[str], violation: Decision | None) -> None:
+    def __init__(
+        self, assigned: frozenset[str], roles: frozenset[str], violation: Decision | None
+    ) -> None:
+        self.assigned = assigned
         self.roles = roles
         self.violation = violation
         self.plans: dict[tuple[str, str], _Plan] = {}
+
+
+class _Key:
+    """The rules that can apply to one (action, resource type), in policy order, indexed by
+    role: bit i of a mask stands for ``rules[i]``.
+
+    ``closures`` holds, per role, the mask of the rules that the role reaches through
+    inheritance (a role absent reaches none); a role set's candidates are the union of its
+    roles' masks and ``anyone`` (rules for ``*``). Built from *reaching* (role -> the roles
+    that reach it), it costs the rules of the key times the roles reaching each.
+    ``plans`` shares plans between role sets by mask, unless ``wild`` (an action or type no
+    rule names: decisions name the request's own)."""
+
+    __slots__ = ("anyone", "closures", "plans", "rules", "wild")
+
+    def __init__(
+        self,
+        rules: tuple[Compiled, ...],
+        star: tuple[bool, ...],
+        wild: bool,
+        reaching: Mapping[str, tuple[str, ...]],
+    ) -> None:
+        self.rules = rules
+        self.wild = wild
+        self.anyone = 0
+        closures: dict[str, int] = {}
+        for index, (compiled, anyone) in enumerate(zip(rules, star, strict=True)):
+            bit = 1 << index
+            if anyone:
+                self.anyone |= bit
+            for named in compiled.rule.roles:
+                for role in reaching.get(named, (named,)):
+                    closures[role] = closures.get(role, 0) | bit
+        self.closures = closures
+        self.plans: OrderedDict[int, _Plan] = OrderedDict()
+
+    def pick(self, mask: int) -> tuple[Compiled, ...]:
+        """The rules of *mask*, in policy order."""
+        rules = self.rules
+        out = []
+        while mask:
+            low = mask & -mask
+            out.append(rules[low.bit_length() - 1])
+            mask ^= low
+        return tuple(out)
+
+
+def _evict_oldest(cache: OrderedDict[Any, Any]) -> Any:
+    """Remove and return the least recently used value, or None when another thread
+    emptied the cache first."""
+    try:
+        return cache.popitem(last=False)[1]
+    except KeyError:
+        return None
 
 
 class PolicyEngine:
@@ -125,10 +213,77 @@ class PolicyEngine:
         for compiled in self._rules:
             for subject_id in compiled.rule.subjects:
                 self._by_subject[subject_id] = (*self._by_subject.get(subject_id, ()), compiled)
-        self._views: dict[frozenset[str], _View] = {}
+        self._views: OrderedDict[frozenset[str], _View] = OrderedDict()
+        self._touch = self._views.move_to_end
+        self._plan_count = 0
         self._tenant_mismatch = Decision(
             Outcome.DENY, "denied: the resource belongs to another tenant than the subject"
         )
+        self._direct: dict[Expr, Direct] = {}
+        self._index(policy)
+
+    def _index(self, policy: Policy) -> None:
+        """The rule index: rule positions by action and by resource type (``None``: rules
+        for any), and the `_Key` of every (action, resource type) the rules name, built now
+        when there are at most _EAGER_KEYS of them (see the constants)."""
+        self._star = tuple("*" in c.rule.roles for c in self._rules)
+        self._position = {id(c): n for n, c in enumerate(self._rules)}
+        by_action: dict[str | None, list[int]] = {None: []}
+        by_type: dict[str | None, list[int]] = {None: []}
+        for n, compiled in enumerate(self._rules):
+            rule = compiled.rule
+            for action in (None,) if rule.actions is None else rule.actions:
+                by_action.setdefault(action, []).append(n)
+            for kind in (None,) if rule.resources is None else rule.resources:
+                by_type.setdefault(kind, []).append(n)
+        self._by_action, self._by_type = by_action, by_type
+        self._keys: dict[tuple[str | None, str | None], _Key] = {}
+        reaching: dict[str, list[str]] = {}  # role -> the declared roles that reach it
+        for role in policy.roles:
+            for reached in policy.effective_roles((role,)):
+                reaching.setdefault(reached, []).append(role)
+        self._reaching = {role: tuple(roles) for role, roles in reaching.items()}
+        if len(by_action) * len(by_type) > _EAGER_KEYS:
+            return
+        for action in by_action:
+            for kind in by_type:
+                self._key(action, kind)
+        if len(self._keys) * len(policy.roles) <= _EAGER_PLANS:
+            for (action, kind), key in self._keys.items():
+                if action is None or kind is None:
+                    continue  # decisions name the request's own action and type
+                for role in policy.roles:
+                    view = _View(frozenset((role,)), policy.effective_roles((role,)), None)
+                    mask = key.anyone | key.closures.get(role, 0)
+                    self._shared_plan(view, (action, kind), key, mask)
+
+    def _key(self, action: str | None, kind: str | None) -> _Key:
+        """The `_Key` of an action and a resource type, each named by a rule or ``None``."""
+        by_action, by_type = self._by_action, self._by_type
+        these = set(by_action[None])
+        if action is not None:
+            these.update(by_action[action])
+        of_kind = set(by_type[None])
+        if kind is not None:
+            of_kind.update(by_type[kind])
+        picked = sorted(these & of_kind)
+        key = _Key(
+            tuple(self._rules[n] for n in picked),
+            tuple(self._star[n] for n in picked),
+            action is None or kind is None,
+            self._reaching,
+        )
+        self._keys[(action, kind)] = key
+        return key
+
+    def _compile_direct(self, when: Expr, roles: frozenset[str]) -> Direct:
+        """The fast form of a condition; one per condition unless it reads the roles."""
+        direct = self._direct.get(when)
+        if direct is None:
+            direct = compile_direct(when, roles)
+            if not reads_roles(when):
+                self._direct[when] = direct
+        return direct
 
     def __repr__(self) -> str:
         return f"<PolicyEngine rules={len(self._rules)} roles={len(self.policy.roles)}>"
@@ -151,6 +306,11 @@ class PolicyEngine:
         view = self._views.get(subject.roles)
         if view is None:
             view = self._view(subject.roles)
+        else:
+            try:  # noqa: SIM105 - contextlib.suppress costs more on this path
+                self._touch(subject.roles)  # least recently used first out
+            except KeyError:  # another thread evicted it just now
+                pass
         if view.violation is not None:
             return view.violation
         tenant = resource.tenant
@@ -200,12 +360,18 @@ class PolicyEngine:
         request (the cached paths run inline; anything else goes through `evaluate`)."""
         evaluate = self.evaluate
         views = self._views
+        touch = self._touch
         by_subject = self._by_subject
         out: list[Decision] = []
         append = out.append
         for r in requests:
             subject, resource = r.subject, r.resource
             view = views.get(subject.roles)
+            if view is not None:
+                try:
+                    touch(subject.roles)
+                except KeyError:
+                    view = None
             if (
                 r.fields is not None
                 or view is None
@@ -434,46 +600,80 @@ class PolicyEngine:
                     f"and {both[1]!r}",
                 )
                 break
-        view = _View(roles, violation)
-        if len(self._views) >= _CACHE_LIMIT:
-            self._views.clear()
-        self._views[assigned] = view
+        view = _View(assigned, roles, violation)
+        views = self._views
+        views[assigned] = view
+        while len(views) > _ROLE_SETS:
+            self._forget(_evict_oldest(views))
         return view
 
-    def _candidates(self, roles: frozenset[str], key: tuple[str, str]) -> list[Compiled]:
-        action, resource_type = key
-        out = []
-        for compiled in self._rules:
-            rule = compiled.rule
-            if rule.actions is not None and action not in rule.actions:
-                continue
-            if rule.resources is not None and resource_type not in rule.resources:
-                continue
-            if "*" in rule.roles or not rule.roles.isdisjoint(roles):
-                out.append(compiled)
-        return out
+    def _forget(self, view: _View | None) -> None:
+        if view is not None:
+            self._plan_count -= len(view.plans)
+        if not self._views:
+            self._plan_count = 0  # (a count raced by threads starts again from nothing)
+
+    def _candidates(self, view: _View, key: tuple[str, str]) -> tuple[_Key, int]:
+        """The `_Key` of *key* and the mask of the rules that apply to the view's roles: a
+        few dictionary lookups, whatever the size of the policy."""
+        index = self._keys.get(key)  # every (action, type) the rules name, once built
+        if index is None:
+            action, kind = key
+            wild = (
+                action if action in self._by_action else None,
+                kind if kind in self._by_type else None,
+            )
+            index = self._keys.get(wild) or self._key(*wild)
+        mask = index.anyone
+        closures = index.closures
+        for role in view.assigned:
+            mask |= closures.get(role, 0)
+        return index, mask
 
     def _plan(self, view: _View, key: tuple[str, str]) -> _Plan:
-        rules = tuple(self._candidates(view.roles, key))
-        static = None
-        if all(rule.simple for rule in rules):
-            static = self._decide(rules, None, view.roles, key, None, None, None, None, None)
-        plan = _Plan(rules, static, view.roles)
+        """The plan of *key* for *view*, cached in the view. Past _PLANS plans in all
+        views, the least recently used views are evicted."""
+        index, mask = self._candidates(view, key)
+        plan = None if index.wild else index.plans.get(mask)
+        if plan is None:
+            plan = self._shared_plan(view, key, index, mask)
         view.plans[key] = plan
+        self._plan_count += 1
+        if self._plan_count > _PLANS:
+            views = self._views
+            while self._plan_count > _PLANS and views:
+                self._forget(_evict_oldest(views))
+        return plan
+
+    def _shared_plan(self, view: _View, key: tuple[str, str], index: _Key, mask: int) -> _Plan:
+        """The plan of the rules of *mask*: shared by the role sets with those candidates."""
+        plans = index.plans
+        plan = None if index.wild else plans.get(mask)
+        if plan is None:
+            rules = index.pick(mask)
+            static = None
+            if all(rule.simple for rule in rules):
+                static = self._decide(rules, None, view.roles, key, None, None, None, None, None)
+            plan = _Plan(rules, static, view.roles, self._compile_direct)
+            if plan.shared and not index.wild:
+                plans[mask] = plan
+                while len(plans) > _SHARED_PER_KEY:
+                    _evict_oldest(plans)
         return plan
 
     def _subject_rules(
         self, subject: Subject, view: _View, key: tuple[str, str]
     ) -> tuple[Compiled, ...]:
         action, resource_type = key
-        own = {
-            c.id
-            for c in self._by_subject[subject.id]
-            if (c.rule.actions is None or action in c.rule.actions)
-            and (c.rule.resources is None or resource_type in c.rule.resources)
-        }
-        by_role = {c.id for c in self._candidates(view.roles, key)}
-        return tuple(c for c in self._rules if c.id in own or c.id in by_role)
+        index, mask = self._candidates(view, key)
+        position = self._position
+        chosen = {position[id(c)]: c for c in index.pick(mask)}
+        for c in self._by_subject[subject.id]:
+            if (c.rule.actions is None or action in c.rule.actions) and (
+                c.rule.resources is None or resource_type in c.rule.resources
+            ):
+                chosen[position[id(c)]] = c
+        return tuple(chosen[n] for n in sorted(chosen))
 
     # --- the decision ------------------------------------------------------------------------
 

@@ -48,6 +48,7 @@ __all__ = [
     "kind",
     "mfa_fresh",
     "parse",
+    "reads_roles",
     "unparse",
 ]
 
@@ -334,6 +335,12 @@ def _direct_equal(expr: Compare) -> Direct | None:
         return _equal(x, value) is not negate
 
     return literal_equal
+
+
+def reads_roles(expr: Expr) -> bool:
+    """Whether the condition reads ``subject.roles`` (its compiled form then depends on the
+    subject's effective roles, and cannot be shared between role sets)."""
+    return any(a.root == "subject" and a.path[0] == "roles" for a in attributes(expr))
 
 
 def compile_direct(expr: Expr, roles: frozenset[str]) -> Direct:

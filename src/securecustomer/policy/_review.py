@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections import deque
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, ClassVar, Final
@@ -79,33 +80,53 @@ class Grant:
         )
 
 
+def role_paths(policy: Policy, start: str) -> dict[str, tuple[str, ...]]:
+    """The shortest inheritance path from *start* to each role it reaches (both included):
+    one breadth-first search, parents in declaration order, so that ties go to the path
+    found first."""
+    paths: dict[str, tuple[str, ...]] = {start: (start,)}
+    queue: deque[tuple[str, ...]] = deque(((start,),))
+    while queue:
+        path = queue.popleft()
+        for parent in policy.roles.get(path[-1], ()):
+            if parent not in paths:
+                paths[parent] = (*path, parent)
+                queue.append((*path, parent))
+    return paths
+
+
 def role_path(policy: Policy, start: str, target: str) -> tuple[str, ...] | None:
     """The shortest inheritance path from *start* to *target* (both included), or None."""
-    if start == target:
-        return (start,)
-    queue: list[tuple[str, ...]] = [(start,)]
-    seen = {start}
-    while queue:
-        path = queue.pop(0)
-        for parent in policy.roles.get(path[-1], ()):
-            if parent == target:
-                return (*path, parent)
-            if parent not in seen:
-                seen.add(parent)
-                queue.append((*path, parent))
-    return None
+    return role_paths(policy, start).get(target)
 
 
-def _rule_via(policy: Policy, rule: Rule, roles: Iterable[str]) -> tuple[str, ...] | None:
-    if "*" in rule.roles:
-        return ("*",)
-    best: tuple[str, ...] | None = None
-    for start in sorted(roles):
-        for target in sorted(rule.roles):
-            path = role_path(policy, start, target)
-            if path is not None and (best is None or len(path) < len(best)):
-                best = path
-    return best
+class _Paths:
+    """`role_paths` of each role asked for, computed once per role."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.cache: dict[str, dict[str, tuple[str, ...]]] = {}
+
+    def of(self, start: str) -> dict[str, tuple[str, ...]]:
+        paths = self.cache.get(start)
+        if paths is None:
+            paths = self.cache[start] = role_paths(self.policy, start)
+        return paths
+
+    def via(self, rule: Rule, roles: Iterable[str]) -> tuple[str, ...] | None:
+        """The shortest path from one of *roles* to one of the rule's roles (the first in
+        name order on a tie), ``("*",)`` for a rule for anyone."""
+        if "*" in rule.roles:
+            return ("*",)
+        best: tuple[str, ...] | None = None
+        targets = sorted(rule.roles)
+        for start in sorted(roles):
+            paths = self.of(start)
+            for target in targets:
+                path = paths.get(target)
+                if path is not None and (best is None or len(path) < len(best)):
+                    best = path
+        return best
 
 
 def _matches(rule: Rule, action: str, resource_type: str, field: str | None) -> bool:
@@ -121,8 +142,12 @@ def who_can(policy: Policy, action: str, resource_type: str, field: str | None) 
 
     Roles that an unconditional deny always stops are left out; conditional grants are
     included with their conditions, so the answer over-approximates, never hides access.
+
+    Cost: one pass over the rules, one breadth-first search of the inheritance graph per
+    role (together, the size of the inheritance closure), then, per matching allow rule,
+    only the roles that reach one of its roles: linear in the size of the policy and of
+    the answer, not roles x rules.
     """
-    grants: list[Grant] = []
     denies = [
         rule
         for rule in policy.rules
@@ -133,22 +158,40 @@ def who_can(policy: Policy, action: str, resource_type: str, field: str | None) 
         and _matches(rule, action, resource_type, None)
         and (rule.fields is None or (field is not None and field in rule.fields))
     ]
-    for role in sorted({*policy.roles, *(r for rule in policy.rules for r in rule.roles)}):
-        effective = policy.effective_roles([role])
-        if any("*" in d.roles or not d.roles.isdisjoint(effective) for d in denies):
+    denied_roles = frozenset(r for d in denies for r in d.roles)
+    denied_subjects = frozenset(s for d in denies for s in d.subjects)
+    everyone_denied = "*" in denied_roles
+    roles = sorted({*policy.roles, *(r for rule in policy.rules for r in rule.roles)})
+    allowed = [
+        role
+        for role in roles
+        if not everyone_denied and denied_roles.isdisjoint(policy.effective_roles([role]))
+    ]
+    paths = _Paths(policy)
+    reaching: dict[str, list[str]] = {}  # role -> the allowed roles that reach it
+    for role in allowed:
+        if role != "*":
+            for reached in paths.of(role):
+                reaching.setdefault(reached, []).append(role)
+    order = {role: n for n, role in enumerate(allowed)}
+    by_role: dict[str, list[Grant]] = {}
+    for rule in policy.rules:
+        if not rule.allow or not _matches(rule, action, resource_type, field):
             continue
-        for rule in policy.rules:
-            if not rule.allow or not _matches(rule, action, resource_type, field):
-                continue
-            via = _rule_via(policy, rule, [role]) if role != "*" else None
-            if role == "*" and "*" in rule.roles:
-                via = ("*",)
+        if "*" in rule.roles:
+            starts: Iterable[str] = allowed
+        else:
+            found = {start for target in rule.roles for start in reaching.get(target, ())}
+            starts = sorted(found, key=order.__getitem__)
+        for role in starts:
+            via = ("*",) if "*" in rule.roles else paths.via(rule, [role])
             if via is not None:
-                grants.append(Grant.of(f"role:{role}", rule, via))
+                by_role.setdefault(role, []).append(Grant.of(f"role:{role}", rule, via))
+    grants = [grant for role in allowed for grant in by_role.get(role, ())]
     for rule in policy.rules:
         if rule.allow and _matches(rule, action, resource_type, field):
             for subject_id in sorted(rule.subjects):
-                if not any("*" in d.roles or subject_id in d.subjects for d in denies):
+                if not everyone_denied and subject_id not in denied_subjects:
                     grants.append(Grant.of(f"subject:{subject_id}", rule, ()))
     return grants
 
@@ -225,20 +268,33 @@ def review(
     policy = engine.policy
     rows: list[dict[str, str]] = []
     violations: list[tuple[str, str]] = []
+    # The rules of each role, of anyone and of each subject id, by position: a subject's
+    # rows come from its own roles' lists, not from a pass over every rule.
+    by_role: dict[str, list[int]] = {}
+    by_subject: dict[str, list[int]] = {}
+    anyone: list[int] = []
+    for n, rule in enumerate(policy.rules):
+        if "*" in rule.roles:
+            anyone.append(n)
+        for role in rule.roles:
+            by_role.setdefault(role, []).append(n)
+        for subject_id in rule.subjects:
+            by_subject.setdefault(subject_id, []).append(n)
+    paths = _Paths(policy)
     for subject in sorted(subjects, key=lambda s: s.id):
         probe = engine.evaluate(subject, "\0review", Resource("\0review"))
         if probe.reason.startswith("denied: separation of duties"):
             violations.append((subject.id, probe.reason))
-        effective = policy.effective_roles(subject.roles)
-        for rule in policy.rules:
-            if subject.id in rule.subjects:
+        own = set(by_subject.get(subject.id, ()))
+        applying = own.union(anyone)
+        for role in policy.effective_roles(subject.roles):
+            applying.update(by_role.get(role, ()))
+        for n in sorted(applying):
+            rule = policy.rules[n]
+            if n in own:
                 via: tuple[str, ...] | None = (f"subject:{subject.id}",)
-            elif "*" in rule.roles:
-                via = ("*",)
-            elif rule.roles.isdisjoint(effective):
-                continue
             else:
-                via = _rule_via(policy, rule, subject.roles)
+                via = paths.via(rule, subject.roles)
             rows.append(_row(subject, rule, via or ()))
     return AccessReview(tuple(rows), tuple(violations))
 
